@@ -1,0 +1,115 @@
+"""The CNN's structure, a short training run end to end, resuming, and learning on real data."""
+
+from __future__ import annotations
+
+import json
+
+import keras
+import numpy as np
+import pytest
+
+import fer_common as fc
+import train_cnn
+from conftest import FER2013
+
+
+def run(data, tmp_path, *extra):
+    args = ["--data", str(data), "--models-dir", str(tmp_path / "models"),
+            "--plots-dir", str(tmp_path / "plots"), "--cache-dir", str(tmp_path / "cache"),
+            "--batch-size", "32", "--name", "t", *extra]
+    return train_cnn.train(train_cnn.parse_args(args))
+
+
+def test_seed_architecture_matches_the_recipe():
+    model = train_cnn.build_model()
+    assert model.count_params() == 4_743_431
+    assert model.output_shape == (None, 7)
+    convs = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
+    assert [(c.filters, c.kernel_size) for c in convs] == [(64, (3, 3)), (128, (5, 5)),
+                                                         (512, (3, 3)), (512, (3, 3))]
+    dense = [layer.units for layer in model.layers if isinstance(layer, keras.layers.Dense)]
+    assert dense == [256, 512, 512, 7]
+    kinds = [type(layer).__name__ for layer in model.layers]
+    block = ["Conv2D", "BatchNormalization", "Activation", "MaxPooling2D", "Dropout"]
+    start = kinds.index("Conv2D")
+    assert kinds[start:start + 20] == block * 4
+    dropouts = [layer.rate for layer in model.layers if isinstance(layer, keras.layers.Dropout)]
+    assert dropouts == [0.25] * 6 + [0.22]
+    proba = model(np.zeros((2, 48, 48, 1), np.float32))
+    np.testing.assert_allclose(np.sum(proba, axis=1), 1, rtol=1e-5)
+
+
+def test_augmentation_only_changes_training_forward_pass():
+    model = train_cnn.build_model(augment=True, arch="vgg")
+    x = np.random.default_rng(0).uniform(0, 255, (4, 48, 48, 1)).astype(np.float32)
+    np.testing.assert_allclose(model(x, training=False), model(x, training=False), rtol=1e-6)
+    assert any(layer.name.startswith("aug_") for layer in model.layers)
+
+
+def test_short_training_writes_outputs_and_reloads_identically(training_dir, tmp_path, capsys):
+    metrics = run(training_dir, tmp_path, "--epochs", "2", "--augment", "--class-weights")
+    models, plots = tmp_path / "models", tmp_path / "plots"
+    for name in ("t_loss.png", "t_accuracy.png", "t_confusion.png"):
+        assert (plots / name).stat().st_size > 10_000
+    saved = json.loads((models / "t_metrics.json").read_text())
+    assert saved["test_accuracy"] == metrics["test_accuracy"]
+    assert set(saved["per_class"]) == set(fc.CLASS_NAMES)
+    assert len(saved["history"]["val_loss"]) == 2
+    assert "test accuracy" in capsys.readouterr().out
+
+    model, names = fc.load_model(models / "t.keras")
+    assert names == fc.CLASS_NAMES
+    assert not any(layer.name.startswith("aug_") for layer in model.layers)
+    data = fc.load_dataset(training_dir, cache_dir=tmp_path / "cache", progress=False)
+    proba = fc.predict_proba(model, data.test.x)
+    again, _ = fc.load_model(models / "t.keras")
+    np.testing.assert_allclose(fc.predict_proba(again, data.test.x), proba, rtol=1e-5, atol=1e-6)
+    assert np.mean(proba.argmax(1) == data.test.y) == pytest.approx(saved["test_accuracy"])
+
+
+def test_interrupted_training_resumes_where_it_stopped(training_dir, tmp_path, monkeypatch, capsys):
+    original = train_cnn.EpochCheckpoint.on_epoch_end
+
+    def stop_after_second_epoch(self, epoch, logs=None):
+        original(self, epoch, logs)
+        if epoch == 1:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(train_cnn.EpochCheckpoint, "on_epoch_end", stop_after_second_epoch)
+    with pytest.raises(SystemExit) as stopped:
+        run(training_dir, tmp_path, "--epochs", "3", "--arch", "vgg")
+    assert stopped.value.code == 130
+    state = json.loads((tmp_path / "models" / "checkpoints" / "t" / "state.json").read_text())
+    assert state["epoch"] == 2
+    monkeypatch.undo()
+
+    metrics = run(training_dir, tmp_path, "--epochs", "3", "--arch", "vgg")
+    assert "resuming" in capsys.readouterr().out
+    assert metrics["epochs_trained"] == 3
+    assert metrics["history"]["loss"][:2] == state["history"]["loss"]
+
+
+def test_resume_with_other_settings_is_refused(training_dir, tmp_path, capsys):
+    run(training_dir, tmp_path, "--epochs", "1", "--arch", "vgg")
+    with pytest.raises(SystemExit):
+        run(training_dir, tmp_path, "--epochs", "2", "--arch", "vgg", "--lr", "0.01")
+    assert "--fresh" in capsys.readouterr().err
+
+
+def test_bad_data_path_is_one_clear_error(tmp_path, capsys):
+    with pytest.raises(SystemExit) as stopped:
+        train_cnn.main(["--data", str(tmp_path / "nope"), "--models-dir", str(tmp_path)])
+    assert stopped.value.code == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not FER2013.exists(), reason="FER2013 not at ../shared/data/fer2013")
+def test_learns_real_expressions(tmp_path):
+    """A short run on 2,000 real faces must clearly beat always answering the majority class."""
+    metrics = run(FER2013, tmp_path, "--limit", "2000", "--epochs", "3", "--arch", "vgg",
+                  "--batch-size", "64")
+    counts = [row["support"] for row in metrics["per_class"].values()]
+    majority = max(counts) / sum(counts)
+    print(f"test accuracy {metrics['test_accuracy']:.3f} vs majority rate {majority:.3f}")
+    assert metrics["test_accuracy"] > majority + 0.05
