@@ -258,7 +258,7 @@ def _fingerprint(parts) -> str:
     return h.hexdigest()[:20]
 
 
-def _atomic_savez(path: Path, **arrays) -> None:
+def atomic_savez(path: Path, **arrays) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp.npz")
     os.close(fd)
@@ -296,7 +296,7 @@ def _load_raw(layout: str, paths: dict[str, Path], cache_dir: Path | None, progr
     else:
         x, y, group, _ = _decode_files(items, progress)
     if cache_file:
-        _atomic_savez(cache_file, x=x, y=y, group=group)
+        atomic_savez(cache_file, x=x, y=y, group=group)
     return x, y, group
 
 

@@ -264,7 +264,9 @@ class FaceSmoother:
             track.history.append(np.asarray(proba, float))
             smoothed.append(np.mean(track.history, axis=0))
             ids.append(track.track_id)
-        return np.array(smoothed).reshape(len(boxes), -1), ids
+        if not smoothed:
+            return np.zeros((0, np.shape(probabilities)[-1] if np.ndim(probabilities) == 2 else 0)), ids
+        return np.array(smoothed), ids
 
 
 # --------------------------------------------------------------------------- drawing and logs
