@@ -21,10 +21,11 @@ def main(argv=None) -> dict:
     p.add_argument("--tta", action="store_true", help="average with the mirrored face")
     p.add_argument("--confusion", type=Path, help="also save the confusion matrix as this PNG")
     p.add_argument("--json", type=Path, help="also save the report as JSON")
+    p.add_argument("--cache-dir", type=Path, default=fc.DEFAULT_CACHE_DIR)
     args = p.parse_args(argv)
     try:
         model, class_names = fc.load_model(args.model)
-        data = fc.load_dataset(args.data)
+        data = fc.load_dataset(args.data, cache_dir=args.cache_dir)
     except (fc.DatasetError, fc.ModelFileError) as exc:
         fc.fail(str(exc))
     split = data.test if args.split == "test" else data.val

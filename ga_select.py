@@ -317,6 +317,7 @@ def plot_progress(log: list, path: Path) -> Path:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     gens = [r["generation"] for r in log]
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(7, 6), sharex=True)
@@ -329,6 +330,7 @@ def plot_progress(log: list, path: Path) -> Path:
     bottom.plot(gens, [r["best_features"] for r in log], "o-", label="features in best mask")
     bottom.plot(gens, [r["mean_features"] for r in log], "s-", label="mean features in population")
     bottom.set_xlabel("generation")
+    bottom.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     bottom.set_ylabel("selected features")
     bottom.legend()
     bottom.grid(alpha=0.3)
@@ -344,7 +346,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", required=True, help="dataset folder or fer2013.csv")
     p.add_argument("--weights", default="imagenet", help="'imagenet' (download) or a local weights file")
-    p.add_argument("--size", type=int, default=71, help="Xception input size in pixels (>= 71)")
+    p.add_argument("--size", type=int, default=139,
+                   help="Xception input size in pixels (>= 71; 139 gave the best validation accuracy, see README)")
     p.add_argument("--train-limit", type=int, default=6000, help="stratified training subset (0 = all)")
     p.add_argument("--test-limit", type=int, default=0, help="stratified test subset (0 = all)")
     p.add_argument("--population", type=int, default=30)

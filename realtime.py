@@ -143,7 +143,7 @@ class FaceDetector:
     """Haar cascade on a downscaled grey frame; boxes are mapped back to the full frame."""
 
     def __init__(self, cascade: str | Path = DEFAULT_CASCADE, scale: float = 0.5,
-                 scale_factor: float = 1.2, min_neighbors: int = 5, min_face: int = 40):
+                 scale_factor: float = 1.2, min_neighbors: int = 5, min_face: int = 60):
         if not 0 < scale <= 1:
             raise ValueError("--detect-scale must be in (0, 1]")
         self.cascade = cv2.CascadeClassifier(str(cascade))
@@ -440,7 +440,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="downscale factor of the frame the detector sees")
     p.add_argument("--scale-factor", type=float, default=1.2, help="Haar detectMultiScale scaleFactor")
     p.add_argument("--min-neighbors", type=int, default=5, help="Haar detectMultiScale minNeighbors")
-    p.add_argument("--min-face", type=int, default=40, help="smallest face side in pixels")
+    p.add_argument("--min-face", type=int, default=60, help="smallest face side in pixels")
     p.add_argument("--max-frames", type=int, default=0, help="stop after N frames (0 = until the end)")
     args = p.parse_args(argv)
     if args.smooth < 1 or args.detect_every < 1:

@@ -8,6 +8,7 @@ import keras
 import numpy as np
 import pytest
 
+import evaluate
 import fer_common as fc
 import train_cnn
 from conftest import FER2013
@@ -65,21 +66,31 @@ def test_short_training_writes_outputs_and_reloads_identically(training_dir, tmp
     again, _ = fc.load_model(models / "t.keras")
     np.testing.assert_allclose(fc.predict_proba(again, data.test.x), proba, rtol=1e-5, atol=1e-6)
     assert np.mean(proba.argmax(1) == data.test.y) == pytest.approx(saved["test_accuracy"])
+    report = evaluate.main(["--model", str(models / "t.keras"), "--data", str(training_dir),
+                            "--cache-dir", str(tmp_path / "cache"), "--confusion", str(plots / "eval.png")])
+    assert report["accuracy"] == pytest.approx(saved["test_accuracy"])
+    assert (plots / "eval.png").exists()
+
+
+def interrupt_after_epoch(monkeypatch, stop_epoch: int) -> None:
+    """Make training raise KeyboardInterrupt right after epoch `stop_epoch` is checkpointed."""
+    original = train_cnn.EpochCheckpoint.on_epoch_end
+
+    def on_epoch_end(self, epoch, logs=None):
+        original(self, epoch, logs)
+        if epoch == stop_epoch:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(train_cnn.EpochCheckpoint, "on_epoch_end", on_epoch_end)
 
 
 def test_interrupted_training_resumes_where_it_stopped(training_dir, tmp_path, monkeypatch, capsys):
-    original = train_cnn.EpochCheckpoint.on_epoch_end
-
-    def stop_after_second_epoch(self, epoch, logs=None):
-        original(self, epoch, logs)
-        if epoch == 1:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(train_cnn.EpochCheckpoint, "on_epoch_end", stop_after_second_epoch)
+    interrupt_after_epoch(monkeypatch, 1)
     with pytest.raises(SystemExit) as stopped:
         run(training_dir, tmp_path, "--epochs", "3", "--arch", "vgg")
     assert stopped.value.code == 130
-    state = json.loads((tmp_path / "models" / "checkpoints" / "t" / "state.json").read_text())
+    checkpoints = tmp_path / "models" / "checkpoints" / "t"
+    state = json.loads((checkpoints / "state.json").read_text())
     assert state["epoch"] == 2
     monkeypatch.undo()
 
@@ -87,13 +98,18 @@ def test_interrupted_training_resumes_where_it_stopped(training_dir, tmp_path, m
     assert "resuming" in capsys.readouterr().out
     assert metrics["epochs_trained"] == 3
     assert metrics["history"]["loss"][:2] == state["history"]["loss"]
+    assert not checkpoints.exists()  # a finished run leaves no checkpoint behind
 
 
-def test_resume_with_other_settings_is_refused(training_dir, tmp_path, capsys):
-    run(training_dir, tmp_path, "--epochs", "1", "--arch", "vgg")
+def test_resume_with_other_settings_is_refused(training_dir, tmp_path, monkeypatch, capsys):
+    interrupt_after_epoch(monkeypatch, 0)
     with pytest.raises(SystemExit):
+        run(training_dir, tmp_path, "--epochs", "2", "--arch", "vgg")
+    monkeypatch.undo()
+    with pytest.raises(SystemExit) as refused:
         run(training_dir, tmp_path, "--epochs", "2", "--arch", "vgg", "--lr", "0.01")
-    assert "--fresh" in capsys.readouterr().err
+    assert refused.value.code == 2
+    assert "different settings (lr)" in capsys.readouterr().err
 
 
 def test_bad_data_path_is_one_clear_error(tmp_path, capsys):
