@@ -89,6 +89,7 @@ def open_source(source: str) -> tuple[Iterator[np.ndarray], float, bool]:
     if source == "demo":
         return demo_frames(), 30.0, False
     if source.isdigit():
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)  # our message says it better
         return _capture_frames(cv2.VideoCapture(int(source)), source, camera=True), 30.0, False
     path = Path(source).expanduser()
     if not path.exists():
@@ -122,18 +123,33 @@ def _capture_frames(capture, source: str, camera: bool) -> Iterator[np.ndarray]:
                 f"by another program, try another index (--source 1), or use a file or --source demo.")
         raise SourceError(f"could not read video {source}: the file is damaged or its codec is not "
                           f"supported by OpenCV; convert it to .mp4 (H.264) or .avi (MJPG).")
+    return _read_frames(capture, source, camera)
+
+
+def _read_frames(capture, source: str, camera: bool) -> Iterator[np.ndarray]:
     try:
         first = True
         while True:
             ok, frame = capture.read()
             if not ok:
-                if first and not camera:
-                    raise SourceError(f"video {source} has no readable frames; convert it to .mp4 or .avi.")
+                if first:
+                    raise SourceError(f"{'camera' if camera else 'video'} {source} gave no frames; "
+                                      f"try another camera index, or convert the video to .mp4 or .avi.")
                 return
             first = False
             yield frame
     finally:
         capture.release()
+
+
+def open_window(name: str) -> None:
+    """Open the display window, or say how to get a GUI-enabled OpenCV."""
+    try:
+        cv2.namedWindow(name, cv2.WINDOW_NORMAL)
+    except cv2.error:
+        raise SourceError("this OpenCV build has no window support (opencv-python-headless). For the "
+                          "live window run `pip uninstall -y opencv-python-headless && pip install "
+                          "'opencv-python<5'`, or add --no-display (with --output to save the video).") from None
 
 
 # --------------------------------------------------------------------------- detection
@@ -365,22 +381,22 @@ class Pipeline:
 
 def show(window: str, canvas: np.ndarray) -> bool:
     """Show a frame; False when the user pressed q or Esc or closed the window."""
-    try:
-        cv2.imshow(window, canvas)
-        key = cv2.waitKey(1) & 0xFF
-    except cv2.error:
-        raise SourceError("this OpenCV build has no window support (opencv-python-headless). For the "
-                          "live window run `pip uninstall -y opencv-python-headless && pip install "
-                          "'opencv-python<5'`, or add --no-display (with --output to save the video).") from None
+    cv2.imshow(window, canvas)
+    key = cv2.waitKey(1) & 0xFF
     return key not in (ord("q"), 27) and cv2.getWindowProperty(window, cv2.WND_PROP_VISIBLE) >= 1
 
 
+WINDOW = "Facial expression (q to quit)"
+
+
 def run(args: argparse.Namespace) -> dict:
+    frames, source_fps, still = open_source(args.source)
+    if not args.no_display:
+        open_window(WINDOW)
     classifier = ExpressionClassifier(args.model)
     pipeline = Pipeline(FaceDetector(args.cascade, args.detect_scale, args.scale_factor,
                                      args.min_neighbors, args.min_face),
                         classifier, FaceSmoother(window=args.smooth), max(args.detect_every, 1))
-    frames, source_fps, still = open_source(args.source)
     if still:
         pipeline.detect_every, pipeline.smoother.window = 1, 1
     log = FaceLog(args.log, classifier.class_names) if args.log else None
@@ -403,7 +419,7 @@ def run(args: argparse.Namespace) -> dict:
                 else:
                     cv2.imwrite(str(output if n_frames == 0 else output.with_stem(f"{output.stem}_{n_frames}")), canvas)
             n_frames, n_faces = n_frames + 1, n_faces + len(boxes)
-            if not args.no_display and not show("Facial expression (q to quit)", canvas):
+            if not args.no_display and not show(WINDOW, canvas):
                 break
             if args.max_frames and n_frames >= args.max_frames:
                 break

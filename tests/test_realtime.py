@@ -131,3 +131,14 @@ def test_classifier_matches_the_training_preprocessing(model_path):
     crops = [rng.integers(0, 256, (60 + 10 * i, 55 + 7 * i), dtype=np.uint8) for i in range(3)]
     expected = fc.predict_proba(classifier.model, np.stack([fc.prepare_face(c) for c in crops]))
     np.testing.assert_allclose(classifier(crops), expected, rtol=1e-4, atol=1e-5)
+
+
+def test_missing_window_support_says_how_to_get_it(model_path, monkeypatch, capsys):
+    def no_gui(*_):
+        raise cv2.error("The function is not implemented")
+
+    monkeypatch.setattr(cv2, "namedWindow", no_gui)
+    with pytest.raises(SystemExit):
+        realtime.main(["--source", "demo", "--model", str(model_path)])
+    err = capsys.readouterr().err
+    assert "no window support" in err and "--no-display" in err
