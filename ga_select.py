@@ -110,7 +110,7 @@ class GAConfig:
     population: int = 30
     generations: int = 20
     crossover: float = 0.7
-    mutation: float = 0.2          # chance an individual is mutated
+    mutation: float = 0.5          # chance an individual is mutated
     bit_flip: float = 0.01         # chance each bit flips in a mutated individual
     init_rate: float = 0.1         # share of features switched on in the first population
     tournament: int = 3
@@ -118,8 +118,8 @@ class GAConfig:
     penalty: float = 0.02          # fitness loss for selecting every feature
     trees: int = 50
     cv: int = 0                    # 0: one held-out split; k >= 2: k-fold CV
-    fitness_samples: int = 3000    # training rows used for fitness (stratified subsample)
-    patience: int = 6              # stop after this many generations without improvement
+    fitness_samples: int = 4000    # training rows used for fitness (stratified subsample)
+    patience: int = 8              # stop after this many generations without improvement
     jobs: int = 2
     seed: int = 0
 
@@ -353,7 +353,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--population", type=int, default=30)
     p.add_argument("--generations", type=int, default=20)
     p.add_argument("--crossover", type=float, default=0.7)
-    p.add_argument("--mutation", type=float, default=0.2)
+    p.add_argument("--mutation", type=float, default=0.5)
     p.add_argument("--bit-flip", type=float, default=0.01)
     p.add_argument("--init-rate", type=float, default=0.1)
     p.add_argument("--tournament", type=int, default=3)
@@ -362,8 +362,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--trees", type=int, default=50, help="trees per fitness forest")
     p.add_argument("--final-trees", type=int, default=300, help="trees in the final and baseline forests")
     p.add_argument("--cv", type=int, default=0, help="k-fold CV for fitness (0 = one held-out split)")
-    p.add_argument("--fitness-samples", type=int, default=3000, help="training rows used for fitness (0 = all)")
-    p.add_argument("--patience", type=int, default=6)
+    p.add_argument("--fitness-samples", type=int, default=4000, help="training rows used for fitness (0 = all)")
+    p.add_argument("--patience", type=int, default=8)
     p.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--cache-dir", type=Path, default=fc.DEFAULT_CACHE_DIR)
