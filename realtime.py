@@ -145,7 +145,7 @@ def _read_frames(capture, source: str, camera: bool) -> Iterator[np.ndarray]:
 def open_window(name: str) -> None:
     """Open the display window, or say how to get a GUI-enabled OpenCV."""
     try:
-        cv2.namedWindow(name, cv2.WINDOW_NORMAL)
+        cv2.namedWindow(name, cv2.WINDOW_AUTOSIZE)
     except cv2.error:
         raise SourceError("this OpenCV build has no window support (opencv-python-headless). For the "
                           "live window run `pip uninstall -y opencv-python-headless && pip install "
