@@ -41,11 +41,11 @@ def fresh_model(mixed: bool):
     return model
 
 
-def time_fit(model, fit_source, steps: int, warmup: int, batch_size: int, **fit_kwargs) -> float:
+def time_fit(model, fit_source, steps: int, warmup: int, images_per_step: int, **fit_kwargs) -> float:
     timer = StepTimer(warmup)
     model.fit(fit_source, steps_per_epoch=warmup + steps, epochs=1, verbose=0, callbacks=[timer],
               **fit_kwargs)
-    return steps * batch_size / (timer.end - timer.start)
+    return steps * images_per_step / (timer.end - timer.start)
 
 
 def main() -> None:
@@ -63,7 +63,10 @@ def main() -> None:
     in_memory = time_fit(fresh_model(args.mixed_precision), x, args.steps, args.warmup,
                          args.batch_size, y=y, batch_size=args.batch_size, shuffle=True)
 
-    from keras.preprocessing.image import ImageDataGenerator
+    try:
+        from keras.preprocessing.image import ImageDataGenerator
+    except ImportError:  # gone from the public API in recent Keras 3; the legacy code still ships
+        from keras.src.legacy.preprocessing.image import ImageDataGenerator
 
     flow = ImageDataGenerator().flow_from_directory(
         str(args.data / "train"), target_size=(48, 48), color_mode="grayscale",
