@@ -258,10 +258,19 @@ def _fingerprint(parts) -> str:
     return h.hexdigest()[:20]
 
 
-def atomic_savez(path: Path, **arrays) -> None:
+def _temp_beside(path: Path, suffix: str) -> str:
+    """A temporary file in path's folder (so os.replace is atomic), with normal permissions."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp.npz")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=suffix)
     os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
+    return tmp
+
+
+def atomic_savez(path: Path, **arrays) -> None:
+    tmp = _temp_beside(path, ".tmp.npz")
     try:
         np.savez(tmp, **arrays)
         os.replace(tmp, path)
@@ -379,9 +388,7 @@ def load_dataset(root: str | os.PathLike, *, val_fraction: float = 0.1, test_fra
 def save_model(model, path: str | os.PathLike, class_names=CLASS_NAMES) -> Path:
     """Save a Keras model with its class names inside the .keras archive, atomically."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp.keras")
-    os.close(fd)
+    tmp = _temp_beside(path, ".tmp.keras")
     try:
         model.save(tmp)
         with zipfile.ZipFile(tmp, "a") as archive:

@@ -406,7 +406,7 @@ def run(args: argparse.Namespace) -> dict:
     np.save(args.models_dir / "ga_mask.npy", ga.mask)
     import joblib
 
-    joblib.dump(comparison["ga_forest"], args.models_dir / "ga_forest.joblib")
+    joblib.dump(comparison["ga_forest"], args.models_dir / "ga_forest.joblib", compress=3)
     plot = plot_progress(ga.log, args.plots_dir / "ga_progress.png")
     report = {"table": comparison["rows"], "selected_features": np.flatnonzero(ga.mask).tolist(),
               "ga": {"fitness": ga.fitness, "fitness_accuracy": ga.accuracy, "forests_fitted": ga.evaluations,
