@@ -223,8 +223,8 @@ def inference_copy(trained):
     """A float32, uncompiled copy of the trained model without augmentation or optimizer state:
     what gets shipped (smaller file, no training-only layers)."""
     keras.mixed_precision.set_global_policy("float32")
-    arch = "vgg" if trained.name.endswith("vgg") else "seed"
-    clean = build_model(num_classes=trained.output_shape[-1], augment=False, arch=arch)
+    clean = build_model(num_classes=trained.output_shape[-1], augment=False,
+                        arch=trained.name.removeprefix("fer_"))
     for layer in clean.layers:
         if layer.weights:
             layer.set_weights(trained.get_layer(layer.name).get_weights())

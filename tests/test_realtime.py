@@ -142,3 +142,21 @@ def test_missing_window_support_says_how_to_get_it(model_path, monkeypatch, caps
         realtime.main(["--source", "demo", "--model", str(model_path)])
     err = capsys.readouterr().err
     assert "no window support" in err and "--no-display" in err
+
+
+SHIPPED = fc.DEFAULT_MODEL_PATH
+
+
+@pytest.mark.skipif(not SHIPPED.exists(), reason="no shipped model at models/fer_cnn.keras")
+def test_shipped_model_is_small_safe_and_labels_the_demo_face(tmp_path):
+    import keras
+
+    assert SHIPPED.stat().st_size < 20 * 2**20
+    model = keras.models.load_model(SHIPPED, safe_mode=True, compile=False)
+    assert model.output_shape == (None, 7) and fc.read_class_names(SHIPPED) == fc.CLASS_NAMES
+    log = tmp_path / "demo.jsonl"
+    summary = realtime.run(realtime.parse_args(["--source", "demo", "--no-display", "--max-frames", "10",
+                                                "--log", str(log)]))  # the default --model
+    assert summary["faces"] == 10
+    labels = {json.loads(line)["label"] for line in log.read_text().splitlines()}
+    assert labels <= set(fc.CLASS_NAMES) and len(labels) >= 1
