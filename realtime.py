@@ -379,10 +379,34 @@ class Pipeline:
         return self.boxes, smoothed, ids
 
 
-def show(window: str, canvas: np.ndarray) -> bool:
-    """Show a frame; False when the user pressed q or Esc or closed the window."""
+class AnnotatedOutput:
+    """Writes annotated frames to a video (.mp4/.avi) or to images (.jpg/.png, numbered after
+    the first) as they come."""
+
+    def __init__(self, path: str | Path, fps: float):
+        self.path, self.fps, self.writer, self.count = Path(path), fps, None, 0
+        self.is_video = self.path.suffix.lower() not in fc.IMAGE_SUFFIXES
+
+    def write(self, canvas: np.ndarray) -> None:
+        if self.is_video:
+            self.writer = self.writer or open_video_writer(self.path, self.fps, canvas)
+            self.writer.write(canvas)
+        else:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            name = self.path if self.count == 0 else self.path.with_stem(f"{self.path.stem}_{self.count}")
+            cv2.imwrite(str(name), canvas)
+        self.count += 1
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.release()
+
+
+def show(window: str, canvas: np.ndarray, wait: bool = False) -> bool:
+    """Show a frame (``wait``: until a key is pressed); False when the user pressed q or Esc
+    or closed the window."""
     cv2.imshow(window, canvas)
-    key = cv2.waitKey(1) & 0xFF
+    key = cv2.waitKey(0 if wait else 1) & 0xFF
     return key not in (ord("q"), 27) and cv2.getWindowProperty(window, cv2.WND_PROP_VISIBLE) >= 1
 
 
@@ -400,8 +424,7 @@ def run(args: argparse.Namespace) -> dict:
     if still:
         pipeline.detect_every, pipeline.smoother.window = 1, 1
     log = FaceLog(args.log, classifier.class_names) if args.log else None
-    writer, output = None, Path(args.output) if args.output else None
-    video_out = output is not None and output.suffix.lower() not in fc.IMAGE_SUFFIXES
+    output = AnnotatedOutput(args.output, source_fps) if args.output else None
     started, last, fps, n_frames, n_faces = time.perf_counter(), time.perf_counter(), None, 0, 0
     try:
         for frame in frames:
@@ -412,20 +435,16 @@ def run(args: argparse.Namespace) -> dict:
             canvas = draw(frame, boxes, proba, classifier.class_names, None if still else fps, args.bars)
             if log:
                 log.write(n_frames, now - started, boxes, proba, ids)
-            if output is not None:
-                if video_out:
-                    writer = writer or open_video_writer(output, source_fps, canvas)
-                    writer.write(canvas)
-                else:
-                    cv2.imwrite(str(output if n_frames == 0 else output.with_stem(f"{output.stem}_{n_frames}")), canvas)
+            if output:
+                output.write(canvas)
             n_frames, n_faces = n_frames + 1, n_faces + len(boxes)
-            if not args.no_display and not show(WINDOW, canvas):
+            if not args.no_display and not show(WINDOW, canvas, wait=still):
                 break
             if args.max_frames and n_frames >= args.max_frames:
                 break
     finally:
-        if writer is not None:
-            writer.release()
+        if output:
+            output.close()
         if log:
             log.close()
         if not args.no_display:
@@ -434,7 +453,7 @@ def run(args: argparse.Namespace) -> dict:
     summary = {"frames": n_frames, "faces": n_faces, "seconds": seconds,
                "fps": n_frames / seconds if seconds else 0.0}
     print(f"{n_frames} frames, {n_faces} faces, {summary['fps']:.1f} frames/s"
-          + (f"; wrote {output}" if output else "") + (f"; log {args.log}" if args.log else ""))
+          + (f"; wrote {args.output}" if output else "") + (f"; log {args.log}" if args.log else ""))
     return summary
 
 
