@@ -15,7 +15,8 @@ import fer_common as fc
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", type=Path, default=fc.DEFAULT_MODEL_PATH)
-    p.add_argument("--data", required=True, help="dataset folder or fer2013.csv (any layout train_cnn.py takes)")
+    p.add_argument("--data", default=fc.DEFAULT_DATA,
+                   help="dataset folder or fer2013.csv, any layout train_cnn.py takes (default data/fer2013)")
     p.add_argument("--split", choices=("test", "val"), default="test",
                    help="test: PrivateTest / the test folder (default); val: PublicTest / validation")
     p.add_argument("--tta", action="store_true", help="average with the mirrored face")

@@ -26,6 +26,7 @@ IMAGE_SIZE = 48
 PROJECT_DIR = Path(__file__).resolve().parent
 MODELS_DIR = PROJECT_DIR / "models"
 PLOTS_DIR = PROJECT_DIR / "plots"
+DEFAULT_DATA = PROJECT_DIR / "data" / "fer2013"
 DEFAULT_CACHE_DIR = PROJECT_DIR / "data" / "cache"
 DEFAULT_MODEL_PATH = MODELS_DIR / "fer_cnn.keras"
 

@@ -344,7 +344,7 @@ def plot_progress(log: list, path: Path) -> Path:
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", required=True, help="dataset folder or fer2013.csv")
+    p.add_argument("--data", default=fc.DEFAULT_DATA, help="dataset folder or fer2013.csv (default data/fer2013)")
     p.add_argument("--weights", default="imagenet", help="'imagenet' (download) or a local weights file")
     p.add_argument("--size", type=int, default=139,
                    help="Xception input size in pixels (>= 71; 139 gave the best validation accuracy, see README)")

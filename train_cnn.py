@@ -92,9 +92,9 @@ def build_model(num_classes: int = len(fc.CLASS_NAMES), augment: bool = False, a
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", required=True,
+    p.add_argument("--data", default=fc.DEFAULT_DATA,
                    help="FER2013 folder (train/ + test/), train/ + validation/, fer2013.csv, "
-                        "or a folder of class folders")
+                        "or a folder of class folders (default data/fer2013)")
     p.add_argument("--name", default="fer_cnn", help="output name: models/NAME.keras, plots/NAME_*.png")
     p.add_argument("--arch", choices=ARCHITECTURES, default="seed",
                    help="seed: the original four-block CNN (default); vgg: compact VGG-style variant")
