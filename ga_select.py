@@ -90,9 +90,12 @@ def cached_features(faces: np.ndarray, labels: np.ndarray, weights: str, size: i
     key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:20]
     path = cache_dir / f"xception-{key}.npz" if cache_dir else None
     if path and path.exists():
-        with np.load(path) as cached:
-            features, cached_labels = cached["features"], cached["labels"]
-            cached_settings = json.loads(str(cached["settings"]))
+        try:
+            with np.load(path) as cached:
+                features, cached_labels = cached["features"], cached["labels"]
+                cached_settings = json.loads(str(cached["settings"]))
+        except (OSError, ValueError, KeyError, EOFError):
+            raise FeatureError(f"feature cache {path} is empty or damaged; delete it and rerun.") from None
         if cached_settings != settings or features.shape[0] != len(faces) or not np.array_equal(cached_labels, labels):
             raise FeatureError(f"feature cache {path} does not match these images; delete it and rerun.")
         return features
@@ -239,7 +242,7 @@ def run_ga(x: np.ndarray, y: np.ndarray, config: GAConfig, progress: bool = True
         pool = multiprocessing.get_context(method).Pool(
             config.jobs, initializer=None if method == "fork" else _init_fitness_data,
             initargs=() if method == "fork" else (x[subset], y[subset], config))
-    mapper = pool.map if pool else map
+    toolbox.register("map", pool.map if pool else map)
 
     def evaluate(population) -> None:
         todo = [ind for ind in population if not ind.fitness.valid]
@@ -247,7 +250,7 @@ def run_ga(x: np.ndarray, y: np.ndarray, config: GAConfig, progress: bool = True
         fresh = list(dict.fromkeys(k for k in keys if k not in cache))
         result.evaluations += len(fresh)
         result.cache_hits += len(keys) - len(fresh)
-        cache.update(zip(fresh, mapper(mask_accuracy, fresh)))
+        cache.update(zip(fresh, toolbox.map(mask_accuracy, fresh)))
         for ind, key in zip(todo, keys):
             ind.accuracy = cache[key]
             ind.fitness.values = (cache[key] - config.penalty * sum(ind) / len(ind),)

@@ -99,6 +99,10 @@ def test_mismatched_feature_cache_is_refused(tmp_path):
     assert calls == [3] and first.shape == again.shape == (3, 4)
     with pytest.raises(ga_select.FeatureError, match="does not match"):
         ga_select.cached_features(faces, np.array([2, 1, 0]), str(weights), 71, tmp_path, model)
+    for cache_file in tmp_path.glob("xception-*.npz"):
+        cache_file.write_bytes(b"")
+    with pytest.raises(ga_select.FeatureError, match="empty or damaged"):
+        ga_select.cached_features(faces, np.arange(3), str(weights), 71, tmp_path, model)
 
 
 @pytest.mark.slow
