@@ -285,7 +285,6 @@ def _load_raw(layout: str, paths: dict[str, Path], cache_dir: Path | None, progr
     if layout == "csv":
         st = paths["csv"].stat()
         key = _fingerprint([layout, str(paths["csv"].resolve()), st.st_size, st.st_mtime_ns])
-        items = None
     else:
         items = []
         for role, folder in paths.items():
@@ -299,8 +298,11 @@ def _load_raw(layout: str, paths: dict[str, Path], cache_dir: Path | None, progr
                             [(i[1], i[2]) for i in items]])
     cache_file = cache_dir / f"fer-{key}.npz" if cache_dir else None
     if cache_file and cache_file.exists():
-        with np.load(cache_file) as data:
-            return data["x"], data["y"], data["group"]
+        try:
+            with np.load(cache_file) as data:
+                return data["x"], data["y"], data["group"]
+        except (OSError, ValueError, KeyError, EOFError):
+            warnings.warn(f"image cache {cache_file} is damaged; decoding the images again", stacklevel=3)
     if layout == "csv":
         x, y, group = _read_csv(paths["csv"])
     else:

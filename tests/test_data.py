@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import warnings
 from pathlib import Path
 
 import cv2
@@ -141,6 +142,18 @@ def test_second_load_reads_the_cache_and_a_change_invalidates_it(kaggle_dir, cac
     write_images(kaggle_dir / "train", {"sad": 1}, prefix="Training", seed=42)
     third = fc.load_dataset(kaggle_dir, cache_dir=cache_dir, progress=False)
     assert len(third.train) == len(first.train) + 1
+
+
+def test_damaged_cache_is_rebuilt(kaggle_dir, cache_dir):
+    first = fc.load_dataset(kaggle_dir, cache_dir=cache_dir, progress=False)
+    for cache_file in cache_dir.glob("fer-*.npz"):
+        cache_file.write_bytes(b"truncated")
+    with pytest.warns(UserWarning, match="damaged"):
+        again = fc.load_dataset(kaggle_dir, cache_dir=cache_dir, progress=False)
+    np.testing.assert_array_equal(first.train.x, again.train.x)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # repaired: read without a warning
+        fc.load_dataset(kaggle_dir, cache_dir=cache_dir, progress=False)
 
 
 def test_prepare_face_accepts_any_size_grey_or_colour():
