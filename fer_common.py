@@ -15,6 +15,7 @@ import tempfile
 import warnings
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -259,25 +260,33 @@ def _fingerprint(parts) -> str:
     return h.hexdigest()[:20]
 
 
-def _temp_beside(path: Path, suffix: str) -> str:
-    """A temporary file in path's folder (so os.replace is atomic), with normal permissions."""
+@contextmanager
+def replacing(path: Path, suffix: str):
+    """Yield a temporary file name beside ``path``; on success it atomically replaces ``path``,
+    on failure it is removed, so readers only ever see a complete file."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=suffix)
     os.close(fd)
     umask = os.umask(0)
     os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)
-    return tmp
-
-
-def atomic_savez(path: Path, **arrays) -> None:
-    tmp = _temp_beside(path, ".tmp.npz")
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600 files
     try:
-        np.savez(tmp, **arrays)
+        yield tmp
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    with replacing(path, ".tmp") as tmp:
+        Path(tmp).write_text(text)
+
+
+def atomic_savez(path: Path, **arrays) -> None:
+    with replacing(path, ".tmp.npz") as tmp:
+        np.savez(tmp, **arrays)
 
 
 def _load_raw(layout: str, paths: dict[str, Path], cache_dir: Path | None, progress: bool):
@@ -391,15 +400,10 @@ def load_dataset(root: str | os.PathLike, *, val_fraction: float = 0.1, test_fra
 def save_model(model, path: str | os.PathLike, class_names=CLASS_NAMES) -> Path:
     """Save a Keras model with its class names inside the .keras archive, atomically."""
     path = Path(path)
-    tmp = _temp_beside(path, ".tmp.keras")
-    try:
+    with replacing(path, ".tmp.keras") as tmp:
         model.save(tmp)
         with zipfile.ZipFile(tmp, "a") as archive:
             archive.writestr(CLASS_NAMES_ENTRY, json.dumps(list(class_names)))
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
     return path
 
 

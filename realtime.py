@@ -420,7 +420,7 @@ def run(args: argparse.Namespace) -> dict:
     classifier = ExpressionClassifier(args.model)
     pipeline = Pipeline(FaceDetector(args.cascade, args.detect_scale, args.scale_factor,
                                      args.min_neighbors, args.min_face),
-                        classifier, FaceSmoother(window=args.smooth), max(args.detect_every, 1))
+                        classifier, FaceSmoother(window=args.smooth), args.detect_every)
     if still:
         pipeline.detect_every, pipeline.smoother.window = 1, 1
     log = FaceLog(args.log, classifier.class_names) if args.log else None

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import sys
 import time
@@ -160,9 +159,7 @@ class EpochCheckpoint(keras.callbacks.Callback):
                  "settings": self.settings,
                  "plateau": {"wait": self.plateau.wait, "best": float(self.plateau.best),
                              "cooldown_counter": self.plateau.cooldown_counter}}
-        tmp = self.directory / "state.json.tmp"
-        tmp.write_text(json.dumps(state))
-        os.replace(tmp, self.directory / "state.json")
+        fc.atomic_write_text(self.directory / "state.json", json.dumps(state))
 
 
 class RestorePlateau(keras.callbacks.Callback):

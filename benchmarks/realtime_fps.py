@@ -23,12 +23,9 @@ import realtime  # noqa: E402
 
 
 def video_frames(path: Path):
-    capture = cv2.VideoCapture(str(path))
-    while True:
-        ok, frame = capture.read()
-        if not ok:
-            return
-        yield frame
+    """The video's frames, read the way realtime.py reads them."""
+    frames, _, _ = realtime.open_source(str(path))
+    return frames
 
 
 def straightforward(path: Path, model) -> tuple[float, list]:
