@@ -100,6 +100,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--epochs", type=int, default=30)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate")
+    p.add_argument("--schedule", choices=("plateau", "cosine"), default="plateau",
+                   help="plateau: ReduceLROnPlateau on validation loss (default); cosine: decay from "
+                        "--lr to 0 over the run, per step")
+    p.add_argument("--init-from", type=Path, default=None,
+                   help="start from the weights of a saved model of the same --arch (a warm restart)")
     p.add_argument("--lr-factor", type=float, default=0.2, help="ReduceLROnPlateau factor")
     p.add_argument("--lr-patience", type=int, default=3, help="ReduceLROnPlateau patience (epochs)")
     p.add_argument("--min-lr", type=float, default=1e-6)
@@ -133,8 +138,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 # The settings that must match for a checkpoint to be resumed.
-RESUME_KEYS = ("arch", "data", "batch_size", "lr", "augment", "class_weights", "limit", "seed",
-               "label_smoothing", "val_fraction")
+RESUME_KEYS = ("arch", "data", "batch_size", "lr", "schedule", "init_from", "augment",
+               "class_weights", "limit", "seed", "label_smoothing", "val_fraction")
 
 
 class EpochCheckpoint(keras.callbacks.Callback):
@@ -155,10 +160,11 @@ class EpochCheckpoint(keras.callbacks.Callback):
             self.best = float(logs["val_accuracy"])
             fc.save_model(self.model, self.directory / "best.keras")
         fc.save_model(self.model, self.directory / "last.keras")
+        plateau = None if self.plateau is None else {
+            "wait": self.plateau.wait, "best": float(self.plateau.best),
+            "cooldown_counter": self.plateau.cooldown_counter}
         state = {"epoch": epoch + 1, "best_val_accuracy": self.best, "history": self.history_so_far,
-                 "settings": self.settings,
-                 "plateau": {"wait": self.plateau.wait, "best": float(self.plateau.best),
-                             "cooldown_counter": self.plateau.cooldown_counter}}
+                 "settings": self.settings, "plateau": plateau}
         fc.atomic_write_text(self.directory / "state.json", json.dumps(state))
 
 
@@ -186,6 +192,23 @@ def load_checkpoint(directory: Path, settings: dict):
                 f"Rerun with the same settings to resume, or add --fresh to start over.")
     model = keras.models.load_model(directory / "last.keras")
     return model, state
+
+
+def copy_weights(source, target) -> None:
+    """Copy weights layer by layer (matched by name) from a saved model into a fresh one."""
+    if source.name != target.name:
+        raise fc.ModelFileError(
+            f"--init-from model is {source.name!r} but this run builds {target.name!r}; pass the "
+            f"--arch it was trained with.")
+    for layer in target.layers:
+        if layer.weights:
+            layer.set_weights(source.get_layer(layer.name).get_weights())
+
+
+def learning_rate_for(args: argparse.Namespace, steps_per_epoch: int):
+    if args.schedule == "cosine":
+        return keras.optimizers.schedules.CosineDecay(args.lr, decay_steps=args.epochs * steps_per_epoch)
+    return args.lr
 
 
 def class_weight_for(y: np.ndarray, num_classes: int) -> dict[int, float]:
@@ -222,9 +245,7 @@ def inference_copy(trained):
     keras.mixed_precision.set_global_policy("float32")
     clean = build_model(num_classes=trained.output_shape[-1], augment=False,
                         arch=trained.name.removeprefix("fer_"))
-    for layer in clean.layers:
-        if layer.weights:
-            layer.set_weights(trained.get_layer(layer.name).get_weights())
+    copy_weights(trained, clean)
     return clean
 
 
@@ -249,7 +270,10 @@ def train(args: argparse.Namespace) -> dict:
     model, state = load_checkpoint(ckpt_dir, settings)
     if model is None:
         model = build_model(num_classes, augment=args.augment, arch=args.arch)
-        model.compile(optimizer=keras.optimizers.Adam(args.lr),
+        if args.init_from:
+            copy_weights(fc.load_model(args.init_from)[0], model)
+        steps_per_epoch = -(-len(train_split) // args.batch_size)
+        model.compile(optimizer=keras.optimizers.Adam(learning_rate_for(args, steps_per_epoch)),
                       loss=keras.losses.CategoricalCrossentropy(label_smoothing=args.label_smoothing),
                       metrics=["accuracy"])
         state = {"epoch": 0, "best_val_accuracy": -1.0, "history": {}, "plateau": None}
@@ -257,10 +281,12 @@ def train(args: argparse.Namespace) -> dict:
         print(f"resuming from {ckpt_dir} after epoch {state['epoch']} of {args.epochs}")
     ckpt_dir.mkdir(parents=True, exist_ok=True)
 
-    plateau = keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=args.lr_factor,
-                                                patience=args.lr_patience, min_delta=1e-4,
-                                                min_lr=args.min_lr, verbose=1)
-    restore = [RestorePlateau(plateau, state["plateau"])] if state["plateau"] else []
+    plateau, restore = None, []
+    if args.schedule == "plateau":
+        plateau = keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=args.lr_factor,
+                                                    patience=args.lr_patience, min_delta=1e-4,
+                                                    min_lr=args.min_lr, verbose=1)
+        restore = [RestorePlateau(plateau, state["plateau"])] if state["plateau"] else []
     history = state["history"]
     checkpoint = EpochCheckpoint(ckpt_dir, plateau, settings, history, state["best_val_accuracy"])
     one_hot = np.eye(num_classes, dtype=np.float32)
@@ -271,7 +297,7 @@ def train(args: argparse.Namespace) -> dict:
                       validation_data=(fc.to_model_input(data.val.x), one_hot[data.val.y]),
                       epochs=args.epochs, initial_epoch=state["epoch"], batch_size=args.batch_size,
                       class_weight=class_weight_for(train_split.y, num_classes) if args.class_weights else None,
-                      callbacks=[plateau, *restore, checkpoint], shuffle=True,
+                      callbacks=[c for c in (plateau, *restore, checkpoint) if c], shuffle=True,
                       verbose=1 if sys.stdout.isatty() else 2)
     except KeyboardInterrupt:
         fc.fail(f"interrupted; the last finished epoch is saved in {ckpt_dir}. Run the same "

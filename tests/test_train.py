@@ -84,20 +84,24 @@ def interrupt_after_epoch(monkeypatch, stop_epoch: int) -> None:
     monkeypatch.setattr(train_cnn.EpochCheckpoint, "on_epoch_end", on_epoch_end)
 
 
-def test_interrupted_training_resumes_where_it_stopped(training_dir, tmp_path, monkeypatch, capsys):
+@pytest.mark.parametrize("schedule", ["plateau", "cosine"])
+def test_interrupted_training_resumes_where_it_stopped(training_dir, tmp_path, monkeypatch, capsys, schedule):
     interrupt_after_epoch(monkeypatch, 1)
     with pytest.raises(SystemExit) as stopped:
-        run(training_dir, tmp_path, "--epochs", "3", "--arch", "vgg")
+        run(training_dir, tmp_path, "--epochs", "3", "--arch", "vgg", "--schedule", schedule)
     assert stopped.value.code == 130
     checkpoints = tmp_path / "models" / "checkpoints" / "t"
     state = json.loads((checkpoints / "state.json").read_text())
     assert state["epoch"] == 2
     monkeypatch.undo()
 
-    metrics = run(training_dir, tmp_path, "--epochs", "3", "--arch", "vgg")
+    metrics = run(training_dir, tmp_path, "--epochs", "3", "--arch", "vgg", "--schedule", schedule)
     assert "resuming" in capsys.readouterr().out
     assert metrics["epochs_trained"] == 3
     assert metrics["history"]["loss"][:2] == state["history"]["loss"]
+    if schedule == "cosine":  # the schedule goes on from the saved step, it does not restart
+        lrs = metrics["history"]["lr"]
+        assert 1e-3 > lrs[0] > lrs[1] > lrs[2] >= 0
     assert not checkpoints.exists()  # a finished run leaves no checkpoint behind
 
 
@@ -110,6 +114,22 @@ def test_resume_with_other_settings_is_refused(training_dir, tmp_path, monkeypat
         run(training_dir, tmp_path, "--epochs", "2", "--arch", "vgg", "--lr", "0.01")
     assert refused.value.code == 2
     assert "different settings (lr)" in capsys.readouterr().err
+
+
+def test_warm_restart_starts_from_the_given_model(training_dir, tmp_path):
+    run(training_dir, tmp_path, "--epochs", "1", "--arch", "vgg", "--name", "first")
+    first, _ = fc.load_model(tmp_path / "models" / "first.keras")
+    restarted = train_cnn.build_model(arch="vgg", augment=True)
+    train_cnn.copy_weights(first, restarted)
+    faces = np.random.default_rng(1).integers(0, 256, (5, 48, 48), dtype=np.uint8)
+    np.testing.assert_allclose(fc.predict_proba(restarted, faces), fc.predict_proba(first, faces),
+                               rtol=1e-5, atol=1e-6)
+
+    init = ["--init-from", str(tmp_path / "models" / "first.keras")]
+    metrics = run(training_dir, tmp_path, "--epochs", "1", "--arch", "vgg", "--name", "second", *init)
+    assert metrics["settings"]["init_from"].endswith("first.keras")
+    with pytest.raises(fc.ModelFileError, match="pass the --arch it was trained with"):
+        run(training_dir, tmp_path, "--epochs", "1", "--arch", "seed", "--name", "third", *init)
 
 
 def test_bad_data_path_is_one_clear_error(tmp_path, capsys):
