@@ -15,7 +15,6 @@ import argparse
 from pathlib import Path
 
 import keras
-import numpy as np
 
 import fer_common as fc
 
@@ -57,12 +56,8 @@ def main(argv=None) -> dict:
     except (fc.DatasetError, fc.ModelFileError) as exc:
         fc.fail(str(exc))
 
-    accuracy = {}
-    for path, member in zip(args.models, members):
-        accuracy[str(path)] = float(np.mean(fc.predict_proba(member, data.val.x, flip_tta=args.tta).argmax(1)
-                                            == data.val.y))
-    accuracy["average"] = float(np.mean(fc.predict_proba(ensemble, data.val.x, flip_tta=args.tta).argmax(1)
-                                        == data.val.y))
+    candidates = {**{str(path): member for path, member in zip(args.models, members)}, "average": ensemble}
+    accuracy = {name: fc.accuracy(model, data.val, flip_tta=args.tta) for name, model in candidates.items()}
     print(f"validation accuracy ({len(data.val)} faces, {data.val_note}{', flip TTA' if args.tta else ''}):")
     for name, value in accuracy.items():
         print(f"  {value:.4f}  {name}")

@@ -451,6 +451,11 @@ def predict_proba(model, x: np.ndarray, *, flip_tta: bool = False, batch_size: i
     return np.asarray(proba, dtype=np.float64)
 
 
+def accuracy(model, split: Split, *, flip_tta: bool = False) -> float:
+    """Share of a split's faces whose most probable class is the true one."""
+    return float(np.mean(predict_proba(model, split.x, flip_tta=flip_tta).argmax(1) == split.y))
+
+
 def classification_summary(y_true: np.ndarray, y_pred: np.ndarray, class_names=CLASS_NAMES) -> dict:
     """Accuracy, per-class precision/recall/F1 and the confusion matrix, as plain JSON types."""
     from sklearn.metrics import confusion_matrix, precision_recall_fscore_support

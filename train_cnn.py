@@ -195,14 +195,20 @@ def load_checkpoint(directory: Path, settings: dict):
 
 
 def copy_weights(source, target) -> None:
-    """Copy weights layer by layer (matched by name) from a saved model into a fresh one."""
-    if source.name != target.name:
-        raise fc.ModelFileError(
-            f"--init-from model is {source.name!r} but this run builds {target.name!r}; pass the "
-            f"--arch it was trained with.")
+    """Copy weights layer by layer (matched by name) from one model into another of its architecture."""
     for layer in target.layers:
         if layer.weights:
             layer.set_weights(source.get_layer(layer.name).get_weights())
+
+
+def warm_start(model, path: Path) -> None:
+    """Load the weights of the saved model at ``path`` (--init-from) into a freshly built ``model``."""
+    source, _ = fc.load_model(path)
+    if source.name != model.name:
+        raise fc.ModelFileError(
+            f"--init-from model is {source.name!r} but this run builds {model.name!r}; pass the "
+            f"--arch it was trained with.")
+    copy_weights(source, model)
 
 
 def learning_rate_for(args: argparse.Namespace, steps_per_epoch: int):
@@ -271,7 +277,7 @@ def train(args: argparse.Namespace) -> dict:
     if model is None:
         model = build_model(num_classes, augment=args.augment, arch=args.arch)
         if args.init_from:
-            copy_weights(fc.load_model(args.init_from)[0], model)
+            warm_start(model, args.init_from)
         steps_per_epoch = -(-len(train_split) // args.batch_size)
         model.compile(optimizer=keras.optimizers.Adam(learning_rate_for(args, steps_per_epoch)),
                       loss=keras.losses.CategoricalCrossentropy(label_smoothing=args.label_smoothing),
@@ -308,8 +314,7 @@ def train(args: argparse.Namespace) -> dict:
     final = inference_copy(best_model)
     proba = fc.predict_proba(final, data.test.x, flip_tta=args.tta)
     summary = fc.classification_summary(data.test.y, proba.argmax(1), data.class_names)
-    val_proba = fc.predict_proba(final, data.val.x, flip_tta=args.tta)
-    val_accuracy = float(np.mean(val_proba.argmax(1) == data.val.y))
+    val_accuracy = fc.accuracy(final, data.val, flip_tta=args.tta)
 
     model_path = fc.save_model(final, args.models_dir / f"{args.name}.keras", data.class_names)
     plots = [plot_history(history, "loss", args.plots_dir / f"{args.name}_loss.png", "Loss"),
