@@ -9,19 +9,17 @@ from __future__ import annotations
 
 import argparse
 import random
-import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import numpy as np
 
-import numpy as np  # noqa: E402
+from ferkit import features, ga
+from ferkit.data import load_dataset, stratified_subset
+from ferkit.paths import DEFAULT_CACHE_DIR
 
-import fer_common as fc  # noqa: E402
-import ga_select  # noqa: E402
 
-
-def straightforward_ga(x, y, config: ga_select.GAConfig):
+def straightforward_ga(x, y, config: ga.GAConfig):
     """What one writes first: eaSimple, a forest fitted on the full training features for
     every individual of every generation, one after another."""
     from deap import algorithms
@@ -29,20 +27,21 @@ def straightforward_ga(x, y, config: ga_select.GAConfig):
 
     random.seed(config.seed)
     fit_idx, val_idx = train_test_split(np.arange(len(y)), test_size=0.25, stratify=y, random_state=config.seed)
-    toolbox = ga_select.make_toolbox(x.shape[1], config)
+    toolbox = ga.make_toolbox(x.shape[1], config)
 
     def evaluate(individual):
         mask = np.array(individual, bool)
         if not mask.any():
             return (0.0,)
-        model = ga_select.forest(config).fit(x[fit_idx][:, mask], y[fit_idx])
+        model = ga.forest(config).fit(x[fit_idx][:, mask], y[fit_idx])
         accuracy = np.mean(model.predict(x[val_idx][:, mask]) == y[val_idx])
         return (accuracy - config.penalty * mask.mean(),)
 
     toolbox.register("evaluate", evaluate)
     population = toolbox.population(config.population)
-    population, _ = algorithms.eaSimple(population, toolbox, config.crossover, config.mutation,
-                                        config.generations, verbose=False)
+    population, _ = algorithms.eaSimple(
+        population, toolbox, config.crossover, config.mutation, config.generations, verbose=False
+    )
     return max(population, key=lambda ind: ind.fitness.values[0])
 
 
@@ -57,27 +56,34 @@ def main() -> None:
     p.add_argument("--jobs", type=int, default=2)
     args = p.parse_args()
 
-    data = fc.load_dataset(args.data, progress=False)
-    idx = fc.stratified_subset(data.train.y, args.train_limit)
+    data = load_dataset(args.data, progress=False)
+    idx = stratified_subset(data.train.y, args.train_limit)
     faces, labels = data.train.x[idx], data.train.y[idx]
-    x = ga_select.cached_features(faces, labels, args.weights, args.size, fc.DEFAULT_CACHE_DIR)
-    config = ga_select.GAConfig(population=args.population, generations=args.generations,
-                                patience=args.generations + 1, jobs=args.jobs)
+    x = features.cached_features(faces, labels, args.weights, args.size, DEFAULT_CACHE_DIR)
+    config = ga.GAConfig(
+        population=args.population, generations=args.generations, patience=args.generations + 1, jobs=args.jobs
+    )
 
     started = time.perf_counter()
-    ours = ga_select.run_ga(x, labels, config, progress=False)
+    ours = ga.run_ga(x, labels, config, progress=False)
     ours_seconds = time.perf_counter() - started
     started = time.perf_counter()
     plain = straightforward_ga(x, labels, config)
     plain_seconds = time.perf_counter() - started
 
-    print(f"GA on {x.shape[0]} x {x.shape[1]} Xception features, population {config.population}, "
-          f"{config.generations} generations, {config.trees} trees per fitness forest")
-    print(f"  straightforward (serial, uncached, full fitness data): {plain_seconds:7.1f} s, "
-          f"best {int(sum(plain))} features")
-    print(f"  ga_select.py (cache, {config.jobs} jobs, {config.fitness_samples} fitness rows): "
-          f"{ours_seconds:7.1f} s, best {int(ours.mask.sum())} features, {ours.evaluations} forests "
-          f"fitted, {ours.cache_hits} cache hits")
+    print(
+        f"GA on {x.shape[0]} x {x.shape[1]} Xception features, population {config.population}, "
+        f"{config.generations} generations, {config.trees} trees per fitness forest"
+    )
+    print(
+        f"  straightforward (serial, uncached, full fitness data): {plain_seconds:7.1f} s, "
+        f"best {int(sum(plain))} features"
+    )
+    print(
+        f"  ga_select.py (cache, {config.jobs} jobs, {config.fitness_samples} fitness rows): "
+        f"{ours_seconds:7.1f} s, best {int(ours.mask.sum())} features, {ours.evaluations} forests "
+        f"fitted, {ours.cache_hits} cache hits"
+    )
     print(f"  speed-up: {plain_seconds / ours_seconds:.1f}x")
 
 

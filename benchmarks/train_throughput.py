@@ -7,17 +7,15 @@
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import keras
+import numpy as np
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-
-import fer_common as fc  # noqa: E402
-import train_cnn  # noqa: E402
+from ferkit import networks
+from ferkit.data import load_dataset
+from ferkit.faces import to_model_input
 
 
 class StepTimer(keras.callbacks.Callback):
@@ -36,15 +34,14 @@ class StepTimer(keras.callbacks.Callback):
 def fresh_model(mixed: bool):
     keras.mixed_precision.set_global_policy("mixed_bfloat16" if mixed else "float32")
     keras.utils.set_random_seed(0)
-    model = train_cnn.build_model()
+    model = networks.build_model()
     model.compile(keras.optimizers.Adam(1e-3), "categorical_crossentropy", metrics=["accuracy"])
     return model
 
 
 def time_fit(model, fit_source, steps: int, warmup: int, images_per_step: int, **fit_kwargs) -> float:
     timer = StepTimer(warmup)
-    model.fit(fit_source, steps_per_epoch=warmup + steps, epochs=1, verbose=0, callbacks=[timer],
-              **fit_kwargs)
+    model.fit(fit_source, steps_per_epoch=warmup + steps, epochs=1, verbose=0, callbacks=[timer], **fit_kwargs)
     return steps * images_per_step / (timer.end - timer.start)
 
 
@@ -58,10 +55,18 @@ def main() -> None:
     args = p.parse_args()
 
     n = (args.steps + args.warmup) * args.batch_size
-    data = fc.load_dataset(args.data, progress=False)
-    x, y = fc.to_model_input(data.train.x[:n]), np.eye(7, dtype=np.float32)[data.train.y[:n]]
-    in_memory = time_fit(fresh_model(args.mixed_precision), x, args.steps, args.warmup,
-                         args.batch_size, y=y, batch_size=args.batch_size, shuffle=True)
+    data = load_dataset(args.data, progress=False)
+    x, y = to_model_input(data.train.x[:n]), np.eye(7, dtype=np.float32)[data.train.y[:n]]
+    in_memory = time_fit(
+        fresh_model(args.mixed_precision),
+        x,
+        args.steps,
+        args.warmup,
+        args.batch_size,
+        y=y,
+        batch_size=args.batch_size,
+        shuffle=True,
+    )
 
     try:
         from keras.preprocessing.image import ImageDataGenerator
@@ -69,10 +74,15 @@ def main() -> None:
         from keras.src.legacy.preprocessing.image import ImageDataGenerator
 
     flow = ImageDataGenerator().flow_from_directory(
-        str(args.data / "train"), target_size=(48, 48), color_mode="grayscale",
-        class_mode="categorical", batch_size=args.batch_size, shuffle=True, seed=0)
-    from_directory = time_fit(fresh_model(args.mixed_precision), flow, args.steps, args.warmup,
-                              args.batch_size)
+        str(args.data / "train"),
+        target_size=(48, 48),
+        color_mode="grayscale",
+        class_mode="categorical",
+        batch_size=args.batch_size,
+        shuffle=True,
+        seed=0,
+    )
+    from_directory = time_fit(fresh_model(args.mixed_precision), flow, args.steps, args.warmup, args.batch_size)
 
     policy = "mixed_bfloat16" if args.mixed_precision else "float32"
     print(f"seed CNN training throughput ({policy}, batch {args.batch_size}, {args.steps} timed steps)")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import os
-import sys
 from pathlib import Path
 
 import cv2
@@ -12,10 +11,9 @@ import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import fer_common as fc  # noqa: E402
+from ferkit.faces import CLASS_NAMES  # noqa: E402 (after the TF log level is set)
 
 SHARED = ROOT.parent / "shared"
 FER2013 = SHARED / "data" / "fer2013"
@@ -25,24 +23,30 @@ XCEPTION_WEIGHTS = SHARED / "weights" / "xception_imagenet_notop.weights.h5"
 def synthetic_face(label: int, rng: np.random.Generator, size: int = 48) -> np.ndarray:
     """A grey image whose class is visible: a bright bar whose row depends on the label."""
     image = rng.integers(0, 60, (size, size), dtype=np.uint8)
-    row = int((label + 0.5) * size / len(fc.CLASS_NAMES))
-    image[max(0, row - 3):row + 3, 4:-4] = 230
+    row = int((label + 0.5) * size / len(CLASS_NAMES))
+    image[max(0, row - 3) : row + 3, 4:-4] = 230
     return image
 
 
-def write_images(folder: Path, label_counts: dict[str, int], prefix: str = "img", ext: str = ".jpg",
-                 seed: int = 0, folder_names: dict[str, str] | None = None) -> None:
+def write_images(
+    folder: Path,
+    label_counts: dict[str, int],
+    prefix: str = "img",
+    ext: str = ".jpg",
+    seed: int = 0,
+    folder_names: dict[str, str] | None = None,
+) -> None:
     rng = np.random.default_rng(seed)
     for name, count in label_counts.items():
         class_dir = folder / (folder_names or {}).get(name, name)
         class_dir.mkdir(parents=True, exist_ok=True)
         for i in range(count):
-            image = synthetic_face(fc.CLASS_NAMES.index(name), rng)
+            image = synthetic_face(CLASS_NAMES.index(name), rng)
             cv2.imwrite(str(class_dir / f"{prefix}_{seed}{i:04d}{ext}"), image)
 
 
 def counts(n: int) -> dict[str, int]:
-    return {name: n for name in fc.CLASS_NAMES}
+    return {name: n for name in CLASS_NAMES}
 
 
 @pytest.fixture

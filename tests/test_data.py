@@ -4,31 +4,32 @@ from __future__ import annotations
 
 import time
 import warnings
-from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
-
-import fer_common as fc
 from conftest import FER2013, counts, synthetic_face, write_csv, write_images
 
+from ferkit.data import Split, load_dataset, stratified_subset
+from ferkit.errors import DatasetError
+from ferkit.faces import CLASS_NAMES, prepare_face, to_model_input
 
-def class_counts(split: fc.Split) -> list[int]:
-    return np.bincount(split.y, minlength=len(fc.CLASS_NAMES)).tolist()
+
+def class_counts(split: Split) -> list[int]:
+    return np.bincount(split.y, minlength=len(CLASS_NAMES)).tolist()
 
 
 def test_kaggle_layout_uses_name_prefixes_for_splits(kaggle_dir, cache_dir):
-    data = fc.load_dataset(kaggle_dir, cache_dir=cache_dir, progress=False)
+    data = load_dataset(kaggle_dir, cache_dir=cache_dir, progress=False)
     assert data.layout == "folders"
     assert class_counts(data.train) == [12] * 7
-    assert class_counts(data.val) == [3] * 7      # PublicTest_ (jpg)
-    assert class_counts(data.test) == [4] * 7     # PrivateTest_ (png)
+    assert class_counts(data.val) == [3] * 7  # PublicTest_ (jpg)
+    assert class_counts(data.test) == [4] * 7  # PrivateTest_ (png)
     assert data.train.x.shape[1:] == (48, 48) and data.train.x.dtype == np.uint8
 
 
 def test_labels_follow_folder_names(kaggle_dir, cache_dir):
-    data = fc.load_dataset(kaggle_dir, cache_dir=cache_dir, progress=False)
+    data = load_dataset(kaggle_dir, cache_dir=cache_dir, progress=False)
     for label in range(7):  # synthetic faces carry their label as a bright bar's row
         image = data.test.x[data.test.y == label][0]
         assert abs(int(image.mean(axis=1).argmax()) - (label + 0.5) * 48 / 7) < 4
@@ -37,7 +38,7 @@ def test_labels_follow_folder_names(kaggle_dir, cache_dir):
 def test_test_folder_without_prefixes_holds_out_validation_from_train(tmp_path, cache_dir):
     write_images(tmp_path / "d" / "train", counts(10))
     write_images(tmp_path / "d" / "test", counts(2), seed=9)
-    data = fc.load_dataset(tmp_path / "d", val_fraction=0.2, cache_dir=cache_dir, progress=False)
+    data = load_dataset(tmp_path / "d", val_fraction=0.2, cache_dir=cache_dir, progress=False)
     assert class_counts(data.val) == [2] * 7
     assert class_counts(data.train) == [8] * 7
     assert class_counts(data.test) == [2] * 7
@@ -47,14 +48,14 @@ def test_test_folder_without_prefixes_holds_out_validation_from_train(tmp_path, 
 def test_train_validation_layout(tmp_path, cache_dir):
     write_images(tmp_path / "d" / "train", counts(10))
     write_images(tmp_path / "d" / "validation", counts(3), seed=7)
-    data = fc.load_dataset(tmp_path / "d", cache_dir=cache_dir, progress=False)
+    data = load_dataset(tmp_path / "d", cache_dir=cache_dir, progress=False)
     assert class_counts(data.test) == [3] * 7  # validation/ is the held-out set here
     assert len(data.val) == 7 and len(data.train) == 63
 
 
 def test_plain_class_folders_are_split_stratified(tmp_path, cache_dir):
     write_images(tmp_path / "d", counts(20))
-    data = fc.load_dataset(tmp_path / "d", cache_dir=cache_dir, progress=False)
+    data = load_dataset(tmp_path / "d", cache_dir=cache_dir, progress=False)
     assert data.layout == "class_folders"
     for split in (data.train, data.val, data.test):
         assert min(class_counts(split)) >= 1
@@ -65,7 +66,7 @@ def test_class_aliases_map_to_one_order(tmp_path, cache_dir):
     aliases = {"angry": "Anger", "happy": "happiness", "sad": "Sadness", "surprise": "surprised"}
     write_images(tmp_path / "d" / "train", counts(4), folder_names=aliases)
     write_images(tmp_path / "d" / "test", counts(2), folder_names=aliases, seed=3)
-    data = fc.load_dataset(tmp_path / "d", cache_dir=cache_dir, progress=False)
+    data = load_dataset(tmp_path / "d", cache_dir=cache_dir, progress=False)
     assert class_counts(data.test) == [2] * 7
     assert data.class_names == ("angry", "disgust", "fear", "happy", "neutral", "sad", "surprise")
 
@@ -77,8 +78,8 @@ def test_csv_label_codes_are_not_alphabetical(tmp_path, cache_dir):
         for code in range(7):
             pixels = " ".join(map(str, rng.integers(0, 256, 48 * 48)))
             rows.append((code, pixels, usage))
-    data = fc.load_dataset(write_csv(tmp_path / "fer2013.csv", rows), cache_dir=cache_dir, progress=False)
-    names = [fc.CLASS_NAMES[i] for i in data.test.y]
+    data = load_dataset(write_csv(tmp_path / "fer2013.csv", rows), cache_dir=cache_dir, progress=False)
+    names = [CLASS_NAMES[i] for i in data.test.y]
     # csv codes 0..6 are Angry, Disgust, Fear, Happy, Sad, Surprise, Neutral
     assert names == ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
     assert len(data.train) == len(data.val) == 7
@@ -87,20 +88,26 @@ def test_csv_label_codes_are_not_alphabetical(tmp_path, cache_dir):
 def test_csv_pixels_keep_their_values(tmp_path, cache_dir):
     pixels = np.arange(48 * 48) % 256
     rows = [(3, " ".join(map(str, pixels)), u) for u in ("Training", "PublicTest", "PrivateTest")]
-    data = fc.load_dataset(write_csv(tmp_path / "f.csv", rows), cache_dir=cache_dir, progress=False)
+    data = load_dataset(write_csv(tmp_path / "f.csv", rows), cache_dir=cache_dir, progress=False)
     np.testing.assert_array_equal(data.test.x[0].ravel(), pixels)
 
 
-@pytest.mark.parametrize("make, message", [
-    (lambda p: p / "missing", "does not exist"),
-    (lambda p: (p / "empty").mkdir() or p / "empty", "no class folders"),
-    (lambda p: write_csv(p / "bad.csv", [(0, "1 2 3")], header=("label", "image")), "expected the fer2013.csv columns"),
-    (lambda p: write_csv(p / "short.csv", [(0, "1 2 3", "Training")]), "3 pixels, expected 2304"),
-    (lambda p: write_csv(p / "code.csv", [(9, " ".join(["1"] * 2304), "Training")]), "not in 0-6"),
-])
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda p: p / "missing", "does not exist"),
+        (lambda p: (p / "empty").mkdir() or p / "empty", "no class folders"),
+        (
+            lambda p: write_csv(p / "bad.csv", [(0, "1 2 3")], header=("label", "image")),
+            "expected the fer2013.csv columns",
+        ),
+        (lambda p: write_csv(p / "short.csv", [(0, "1 2 3", "Training")]), "3 pixels, expected 2304"),
+        (lambda p: write_csv(p / "code.csv", [(9, " ".join(["1"] * 2304), "Training")]), "not in 0-6"),
+    ],
+)
 def test_bad_input_gives_one_clear_error(tmp_path, cache_dir, make, message):
-    with pytest.raises(fc.DatasetError, match=message):
-        fc.load_dataset(make(tmp_path), cache_dir=cache_dir, progress=False)
+    with pytest.raises(DatasetError, match=message):
+        load_dataset(make(tmp_path), cache_dir=cache_dir, progress=False)
 
 
 def test_empty_class_folder_is_named(tmp_path, cache_dir):
@@ -109,59 +116,59 @@ def test_empty_class_folder_is_named(tmp_path, cache_dir):
     for f in (tmp_path / "d" / "train" / "fear").iterdir():
         f.unlink()
     write_images(tmp_path / "d" / "test", counts(1))
-    with pytest.raises(fc.DatasetError, match=r"train/fear has no images"):
-        fc.load_dataset(tmp_path / "d", cache_dir=cache_dir, progress=False)
+    with pytest.raises(DatasetError, match=r"train/fear has no images"):
+        load_dataset(tmp_path / "d", cache_dir=cache_dir, progress=False)
 
 
 def test_unknown_class_folder_is_named(tmp_path, cache_dir):
     write_images(tmp_path / "d", {**counts(3)})
     (tmp_path / "d" / "contempt").mkdir()
-    with pytest.raises(fc.DatasetError, match="unknown class folder 'contempt'"):
-        fc.load_dataset(tmp_path / "d", cache_dir=cache_dir, progress=False)
+    with pytest.raises(DatasetError, match="unknown class folder 'contempt'"):
+        load_dataset(tmp_path / "d", cache_dir=cache_dir, progress=False)
 
 
 def test_unreadable_images_are_skipped_with_a_count(kaggle_dir, cache_dir):
     (kaggle_dir / "train" / "happy" / "Training_broken.jpg").write_bytes(b"not a jpeg")
     with pytest.warns(UserWarning, match="skipped 1 unreadable image"):
-        data = fc.load_dataset(kaggle_dir, cache_dir=cache_dir, progress=False)
+        data = load_dataset(kaggle_dir, cache_dir=cache_dir, progress=False)
     assert len(data.train) == 84
 
 
 def test_second_load_reads_the_cache_and_a_change_invalidates_it(kaggle_dir, cache_dir, monkeypatch):
-    first = fc.load_dataset(kaggle_dir, cache_dir=cache_dir, progress=False)
+    first = load_dataset(kaggle_dir, cache_dir=cache_dir, progress=False)
     assert len(list(cache_dir.glob("fer-*.npz"))) == 1
 
     def no_decoding(*_):
         raise AssertionError("decoded although the cache is valid")
 
-    monkeypatch.setattr(fc, "_decode_files", no_decoding)
-    second = fc.load_dataset(kaggle_dir, cache_dir=cache_dir, progress=False)
+    monkeypatch.setattr("ferkit.data._decode_files", no_decoding)
+    second = load_dataset(kaggle_dir, cache_dir=cache_dir, progress=False)
     np.testing.assert_array_equal(first.train.x, second.train.x)
     monkeypatch.undo()
 
     write_images(kaggle_dir / "train", {"sad": 1}, prefix="Training", seed=42)
-    third = fc.load_dataset(kaggle_dir, cache_dir=cache_dir, progress=False)
+    third = load_dataset(kaggle_dir, cache_dir=cache_dir, progress=False)
     assert len(third.train) == len(first.train) + 1
 
 
 def test_damaged_cache_is_rebuilt(kaggle_dir, cache_dir):
-    first = fc.load_dataset(kaggle_dir, cache_dir=cache_dir, progress=False)
+    first = load_dataset(kaggle_dir, cache_dir=cache_dir, progress=False)
     for cache_file in cache_dir.glob("fer-*.npz"):
         cache_file.write_bytes(b"truncated")
     with pytest.warns(UserWarning, match="damaged"):
-        again = fc.load_dataset(kaggle_dir, cache_dir=cache_dir, progress=False)
+        again = load_dataset(kaggle_dir, cache_dir=cache_dir, progress=False)
     np.testing.assert_array_equal(first.train.x, again.train.x)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # repaired: read without a warning
-        fc.load_dataset(kaggle_dir, cache_dir=cache_dir, progress=False)
+        load_dataset(kaggle_dir, cache_dir=cache_dir, progress=False)
 
 
 def test_prepare_face_accepts_any_size_grey_or_colour():
     rng = np.random.default_rng(0)
     for shape in [(48, 48), (200, 130), (30, 31, 3), (64, 64, 4), (48, 48, 1)]:
-        face = fc.prepare_face(rng.integers(0, 256, shape, dtype=np.uint8))
+        face = prepare_face(rng.integers(0, 256, shape, dtype=np.uint8))
         assert face.shape == (48, 48) and face.dtype == np.uint8
-    batch = fc.to_model_input([rng.integers(0, 256, (90, 90, 3), dtype=np.uint8)] * 3)
+    batch = to_model_input([rng.integers(0, 256, (90, 90, 3), dtype=np.uint8)] * 3)
     assert batch.shape == (3, 48, 48, 1) and batch.dtype == np.float32
 
 
@@ -171,17 +178,17 @@ def test_preprocessing_is_the_same_for_training_and_live_crops(tmp_path, cache_d
     colour = cv2.cvtColor(face, cv2.COLOR_GRAY2BGR)
     folder = tmp_path / "d"
     for split in ("train", "test"):
-        for name in fc.CLASS_NAMES:
+        for name in CLASS_NAMES:
             (folder / split / name).mkdir(parents=True)
             cv2.imwrite(str(folder / split / name / "a.png"), colour)
             cv2.imwrite(str(folder / split / name / "b.png"), colour)
-    data = fc.load_dataset(folder, cache_dir=cache_dir, progress=False)
-    np.testing.assert_array_equal(fc.to_model_input(data.test.x[:1]), fc.to_model_input([colour]))
+    data = load_dataset(folder, cache_dir=cache_dir, progress=False)
+    np.testing.assert_array_equal(to_model_input(data.test.x[:1]), to_model_input([colour]))
 
 
 def test_stratified_subset_keeps_proportions():
     y = np.repeat(np.arange(7), [500, 50, 500, 900, 600, 600, 400])
-    idx = fc.stratified_subset(y, 355, seed=0)
+    idx = stratified_subset(y, 355, seed=0)
     assert abs(len(idx) - 355) <= 7
     assert np.bincount(y[idx]).tolist() == [50, 5, 50, 90, 60, 60, 40]
 
@@ -190,10 +197,10 @@ def test_stratified_subset_keeps_proportions():
 @pytest.mark.skipif(not FER2013.exists(), reason="FER2013 not at ../shared/data/fer2013")
 def test_full_fer2013_loads_with_official_splits_and_caches(tmp_path):
     started = time.perf_counter()
-    data = fc.load_dataset(FER2013, cache_dir=tmp_path, progress=False)
+    data = load_dataset(FER2013, cache_dir=tmp_path, progress=False)
     first = time.perf_counter() - started
     assert (len(data.train), len(data.val), len(data.test)) == (28709, 3589, 3589)
     assert class_counts(data.test) == [491, 55, 528, 879, 626, 594, 416]
     started = time.perf_counter()
-    fc.load_dataset(FER2013, cache_dir=tmp_path, progress=False)
+    load_dataset(FER2013, cache_dir=tmp_path, progress=False)
     print(f"FER2013 first load {first:.1f} s, cached load {time.perf_counter() - started:.1f} s")

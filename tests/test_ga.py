@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-import fer_common as fc
-import ga_select
 from conftest import FER2013, XCEPTION_WEIGHTS
+
+from ferkit import features, ga
+from ferkit.data import load_dataset
+from ferkit.errors import FeatureError, ParameterError
 
 INFORMATIVE = [3, 11, 17, 29, 34]
 
@@ -22,15 +23,25 @@ def synthetic_features(n: int = 500, n_features: int = 40, seed: int = 0):
     return x, y
 
 
-def config(**overrides) -> ga_select.GAConfig:
-    settings = dict(population=20, generations=20, init_rate=0.3, bit_flip=0.05, trees=25,
-                    penalty=0.3, fitness_samples=0, patience=20, jobs=1, seed=1)
-    return ga_select.GAConfig(**{**settings, **overrides})
+def config(**overrides) -> ga.GAConfig:
+    settings = dict(
+        population=20,
+        generations=20,
+        init_rate=0.3,
+        bit_flip=0.05,
+        trees=25,
+        penalty=0.3,
+        fitness_samples=0,
+        patience=20,
+        jobs=1,
+        seed=1,
+    )
+    return ga.GAConfig(**{**settings, **overrides})
 
 
 def test_ga_finds_the_informative_columns():
     x, y = synthetic_features()
-    result = ga_select.run_ga(x, y, config(), progress=False)
+    result = ga.run_ga(x, y, config(), progress=False)
     chosen = set(np.flatnonzero(result.mask))
     noise = set(range(x.shape[1])) - set(INFORMATIVE)
     assert len(chosen & set(INFORMATIVE)) >= 4, chosen
@@ -41,33 +52,39 @@ def test_ga_finds_the_informative_columns():
 def test_identical_masks_are_not_refitted(monkeypatch):
     x, y = synthetic_features(200, 12)
     fits = []
-    original = ga_select.mask_accuracy
-    monkeypatch.setattr(ga_select, "mask_accuracy", lambda key: fits.append(key) or original(key))
-    result = ga_select.run_ga(x, y, config(population=12, generations=6, init_rate=0.5), progress=False)
+    original = ga.mask_accuracy
+    monkeypatch.setattr(ga, "mask_accuracy", lambda key: fits.append(key) or original(key))
+    result = ga.run_ga(x, y, config(population=12, generations=6, init_rate=0.5), progress=False)
     assert len(fits) == len(set(fits)) == result.evaluations
     assert result.cache_hits > 0
 
 
 def test_same_seed_same_result_also_in_parallel():
     x, y = synthetic_features(300, 20)
-    first = ga_select.run_ga(x, y, config(generations=4), progress=False)
-    second = ga_select.run_ga(x, y, config(generations=4, jobs=2), progress=False)
+    first = ga.run_ga(x, y, config(generations=4), progress=False)
+    second = ga.run_ga(x, y, config(generations=4, jobs=2), progress=False)
     np.testing.assert_array_equal(first.mask, second.mask)
     assert first.fitness == second.fitness
 
 
 def test_k_fold_fitness_and_early_stop():
     x, y = synthetic_features(240, 10)
-    result = ga_select.run_ga(x, y, config(cv=3, generations=30, patience=2), progress=False)
+    result = ga.run_ga(x, y, config(cv=3, generations=30, patience=2), progress=False)
     assert len(result.log) < 31
 
 
-@pytest.mark.parametrize("overrides, message", [
-    ({"population": 2}, "--population"), ({"generations": 0}, "--generations"),
-    ({"mutation": 1.5}, "probabilities"), ({"elite": 40}, "--elite"), ({"init_rate": 0}, "--init-rate"),
-])
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"population": 2}, "population"),
+        ({"generations": 0}, "generations"),
+        ({"mutation": 1.5}, "probability"),
+        ({"elite": 40}, "elite"),
+        ({"init_rate": 0}, "init_rate"),
+    ],
+)
 def test_nonsense_settings_are_refused(overrides, message):
-    with pytest.raises(ga_select.FeatureError, match=message):
+    with pytest.raises(ParameterError, match=message):
         config(**overrides).validate(50)
 
 
@@ -75,16 +92,16 @@ def test_comparison_table_has_the_three_methods():
     x, y = synthetic_features(400, 40)
     mask = np.zeros(40, bool)
     mask[INFORMATIVE] = True
-    table = ga_select.compare_on_test(x[:300], y[:300], x[300:], y[300:], mask, config(), trees=30)["rows"]
+    table = ga.compare_on_test(x[:300], y[:300], x[300:], y[300:], mask, config(), trees=30)["rows"]
     assert [row["features"] for row in table.values()] == [5, 40, 5]
     assert table["GA-selected"]["test_accuracy"] > 0.6
 
 
 def test_missing_weights_file_says_how_to_pass_one(tmp_path):
-    with pytest.raises(ga_select.FeatureError, match="--weights PATH"):
-        ga_select.load_xception(str(tmp_path / "none.h5"), 71)
-    with pytest.raises(ga_select.FeatureError, match="at least 71"):
-        ga_select.load_xception(str(tmp_path / "none.h5"), 48)
+    with pytest.raises(FeatureError, match="path of an Xception no-top weights file"):
+        features.load_xception(str(tmp_path / "none.h5"), 71)
+    with pytest.raises(ParameterError, match="at least 71"):
+        features.load_xception(str(tmp_path / "none.h5"), 48)
 
 
 def test_mismatched_feature_cache_is_refused(tmp_path):
@@ -92,26 +109,29 @@ def test_mismatched_feature_cache_is_refused(tmp_path):
     weights = tmp_path / "w.h5"
     weights.write_bytes(b"x")
     calls = []
-    model = type("M", (), {"output_shape": (None, 4),
-                           "predict_on_batch": lambda self, b: calls.append(len(b)) or np.ones((len(b), 4))})()
-    first = ga_select.cached_features(faces, np.arange(3), str(weights), 71, tmp_path, model)
-    again = ga_select.cached_features(faces, np.arange(3), str(weights), 71, tmp_path, model)
+    model = type(
+        "M",
+        (),
+        {"output_shape": (None, 4), "predict_on_batch": lambda self, b: calls.append(len(b)) or np.ones((len(b), 4))},
+    )()
+    first = features.cached_features(faces, np.arange(3), str(weights), 71, tmp_path, model)
+    again = features.cached_features(faces, np.arange(3), str(weights), 71, tmp_path, model)
     assert calls == [3] and first.shape == again.shape == (3, 4)
-    with pytest.raises(ga_select.FeatureError, match="does not match"):
-        ga_select.cached_features(faces, np.array([2, 1, 0]), str(weights), 71, tmp_path, model)
+    with pytest.raises(FeatureError, match="does not match"):
+        features.cached_features(faces, np.array([2, 1, 0]), str(weights), 71, tmp_path, model)
     for cache_file in tmp_path.glob("xception-*.npz"):
         cache_file.write_bytes(b"")
-    with pytest.raises(ga_select.FeatureError, match="empty or damaged"):
-        ga_select.cached_features(faces, np.arange(3), str(weights), 71, tmp_path, model)
+    with pytest.raises(FeatureError, match="empty or damaged"):
+        features.cached_features(faces, np.arange(3), str(weights), 71, tmp_path, model)
 
 
 @pytest.mark.slow
 @pytest.mark.skipif(not (XCEPTION_WEIGHTS.exists() and FER2013.exists()), reason="shared weights or FER2013 absent")
 def test_xception_features_of_real_faces_are_cached(tmp_path):
-    data = fc.load_dataset(FER2013, progress=False)
+    data = load_dataset(FER2013, progress=False)
     faces, labels = data.test.x[:6], data.test.y[:6]
-    features = ga_select.cached_features(faces, labels, str(XCEPTION_WEIGHTS), 71, tmp_path)
-    assert features.shape == (6, 2048) and np.isfinite(features).all() and features.std() > 0
+    found = features.cached_features(faces, labels, str(XCEPTION_WEIGHTS), 71, tmp_path)
+    assert found.shape == (6, 2048) and np.isfinite(found).all() and found.std() > 0
     assert len(list(tmp_path.glob("xception-*.npz"))) == 1
-    again = ga_select.cached_features(faces, labels, str(XCEPTION_WEIGHTS), 71, tmp_path, model=object())
-    np.testing.assert_array_equal(features, again)  # from the cache: the dummy model is never called
+    again = features.cached_features(faces, labels, str(XCEPTION_WEIGHTS), 71, tmp_path, model=object())
+    np.testing.assert_array_equal(found, again)  # from the cache: the dummy model is never called

@@ -9,9 +9,12 @@ import cv2
 import numpy as np
 import pytest
 
-import fer_common as fc
 import realtime
-import train_cnn
+from ferkit import classify, detect, networks, track, video
+from ferkit.classify import predict_proba
+from ferkit.faces import CLASS_NAMES, prepare_face, to_grey
+from ferkit.modelfile import read_class_names, save_model
+from ferkit.paths import DEFAULT_MODEL_PATH
 
 
 @pytest.fixture(scope="module")
@@ -20,14 +23,16 @@ def model_path(tmp_path_factory):
     import keras
 
     keras.utils.set_random_seed(0)
-    return fc.save_model(train_cnn.build_model(arch="vgg"), tmp_path_factory.mktemp("m") / "m.keras")
+    return save_model(networks.build_model(arch="vgg"), tmp_path_factory.mktemp("m") / "m.keras")
 
 
 @pytest.fixture(scope="module")
 def videos(tmp_path_factory):
     folder = tmp_path_factory.mktemp("videos")
-    return {copies: realtime.write_video(realtime.demo_frames(24, copies=copies), folder / f"demo{copies}.avi")
-            for copies in (1, 2)}
+    return {
+        copies: video.write_video(video.demo_frames(24, copies=copies), folder / f"demo{copies}.avi")
+        for copies in (1, 2)
+    }
 
 
 def run(*argv):
@@ -39,32 +44,41 @@ def test_faces_are_found_logged_and_drawn(videos, model_path, tmp_path, copies):
     out, log = tmp_path / "out.avi", tmp_path / "faces.csv"
     summary = run("--source", videos[copies], "--model", model_path, "--output", out, "--log", log)
     assert summary["frames"] == 24
-    rows = list(csv.DictReader(open(log)))
+    with open(log) as f:
+        rows = list(csv.DictReader(f))
     per_frame = np.bincount([int(r["frame"]) for r in rows], minlength=24)
     assert np.mean(per_frame == copies) >= 0.9, per_frame
     assert len(rows) == summary["faces"]
-    assert {r["label"] for r in rows} <= set(fc.CLASS_NAMES)
+    assert {r["label"] for r in rows} <= set(CLASS_NAMES)
     for r in rows:
-        assert abs(sum(float(r[n]) for n in fc.CLASS_NAMES) - 1) < 1e-3
+        assert abs(sum(float(r[n]) for n in CLASS_NAMES) - 1) < 1e-3
     capture = cv2.VideoCapture(str(out))
     assert int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) == 24
-    assert (capture.get(cv2.CAP_PROP_FRAME_WIDTH), capture.get(cv2.CAP_PROP_FRAME_HEIGHT)) == realtime.DEMO_SIZE
+    assert (capture.get(cv2.CAP_PROP_FRAME_WIDTH), capture.get(cv2.CAP_PROP_FRAME_HEIGHT)) == video.DEMO_SIZE
 
 
 def test_boxes_sit_on_the_face(videos, model_path):
     """Detection on a downscaled frame maps boxes back onto the full-size face."""
-    frame = next(realtime.demo_frames(1))
-    full = realtime.FaceDetector(scale=1.0, scale_factor=1.1)(realtime.to_grey(frame))
-    small = realtime.FaceDetector()(realtime.to_grey(frame))
+    frame = next(video.demo_frames(1))
+    full = detect.FaceDetector(scale=1.0, scale_factor=1.1)(to_grey(frame))
+    small = detect.FaceDetector()(to_grey(frame))
     assert len(full) == len(small) == 1
-    assert realtime.iou(full[0], small[0]) > 0.6
+    assert track.iou(full[0], small[0]) > 0.6
 
 
 def test_jsonl_log_and_grey_image_source(model_path, tmp_path):
-    grey = cv2.cvtColor(next(realtime.demo_frames(1)), cv2.COLOR_BGR2GRAY)
+    grey = cv2.cvtColor(next(video.demo_frames(1)), cv2.COLOR_BGR2GRAY)
     cv2.imwrite(str(tmp_path / "face.png"), grey)
-    summary = run("--source", tmp_path / "face.png", "--model", model_path,
-                  "--output", tmp_path / "annotated.png", "--log", tmp_path / "log.jsonl")
+    summary = run(
+        "--source",
+        tmp_path / "face.png",
+        "--model",
+        model_path,
+        "--output",
+        tmp_path / "annotated.png",
+        "--log",
+        tmp_path / "log.jsonl",
+    )
     assert summary["frames"] == 1 and summary["faces"] == 1
     row = json.loads((tmp_path / "log.jsonl").read_text().splitlines()[0])
     assert set(row) == {"frame", "time", "face", "box", "label", "confidence", "probabilities"}
@@ -72,7 +86,7 @@ def test_jsonl_log_and_grey_image_source(model_path, tmp_path):
 
 
 def test_folder_source_of_mixed_sizes(model_path, tmp_path):
-    frames = realtime.demo_frames(2)
+    frames = video.demo_frames(2)
     cv2.imwrite(str(tmp_path / "a.jpg"), next(frames))
     cv2.imwrite(str(tmp_path / "b.jpg"), cv2.resize(next(frames), (360, 240)))
     assert run("--source", tmp_path, "--model", model_path, "--min-face", "20")["frames"] == 2
@@ -104,7 +118,7 @@ def test_missing_model_says_how_to_get_one(tmp_path, capsys):
 
 
 def test_smoothing_averages_per_face_over_the_window():
-    smoother = realtime.FaceSmoother(window=3)
+    smoother = track.FaceSmoother(window=3)
     a, b = np.eye(7)[3], np.eye(7)[5]
     box = (100, 100, 50, 50)
     for proba in (a, a, b):
@@ -118,7 +132,7 @@ def test_smoothing_averages_per_face_over_the_window():
 
 
 def test_smoothing_off_passes_probabilities_through():
-    smoother = realtime.FaceSmoother(window=1)
+    smoother = track.FaceSmoother(window=1)
     for proba in np.eye(7):
         smoothed, _ = smoother.update([(0, 0, 10, 10)], [proba])
         np.testing.assert_allclose(smoothed[0], proba)
@@ -126,10 +140,10 @@ def test_smoothing_off_passes_probabilities_through():
 
 def test_classifier_matches_the_training_preprocessing(model_path):
     """All faces in one call, padded batches, same numbers as the evaluation path."""
-    classifier = realtime.ExpressionClassifier(model_path)
+    classifier = classify.ExpressionClassifier(model_path)
     rng = np.random.default_rng(0)
     crops = [rng.integers(0, 256, (60 + 10 * i, 55 + 7 * i), dtype=np.uint8) for i in range(3)]
-    expected = fc.predict_proba(classifier.model, np.stack([fc.prepare_face(c) for c in crops]))
+    expected = predict_proba(classifier.model, np.stack([prepare_face(c) for c in crops]))
     np.testing.assert_allclose(classifier(crops), expected, rtol=1e-4, atol=1e-5)
 
 
@@ -144,7 +158,7 @@ def test_missing_window_support_says_how_to_get_it(model_path, monkeypatch, caps
     assert "no window support" in err and "--no-display" in err
 
 
-SHIPPED = fc.DEFAULT_MODEL_PATH
+SHIPPED = DEFAULT_MODEL_PATH
 
 
 @pytest.mark.skipif(not SHIPPED.exists(), reason="no shipped model at models/fer_cnn.keras")
@@ -153,10 +167,11 @@ def test_shipped_model_is_small_safe_and_labels_the_demo_face(tmp_path):
 
     assert SHIPPED.stat().st_size < 20 * 2**20
     model = keras.models.load_model(SHIPPED, safe_mode=True, compile=False)
-    assert model.output_shape == (None, 7) and fc.read_class_names(SHIPPED) == fc.CLASS_NAMES
+    assert model.output_shape == (None, 7) and read_class_names(SHIPPED) == CLASS_NAMES
     log = tmp_path / "demo.jsonl"
-    summary = realtime.run(realtime.parse_args(["--source", "demo", "--no-display", "--max-frames", "10",
-                                                "--log", str(log)]))  # the default --model
+    summary = realtime.run(
+        realtime.parse_args(["--source", "demo", "--no-display", "--max-frames", "10", "--log", str(log)])
+    )  # the default --model
     assert summary["faces"] == 10
     labels = {json.loads(line)["label"] for line in log.read_text().splitlines()}
-    assert labels <= set(fc.CLASS_NAMES) and len(labels) >= 1
+    assert labels <= set(CLASS_NAMES) and len(labels) >= 1

@@ -7,33 +7,49 @@ import json
 import keras
 import numpy as np
 import pytest
+from conftest import FER2013
 
 import evaluate
-import fer_common as fc
 import train_cnn
-from conftest import FER2013
+from ferkit import modelfile, networks, training
+from ferkit.classify import predict_proba
+from ferkit.data import load_dataset
+from ferkit.errors import ModelFileError
+from ferkit.faces import CLASS_NAMES
+from ferkit.modelfile import load_model
 
 
 def run(data, tmp_path, *extra):
-    args = ["--data", str(data), "--models-dir", str(tmp_path / "models"),
-            "--plots-dir", str(tmp_path / "plots"), "--cache-dir", str(tmp_path / "cache"),
-            "--batch-size", "32", "--name", "t", *extra]
-    return train_cnn.train(train_cnn.parse_args(args))
+    args = [
+        "--data",
+        str(data),
+        "--models-dir",
+        str(tmp_path / "models"),
+        "--plots-dir",
+        str(tmp_path / "plots"),
+        "--cache-dir",
+        str(tmp_path / "cache"),
+        "--batch-size",
+        "32",
+        "--name",
+        "t",
+        *extra,
+    ]
+    return train_cnn.main(args)
 
 
 def test_seed_architecture_matches_the_recipe():
-    model = train_cnn.build_model()
+    model = networks.build_model()
     assert model.count_params() == 4_743_431
     assert model.output_shape == (None, 7)
     convs = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
-    assert [(c.filters, c.kernel_size) for c in convs] == [(64, (3, 3)), (128, (5, 5)),
-                                                         (512, (3, 3)), (512, (3, 3))]
+    assert [(c.filters, c.kernel_size) for c in convs] == [(64, (3, 3)), (128, (5, 5)), (512, (3, 3)), (512, (3, 3))]
     dense = [layer.units for layer in model.layers if isinstance(layer, keras.layers.Dense)]
     assert dense == [256, 512, 512, 7]
     kinds = [type(layer).__name__ for layer in model.layers]
     block = ["Conv2D", "BatchNormalization", "Activation", "MaxPooling2D", "Dropout"]
     start = kinds.index("Conv2D")
-    assert kinds[start:start + 20] == block * 4
+    assert kinds[start : start + 20] == block * 4
     dropouts = [layer.rate for layer in model.layers if isinstance(layer, keras.layers.Dropout)]
     assert dropouts == [0.25] * 6 + [0.22]
     proba = model(np.zeros((2, 48, 48, 1), np.float32))
@@ -41,7 +57,7 @@ def test_seed_architecture_matches_the_recipe():
 
 
 def test_augmentation_only_changes_training_forward_pass():
-    model = train_cnn.build_model(augment=True, arch="vgg")
+    model = networks.build_model(augment=True, arch="vgg")
     x = np.random.default_rng(0).uniform(0, 255, (4, 48, 48, 1)).astype(np.float32)
     np.testing.assert_allclose(model(x, training=False), model(x, training=False), rtol=1e-6)
     assert any(layer.name.startswith("aug_") for layer in model.layers)
@@ -54,34 +70,44 @@ def test_short_training_writes_outputs_and_reloads_identically(training_dir, tmp
         assert (plots / name).stat().st_size > 10_000
     saved = json.loads((models / "t_metrics.json").read_text())
     assert saved["test_accuracy"] == metrics["test_accuracy"]
-    assert set(saved["per_class"]) == set(fc.CLASS_NAMES)
+    assert set(saved["per_class"]) == set(CLASS_NAMES)
     assert len(saved["history"]["val_loss"]) == 2
     assert "test accuracy" in capsys.readouterr().out
 
-    model, names = fc.load_model(models / "t.keras")
-    assert names == fc.CLASS_NAMES
+    model, names = load_model(models / "t.keras")
+    assert names == CLASS_NAMES
     assert not any(layer.name.startswith("aug_") for layer in model.layers)
-    data = fc.load_dataset(training_dir, cache_dir=tmp_path / "cache", progress=False)
-    proba = fc.predict_proba(model, data.test.x)
-    again, _ = fc.load_model(models / "t.keras")
-    np.testing.assert_allclose(fc.predict_proba(again, data.test.x), proba, rtol=1e-5, atol=1e-6)
+    data = load_dataset(training_dir, cache_dir=tmp_path / "cache", progress=False)
+    proba = predict_proba(model, data.test.x)
+    again, _ = load_model(models / "t.keras")
+    np.testing.assert_allclose(predict_proba(again, data.test.x), proba, rtol=1e-5, atol=1e-6)
     assert np.mean(proba.argmax(1) == data.test.y) == pytest.approx(saved["test_accuracy"])
-    report = evaluate.main(["--model", str(models / "t.keras"), "--data", str(training_dir),
-                            "--cache-dir", str(tmp_path / "cache"), "--confusion", str(plots / "eval.png")])
+    report = evaluate.main(
+        [
+            "--model",
+            str(models / "t.keras"),
+            "--data",
+            str(training_dir),
+            "--cache-dir",
+            str(tmp_path / "cache"),
+            "--confusion",
+            str(plots / "eval.png"),
+        ]
+    )
     assert report["accuracy"] == pytest.approx(saved["test_accuracy"])
     assert (plots / "eval.png").exists()
 
 
 def interrupt_after_epoch(monkeypatch, stop_epoch: int) -> None:
     """Make training raise KeyboardInterrupt right after epoch `stop_epoch` is checkpointed."""
-    original = train_cnn.EpochCheckpoint.on_epoch_end
+    original = training.EpochCheckpoint.on_epoch_end
 
     def on_epoch_end(self, epoch, logs=None):
         original(self, epoch, logs)
         if epoch == stop_epoch:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(train_cnn.EpochCheckpoint, "on_epoch_end", on_epoch_end)
+    monkeypatch.setattr(training.EpochCheckpoint, "on_epoch_end", on_epoch_end)
 
 
 @pytest.mark.parametrize("schedule", ["plateau", "cosine"])
@@ -118,18 +144,31 @@ def test_resume_with_other_settings_is_refused(training_dir, tmp_path, monkeypat
 
 def test_warm_restart_starts_from_the_given_model(training_dir, tmp_path):
     run(training_dir, tmp_path, "--epochs", "1", "--arch", "vgg", "--name", "first")
-    first, _ = fc.load_model(tmp_path / "models" / "first.keras")
-    restarted = train_cnn.build_model(arch="vgg", augment=True)
-    train_cnn.copy_weights(first, restarted)
+    first, _ = load_model(tmp_path / "models" / "first.keras")
+    restarted = networks.build_model(arch="vgg", augment=True)
+    modelfile.copy_weights(first, restarted)
     faces = np.random.default_rng(1).integers(0, 256, (5, 48, 48), dtype=np.uint8)
-    np.testing.assert_allclose(fc.predict_proba(restarted, faces), fc.predict_proba(first, faces),
-                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(predict_proba(restarted, faces), predict_proba(first, faces), rtol=1e-5, atol=1e-6)
 
     init = ["--init-from", str(tmp_path / "models" / "first.keras")]
     metrics = run(training_dir, tmp_path, "--epochs", "1", "--arch", "vgg", "--name", "second", *init)
     assert metrics["settings"]["init_from"].endswith("first.keras")
-    with pytest.raises(fc.ModelFileError, match="pass the --arch it was trained with"):
-        run(training_dir, tmp_path, "--epochs", "1", "--arch", "seed", "--name", "third", *init)
+    with pytest.raises(ModelFileError, match="the architecture it was trained with"):
+        training.train(
+            train_cnn.parse_args(
+                [
+                    "--data",
+                    str(training_dir),
+                    "--models-dir",
+                    str(tmp_path / "models"),
+                    "--arch",
+                    "seed",
+                    "--name",
+                    "third",
+                    *init,
+                ]
+            )
+        )
 
 
 def test_bad_data_path_is_one_clear_error(tmp_path, capsys):

@@ -1,0 +1,124 @@
+"""Results people read or look at: accuracy, per-class precision / recall / F1 and the confusion
+matrix as plain JSON types, the printed report, and the plots (confusion matrix, training
+curves, GA progress)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from .faces import CLASS_NAMES
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path: str | os.PathLike) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    _pyplot().close(fig)
+    return path
+
+
+def classification_summary(y_true: np.ndarray, y_pred: np.ndarray, class_names=CLASS_NAMES) -> dict:
+    """Accuracy, per-class precision/recall/F1 and the confusion matrix, as plain JSON types."""
+    from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
+
+    labels = list(range(len(class_names)))
+    precision, recall, f1, support = precision_recall_fscore_support(y_true, y_pred, labels=labels, zero_division=0)
+    return {
+        "accuracy": float(np.mean(y_true == y_pred)),
+        "macro_f1": float(np.mean(f1)),
+        "per_class": {
+            name: {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(s)}
+            for name, p, r, f, s in zip(class_names, precision, recall, f1, support)
+        },
+        "confusion_matrix": confusion_matrix(y_true, y_pred, labels=labels).tolist(),
+    }
+
+
+def format_report(summary: dict) -> str:
+    lines = [f"{'class':>10} {'precision':>9} {'recall':>7} {'f1':>6} {'support':>8}"]
+    for name, row in summary["per_class"].items():
+        lines.append(f"{name:>10} {row['precision']:9.3f} {row['recall']:7.3f} {row['f1']:6.3f} {row['support']:8d}")
+    lines.append(f"{'accuracy':>10} {summary['accuracy']:24.4f}   macro F1 {summary['macro_f1']:.4f}")
+    return "\n".join(lines)
+
+
+def plot_confusion(matrix, class_names, path: str | os.PathLike, title: str) -> Path:
+    """Row-normalised confusion matrix with counts, saved as PNG."""
+    plt = _pyplot()
+    matrix = np.asarray(matrix)
+    rates = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
+    fig, ax = plt.subplots(figsize=(7, 6))
+    im = ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(len(class_names)), class_names, rotation=45, ha="right")
+    ax.set_yticks(range(len(class_names)), class_names)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title)
+    for i in range(len(class_names)):
+        for j in range(len(class_names)):
+            ax.text(
+                j,
+                i,
+                f"{rates[i, j]:.2f}\n({matrix[i, j]})",
+                ha="center",
+                va="center",
+                fontsize=7,
+                color="white" if rates[i, j] > 0.5 else "black",
+            )
+    fig.colorbar(im, ax=ax, label="fraction of true class")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_history(history: dict, key: str, path: str | os.PathLike, title: str) -> Path:
+    """A training curve (train and validation) of one Keras history key, by epoch."""
+    plt = _pyplot()
+    epochs = np.arange(1, len(history[key]) + 1)
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    ax.plot(epochs, history[key], "o-", label="train")
+    if f"val_{key}" in history:
+        ax.plot(epochs, history[f"val_{key}"], "s-", label="validation (PublicTest)")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(key)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_ga_progress(log: list, path: str | os.PathLike) -> Path:
+    """Best and mean fitness and the selected-feature counts of a GA run, by generation."""
+    import matplotlib.ticker
+
+    plt = _pyplot()
+    gens = [r["generation"] for r in log]
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(7, 6), sharex=True)
+    top.plot(gens, [r["best_fitness"] for r in log], "o-", label="best fitness")
+    top.plot(gens, [r["mean_fitness"] for r in log], "s-", label="mean fitness")
+    top.plot(gens, [r["best_accuracy"] for r in log], "--", label="best RF accuracy (fitness data)")
+    top.set_ylabel("fitness / accuracy")
+    top.legend()
+    top.grid(alpha=0.3)
+    bottom.plot(gens, [r["best_features"] for r in log], "o-", label="features in best mask")
+    bottom.plot(gens, [r["mean_features"] for r in log], "s-", label="mean features in population")
+    bottom.set_xlabel("generation")
+    bottom.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+    bottom.set_ylabel("selected features")
+    bottom.legend()
+    bottom.grid(alpha=0.3)
+    fig.suptitle("Genetic feature selection")
+    fig.tight_layout()
+    return _save(fig, path)

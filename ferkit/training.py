@@ -1,0 +1,308 @@
+"""Training a CNN on a FER dataset: the settings (``TrainConfig``, whose defaults are
+``train_cnn.py``'s), per-epoch atomic checkpoints with resume, warm restarts, and the outputs of
+a finished run (model, metrics, curves, confusion matrix)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from .atomic import atomic_write_text
+from .classify import accuracy, predict_proba
+from .data import Split, load_dataset, stratified_subset
+from .errors import CheckpointError, Interrupted, ModelFileError, ParameterError
+from .faces import CLASS_NAMES, to_model_input
+from .modelfile import copy_weights, inference_copy, load_model, save_model
+from .networks import ARCHITECTURES, build_model
+from .paths import DEFAULT_CACHE_DIR, DEFAULT_DATA, MODELS_DIR, PLOTS_DIR
+from .report import classification_summary, plot_confusion, plot_history
+
+SCHEDULES = ("plateau", "cosine")
+
+
+@dataclass
+class TrainConfig:
+    """Everything one training run depends on; these defaults are the seed recipe's."""
+
+    data: str | Path = DEFAULT_DATA
+    name: str = "fer_cnn"
+    arch: str = "seed"
+    epochs: int = 30
+    batch_size: int = 64
+    lr: float = 1e-3
+    schedule: str = "plateau"
+    init_from: Path | None = None
+    lr_factor: float = 0.2
+    lr_patience: int = 3
+    min_lr: float = 1e-6
+    label_smoothing: float = 0.0
+    augment: bool = False
+    class_weights: bool = False
+    tta: bool = False
+    limit: int | None = None
+    val_fraction: float = 0.1
+    seed: int = 0
+    mixed_precision: bool = False
+    fresh: bool = False
+    checkpoint_dir: Path | None = None
+    models_dir: Path = MODELS_DIR
+    plots_dir: Path = PLOTS_DIR
+    cache_dir: Path | None = DEFAULT_CACHE_DIR
+
+    def validate(self) -> None:
+        """Raise ``ParameterError`` for the first setting out of range."""
+        checks = [
+            ("arch", self.arch in ARCHITECTURES, f"must be one of {', '.join(ARCHITECTURES)}"),
+            ("schedule", self.schedule in SCHEDULES, f"must be one of {', '.join(SCHEDULES)}"),
+            ("epochs", self.epochs >= 1, "must be at least 1"),
+            ("batch_size", self.batch_size >= 1, "must be at least 1"),
+            ("lr_patience", self.lr_patience >= 1, "must be at least 1"),
+            ("lr", self.lr > 0, "must be positive"),
+            ("lr_factor", 0 < self.lr_factor < 1, "must be between 0 and 1"),
+            ("min_lr", self.min_lr >= 0, "must be at least 0"),
+            (
+                "limit",
+                self.limit is None or self.limit >= len(CLASS_NAMES),
+                f"must be at least {len(CLASS_NAMES)} (one image per class)",
+            ),
+            ("label_smoothing", 0 <= self.label_smoothing < 1, "must be in [0, 1)"),
+            ("val_fraction", 0 < self.val_fraction < 1, "must be between 0 and 1"),
+        ]
+        for param, ok, problem in checks:
+            if not ok:
+                raise ParameterError(param, problem)
+
+    def settings(self) -> dict:
+        """The settings as plain JSON types (paths as strings), as saved in checkpoints and metrics."""
+        return {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(self).items()}
+
+
+# The settings that must match for a checkpoint to be resumed.
+RESUME_KEYS = (
+    "arch",
+    "data",
+    "batch_size",
+    "lr",
+    "schedule",
+    "init_from",
+    "augment",
+    "class_weights",
+    "limit",
+    "seed",
+    "label_smoothing",
+    "val_fraction",
+)
+
+
+class EpochCheckpoint(keras.callbacks.Callback):
+    """After every epoch, atomically save the full training state (model with optimizer,
+    history, ReduceLROnPlateau counters) and the best model by validation accuracy."""
+
+    def __init__(self, directory: Path, plateau, settings: dict, history: dict, best: float):
+        super().__init__()
+        self.directory, self.plateau, self.settings = directory, plateau, settings
+        self.history_so_far, self.best = history, best
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        for key, value in logs.items():
+            self.history_so_far.setdefault(key, []).append(float(value))
+        self.history_so_far.setdefault("lr", []).append(float(self.model.optimizer.learning_rate))
+        if logs.get("val_accuracy", -1) > self.best:
+            self.best = float(logs["val_accuracy"])
+            save_model(self.model, self.directory / "best.keras")
+        save_model(self.model, self.directory / "last.keras")
+        plateau = (
+            None
+            if self.plateau is None
+            else {
+                "wait": self.plateau.wait,
+                "best": float(self.plateau.best),
+                "cooldown_counter": self.plateau.cooldown_counter,
+            }
+        )
+        state = {
+            "epoch": epoch + 1,
+            "best_val_accuracy": self.best,
+            "history": self.history_so_far,
+            "settings": self.settings,
+            "plateau": plateau,
+        }
+        atomic_write_text(self.directory / "state.json", json.dumps(state))
+
+
+class RestorePlateau(keras.callbacks.Callback):
+    """ReduceLROnPlateau resets its counters when training begins; put the saved ones back."""
+
+    def __init__(self, plateau, saved: dict):
+        super().__init__()
+        self.plateau, self.saved = plateau, saved
+
+    def on_train_begin(self, logs=None):
+        self.plateau.wait, self.plateau.best = self.saved["wait"], self.saved["best"]
+        self.plateau.cooldown_counter = self.saved["cooldown_counter"]
+
+
+def load_checkpoint(directory: Path, settings: dict):
+    """Return (model, state) to resume from, or (None, None) when there is nothing to resume."""
+    state_file = directory / "state.json"
+    if not state_file.exists() or not (directory / "last.keras").exists():
+        return None, None
+    state = json.loads(state_file.read_text())
+    changed = [k for k in RESUME_KEYS if state["settings"].get(k) != settings.get(k)]
+    if changed:
+        raise CheckpointError(
+            f"checkpoint in {directory} was made with different settings ({', '.join(changed)}). "
+            f"Rerun with the same settings to resume, or start over (train_cnn.py --fresh)."
+        )
+    model = keras.models.load_model(directory / "last.keras")
+    return model, state
+
+
+def warm_start(model, path: Path) -> None:
+    """Load the weights of the saved model at ``path`` into a freshly built ``model``."""
+    source, _ = load_model(path)
+    if source.name != model.name:
+        raise ModelFileError(
+            f"the model to start from ({path}) is {source.name!r} but this run builds {model.name!r}; "
+            f"train with the architecture it was trained with ({source.name.removeprefix('fer_')})."
+        )
+    copy_weights(source, model)
+
+
+def learning_rate_for(config: TrainConfig, steps_per_epoch: int):
+    if config.schedule == "cosine":
+        return keras.optimizers.schedules.CosineDecay(config.lr, decay_steps=config.epochs * steps_per_epoch)
+    return config.lr
+
+
+def class_weight_for(y: np.ndarray, num_classes: int) -> dict[int, float]:
+    counts = np.bincount(y, minlength=num_classes).astype(float)
+    weights = len(y) / (num_classes * np.maximum(counts, 1))
+    return {i: float(w) for i, w in enumerate(weights)}
+
+
+def train(config: TrainConfig) -> dict:
+    """Train (or resume) one run and write its outputs; returns the metrics, with the paths of
+    what was written under ``"outputs"``. Raises ``Interrupted`` on Ctrl-C after saving."""
+    config.validate()
+    keras.utils.set_random_seed(config.seed)
+    if config.mixed_precision:
+        keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    data = load_dataset(config.data, val_fraction=config.val_fraction, seed=config.seed, cache_dir=config.cache_dir)
+    train_split = data.train
+    if config.limit:
+        idx = stratified_subset(train_split.y, config.limit, seed=config.seed)
+        train_split = Split(train_split.x[idx], train_split.y[idx])
+    num_classes = len(data.class_names)
+    print(
+        f"data: {data.source} ({data.layout}); train {len(train_split)}, validation "
+        f"{len(data.val)}, test {len(data.test)}; {data.val_note}"
+    )
+
+    settings = config.settings()
+    ckpt_dir = Path(config.checkpoint_dir or Path(config.models_dir) / "checkpoints" / config.name)
+    if config.fresh and ckpt_dir.exists():
+        shutil.rmtree(ckpt_dir)
+    model, state = load_checkpoint(ckpt_dir, settings)
+    if model is None:
+        model = build_model(num_classes, augment=config.augment, arch=config.arch)
+        if config.init_from:
+            warm_start(model, Path(config.init_from))
+        steps_per_epoch = -(-len(train_split) // config.batch_size)
+        model.compile(
+            optimizer=keras.optimizers.Adam(learning_rate_for(config, steps_per_epoch)),
+            loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
+            metrics=["accuracy"],
+        )
+        state = {"epoch": 0, "best_val_accuracy": -1.0, "history": {}, "plateau": None}
+    else:
+        print(f"resuming from {ckpt_dir} after epoch {state['epoch']} of {config.epochs}")
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+
+    plateau, restore = None, []
+    if config.schedule == "plateau":
+        plateau = keras.callbacks.ReduceLROnPlateau(
+            monitor="val_loss",
+            factor=config.lr_factor,
+            patience=config.lr_patience,
+            min_delta=1e-4,
+            min_lr=config.min_lr,
+            verbose=1,
+        )
+        restore = [RestorePlateau(plateau, state["plateau"])] if state["plateau"] else []
+    history = state["history"]
+    checkpoint = EpochCheckpoint(ckpt_dir, plateau, settings, history, state["best_val_accuracy"])
+    one_hot = np.eye(num_classes, dtype=np.float32)
+    started = time.time()
+    try:
+        if state["epoch"] < config.epochs:
+            model.fit(
+                to_model_input(train_split.x),
+                one_hot[train_split.y],
+                validation_data=(to_model_input(data.val.x), one_hot[data.val.y]),
+                epochs=config.epochs,
+                initial_epoch=state["epoch"],
+                batch_size=config.batch_size,
+                class_weight=class_weight_for(train_split.y, num_classes) if config.class_weights else None,
+                callbacks=[c for c in (plateau, *restore, checkpoint) if c],
+                shuffle=True,
+                verbose=1 if sys.stdout.isatty() else 2,
+            )
+    except KeyboardInterrupt:
+        raise Interrupted(
+            f"interrupted; the last finished epoch is saved in {ckpt_dir}. Run the same command to resume."
+        ) from None
+    train_seconds = time.time() - started
+
+    best_model = keras.models.load_model(ckpt_dir / "best.keras")
+    final = inference_copy(best_model)
+    proba = predict_proba(final, data.test.x, flip_tta=config.tta)
+    summary = classification_summary(data.test.y, proba.argmax(1), data.class_names)
+    val_accuracy = accuracy(final, data.val, flip_tta=config.tta)
+
+    models_dir, plots_dir = Path(config.models_dir), Path(config.plots_dir)
+    model_path = save_model(final, models_dir / f"{config.name}.keras", data.class_names)
+    plots = [
+        plot_history(history, "loss", plots_dir / f"{config.name}_loss.png", "Loss"),
+        plot_history(history, "accuracy", plots_dir / f"{config.name}_accuracy.png", "Accuracy"),
+        plot_confusion(
+            summary["confusion_matrix"],
+            data.class_names,
+            plots_dir / f"{config.name}_confusion.png",
+            f"Test confusion (accuracy {summary['accuracy']:.3f})",
+        ),
+    ]
+    metrics = {
+        "test_accuracy": summary["accuracy"],
+        "test_macro_f1": summary["macro_f1"],
+        "validation_accuracy": val_accuracy,
+        "per_class": summary["per_class"],
+        "confusion_matrix": summary["confusion_matrix"],
+        "class_names": list(data.class_names),
+        "history": history,
+        "epochs_trained": len(history.get("loss", [])),
+        "train_seconds_this_run": round(train_seconds, 1),
+        "data": {
+            "source": data.source,
+            "layout": data.layout,
+            "train": len(train_split),
+            "validation": len(data.val),
+            "test": len(data.test),
+            "validation_note": data.val_note,
+        },
+        "settings": settings,
+        "tta": config.tta,
+    }
+    metrics_path = models_dir / f"{config.name}_metrics.json"
+    atomic_write_text(metrics_path, json.dumps(metrics, indent=1))
+    shutil.rmtree(ckpt_dir)  # finished: the next run of this command starts afresh
+    return {**metrics, "outputs": {"model": model_path, "metrics": metrics_path, "plots": plots}}

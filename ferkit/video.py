@@ -1,0 +1,150 @@
+"""Frames in and out: webcam, video, image, folder and the built-in demo clip as one iterator of
+BGR frames; annotated frames written to a video or numbered images."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from .data import IMAGE_SUFFIXES
+from .errors import SourceError
+
+DEMO_SIZE = (720, 480)
+
+
+def demo_photo() -> np.ndarray:
+    """The Grace Hopper portrait that ships with matplotlib (no download needed)."""
+    import matplotlib.cbook
+
+    return cv2.imread(str(matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)))
+
+
+def demo_frames(n_frames: int = 90, size: tuple[int, int] = DEMO_SIZE, copies: int = 1) -> Iterator[np.ndarray]:
+    """A short clip: the demo photo (``copies`` side by side) drifting across a grey frame."""
+    width, height = size
+    photo = demo_photo()
+    scale = min(0.9 * height / photo.shape[0], 0.9 * width / (copies * photo.shape[1]))
+    photo = cv2.resize(photo, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    strip = np.hstack([photo] * copies)
+    h, w = strip.shape[:2]
+    for i in range(n_frames):
+        frame = np.full((height, width, 3), 90, np.uint8)
+        phase = np.sin(2 * np.pi * i / max(n_frames, 1))
+        x = int((width - w) / 2 + phase * (width - w) / 2)
+        y = int((height - h) / 2 + np.cos(2 * np.pi * i / max(n_frames, 1)) * (height - h) / 3)
+        frame[y : y + h, x : x + w] = strip
+        yield frame
+
+
+def open_video_writer(path: str | Path, fps: float, frame: np.ndarray):
+    """A cv2.VideoWriter sized for ``frame`` (mp4v for .mp4, MJPG otherwise)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fourcc = cv2.VideoWriter_fourcc(*("mp4v" if path.suffix.lower() == ".mp4" else "MJPG"))
+    writer = cv2.VideoWriter(str(path), fourcc, fps or 30.0, (frame.shape[1], frame.shape[0]))
+    if not writer.isOpened():
+        raise SourceError(f"cannot write video {path}; use a .mp4 or .avi name in a writable folder.")
+    return writer
+
+
+def write_video(frames, path: str | Path, fps: float = 30.0) -> Path:
+    """Write BGR frames to a video file."""
+    writer = None
+    for frame in frames:
+        writer = writer or open_video_writer(path, fps, frame)
+        writer.write(frame)
+    if writer is not None:
+        writer.release()
+    return Path(path)
+
+
+def open_source(source: str) -> tuple[Iterator[np.ndarray], float, bool]:
+    """Frames from a webcam index, 'demo', a video, an image or a folder of images.
+    Returns (frames, fps, is_still) where is_still marks single images and folders."""
+    if source == "demo":
+        return demo_frames(), 30.0, False
+    if source.isdigit():
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)  # our message says it better
+        return _capture_frames(cv2.VideoCapture(int(source)), source, camera=True), 30.0, False
+    path = Path(source).expanduser()
+    if not path.exists():
+        raise SourceError(
+            f"source {source} not found: pass a webcam index (0, 1, ...), 'demo', "
+            f"or the path of a video, an image or a folder of images."
+        )
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not files:
+            raise SourceError(f"folder {path} holds no images (.jpg, .png, ...).")
+        return _image_frames(files), 0.0, True
+    if path.suffix.lower() in IMAGE_SUFFIXES:
+        return _image_frames([path]), 0.0, True
+    capture = cv2.VideoCapture(str(path))
+    return _capture_frames(capture, source, camera=False), capture.get(cv2.CAP_PROP_FPS) or 30.0, False
+
+
+def _image_frames(files) -> Iterator[np.ndarray]:
+    for file in files:
+        frame = cv2.imread(str(file), cv2.IMREAD_UNCHANGED)
+        if frame is None:
+            print(f"warning: skipping unreadable image {file}")
+            continue
+        yield frame
+
+
+def _capture_frames(capture, source: str, camera: bool) -> Iterator[np.ndarray]:
+    if not capture.isOpened():
+        if camera:
+            raise SourceError(
+                f"could not open camera {source}. Check that a webcam is connected and not in use "
+                f"by another program, try another index (--source 1), or use a file or --source demo."
+            )
+        raise SourceError(
+            f"could not read video {source}: the file is damaged or its codec is not "
+            f"supported by OpenCV; convert it to .mp4 (H.264) or .avi (MJPG)."
+        )
+    return _read_frames(capture, source, camera)
+
+
+def _read_frames(capture, source: str, camera: bool) -> Iterator[np.ndarray]:
+    try:
+        first = True
+        while True:
+            ok, frame = capture.read()
+            if not ok:
+                if first:
+                    raise SourceError(
+                        f"{'camera' if camera else 'video'} {source} gave no frames; "
+                        f"try another camera index, or convert the video to .mp4 or .avi."
+                    )
+                return
+            first = False
+            yield frame
+    finally:
+        capture.release()
+
+
+class AnnotatedOutput:
+    """Writes annotated frames to a video (.mp4/.avi) or to images (.jpg/.png, numbered after
+    the first) as they come."""
+
+    def __init__(self, path: str | Path, fps: float):
+        self.path, self.fps, self.writer, self.count = Path(path), fps, None, 0
+        self.is_video = self.path.suffix.lower() not in IMAGE_SUFFIXES
+
+    def write(self, canvas: np.ndarray) -> None:
+        if self.is_video:
+            self.writer = self.writer or open_video_writer(self.path, self.fps, canvas)
+            self.writer.write(canvas)
+        else:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            name = self.path if self.count == 0 else self.path.with_stem(f"{self.path.stem}_{self.count}")
+            cv2.imwrite(str(name), canvas)
+        self.count += 1
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.release()

@@ -1,0 +1,57 @@
+"""The public API: ``ferkit.Recognizer`` on a BGR image, and the README's example run as written."""
+
+from __future__ import annotations
+
+import os
+import re
+
+import cv2
+import numpy as np
+import pytest
+from conftest import ROOT
+
+import ferkit
+from ferkit import video
+from ferkit.faces import CLASS_NAMES
+from ferkit.paths import DEFAULT_MODEL_PATH
+
+
+def test_recognizer_returns_box_label_and_seven_probabilities(tmp_path):
+    import keras
+
+    from ferkit.networks import build_model
+
+    keras.utils.set_random_seed(0)
+    model_path = ferkit.save_model(build_model(arch="vgg"), tmp_path / "m.keras")
+    recognizer = ferkit.Recognizer(model_path)
+    frame = next(video.demo_frames(1))
+    faces = recognizer(frame)
+    assert len(faces) == 1
+    face = faces[0]
+    x, y, w, h = face.box
+    assert 0 <= x < x + w <= frame.shape[1] and 0 <= y < y + h <= frame.shape[0] and w > 40
+    assert list(face.probabilities) == list(CLASS_NAMES)
+    assert abs(sum(face.probabilities.values()) - 1) < 1e-4
+    assert face.label == max(face.probabilities, key=face.probabilities.get)
+    assert face.confidence == pytest.approx(face.probabilities[face.label])
+    # the same objects as the live pipeline: the first frame's boxes and probabilities agree
+    boxes, proba, _ = ferkit.Pipeline(recognizer, detect_every=1).process(frame)
+    np.testing.assert_array_equal(boxes[0], face.box)
+    np.testing.assert_allclose(proba[0], list(face.probabilities.values()), rtol=1e-5)
+    assert recognizer(np.zeros((120, 160, 3), np.uint8)) == []  # no face, no result
+
+
+@pytest.mark.skipif(not DEFAULT_MODEL_PATH.exists(), reason="no shipped model at models/fer_cnn.keras")
+def test_readme_example_runs_as_written(tmp_path, capsys):
+    readme = (ROOT / "README.md").read_text()
+    example = re.search(r"<!-- api-example -->\n```python\n(.*?)```", readme, re.S).group(1)
+    assert len(example.strip().splitlines()) <= 6
+    cv2.imwrite(str(tmp_path / "photo.jpg"), next(video.demo_frames(1)))
+    cwd = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        exec(compile(example, "README.md", "exec"), {})
+    finally:
+        os.chdir(cwd)
+    printed = capsys.readouterr().out.strip().splitlines()
+    assert len(printed) == 1 and printed[0].split(") ")[1].split()[0] in CLASS_NAMES
