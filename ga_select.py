@@ -5,30 +5,43 @@
 
 1. ImageNet Xception (no top, global average pooling) turns each face into 2,048 features;
    features are cached on disk with the settings that produced them.
-2. A genetic algorithm evolves bit masks over those features. Fitness is random-forest accuracy
-   on a held-out part of the *training* features (or k-fold CV), minus a small penalty per
-   selected feature. Identical masks are never refitted; evaluations run in parallel.
-3. A final forest on all training features under the best mask is scored on the test set next
-   to two baselines computed in the same run: all 2,048 features, and SelectKBest (ANOVA F) at
-   the same number of features.
+2. For each of ``--seeds`` seeds, a GA evolves feature subsets of at most ``--max-features``
+   towards the best out-of-bag accuracy of a random forest on the training features; the
+   ``--candidates`` best subsets are scored on the validation split (PublicTest) and the best
+   one there is chosen.
+3. The test split is used once per seed: forests (``--final-trees``) on the chosen subset, on
+   all 2,048 features and on SelectKBest (ANOVA F) at the same size, with mean and spread over
+   the seeds; a plot of test accuracy against the number of features tells the story.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import time
 
 import numpy as np
 
 from ferkit import cli
+from ferkit.atomic import atomic_write_text
 from ferkit.data import Split, load_dataset, stratified_subset
 from ferkit.features import cached_features, load_xception
-from ferkit.ga import GAConfig, compare_on_test, run_ga
-from ferkit.report import plot_ga_progress
+from ferkit.ga import (
+    GAConfig,
+    choose_on_validation,
+    compare_on_test,
+    forest,
+    jaccard,
+    kbest_mask,
+    rank_features,
+    run_ga,
+)
+from ferkit.report import plot_ga_progress, plot_ga_selection
 
 D = GAConfig  # the GA's defaults, defined once in the package
 XCEPTION_FEATURES = 2048
+CURVE_K = (32, 64, 128, 256, 512, 1024)
 
 
 def parse_args(argv=None):
@@ -43,93 +56,198 @@ def parse_args(argv=None):
     )
     p.add_argument("--train-limit", type=int, default=6000, help="stratified training subset (0 = all)")
     p.add_argument("--test-limit", type=int, default=0, help="stratified test subset (0 = all)")
-    p.add_argument("--population", type=int, default=D.population)
+    p.add_argument(
+        "--seeds", type=int, default=3, help="independent GA runs (seeds 0..N-1), reported as mean and spread"
+    )
+    p.add_argument("--population", type=int, default=D.population, help="a multiple of 4")
     p.add_argument("--generations", type=int, default=D.generations)
     p.add_argument("--crossover", type=float, default=D.crossover)
     p.add_argument("--mutation", type=float, default=D.mutation)
-    p.add_argument("--bit-flip", type=float, default=D.bit_flip)
-    p.add_argument("--init-rate", type=float, default=D.init_rate)
-    p.add_argument("--tournament", type=int, default=D.tournament)
-    p.add_argument("--elite", type=int, default=D.elite)
-    p.add_argument("--penalty", type=float, default=D.penalty)
+    p.add_argument("--max-features", type=int, default=D.max_features, help="largest subset the GA may choose")
+    p.add_argument("--min-features", type=int, default=D.min_features)
+    p.add_argument("--init-ranked", type=float, default=D.init_ranked, help="share of first masks from rankings")
     p.add_argument("--trees", type=int, default=D.trees, help="trees per fitness forest")
-    p.add_argument("--final-trees", type=int, default=300, help="trees in the final and baseline forests")
-    p.add_argument("--cv", type=int, default=D.cv, help="k-fold CV for fitness (0 = one held-out split)")
+    p.add_argument("--max-samples", type=float, default=D.max_samples, help="bootstrap share per fitness tree")
+    p.add_argument("--min-samples-leaf", type=int, default=D.min_samples_leaf)
     p.add_argument(
         "--fitness-samples", type=int, default=D.fitness_samples, help="training rows used for fitness (0 = all)"
     )
+    p.add_argument("--candidates", type=int, default=D.candidates, help="front members scored on validation")
+    p.add_argument("--final-trees", type=int, default=300, help="trees in the validation, final and baseline forests")
     p.add_argument("--patience", type=int, default=D.patience)
     p.add_argument("--jobs", type=int, default=D.jobs, help="processes fitting forests (default: all cores)")
-    p.add_argument("--seed", type=int, default=D.seed)
     cli.add_common(p, "cache_dir", "models_dir", "plots_dir")
     args = p.parse_args(argv)
-    cli.check(p, lambda: ga_config(args).validate(XCEPTION_FEATURES))
+    for name in ("seeds", "final_trees"):
+        if getattr(args, name) < 1:
+            p.error(f"--{name.replace('_', '-')} must be at least 1")
+    for name in ("train_limit", "test_limit"):
+        if getattr(args, name) < 0:
+            p.error(f"--{name.replace('_', '-')} must be at least 0 (0 = all)")
+    cli.check(p, lambda: ga_config(args, seed=0).validate(XCEPTION_FEATURES))
     return args
 
 
-def ga_config(args) -> GAConfig:
+def ga_config(args, seed: int) -> GAConfig:
     names = {f.name for f in dataclasses.fields(GAConfig)}
-    return GAConfig(**{k: v for k, v in vars(args).items() if k in names})
+    return GAConfig(**{k: v for k, v in vars(args).items() if k in names}, seed=seed)
+
+
+def mean_std(values) -> dict:
+    return {"mean": float(np.mean(values)), "std": float(np.std(values, ddof=1)) if len(values) > 1 else 0.0}
+
+
+def one_seed(seed, args, x_train, y_train, x_val, y_val, x_test, y_test) -> dict:
+    """One GA run, its choice on validation, and the test comparison for this seed."""
+    config = ga_config(args, seed)
+    print(f"\n== seed {seed} ==", flush=True)
+    rankings = rank_features(x_train, y_train, seed=seed, jobs=config.jobs)
+    ga = run_ga(x_train, y_train, config, rankings=rankings)
+    mask, candidates = choose_on_validation(ga.ranked, x_train, y_train, x_val, y_val, config, trees=args.final_trees)
+    comparison = compare_on_test(x_train, y_train, x_test, y_test, mask, config, args.final_trees, seed=seed)
+    k = int(mask.sum())
+    top_k = np.zeros_like(mask)
+    top_k[rankings["importance"][:k]] = True
+    importance_model = forest(config, trees=args.final_trees, jobs=config.jobs, seed=seed).fit(
+        x_train[:, top_k], y_train
+    )
+    importance_accuracy = float(np.mean(importance_model.predict(x_test[:, top_k]) == y_test))
+    for row in candidates:  # for the plot only: the choice above was made on validation
+        row["test_accuracy"] = float(np.mean(row.pop("model").predict(x_test[:, row["mask"]]) == y_test))
+    chosen_val = max(row["val_accuracy"] for row in candidates if np.array_equal(row["mask"], mask))
+    test = {name: row["test_accuracy"] for name, row in comparison["rows"].items()}
+    print(
+        f"seed {seed}: chose {k} features on validation ({chosen_val:.4f}); test: GA {test['GA-selected']:.4f}, "
+        f"all {test['all features']:.4f}, SelectKBest {test['SelectKBest (ANOVA F)']:.4f}",
+        flush=True,
+    )
+    return {
+        "seed": seed,
+        "mask": mask,
+        "val_accuracy": chosen_val,
+        "rows": comparison["rows"],
+        "importance_top_k_accuracy": importance_accuracy,
+        "forest": comparison["ga_forest"],
+        "candidates": [{k: v for k, v in row.items() if k != "mask"} for row in candidates],
+        "ga": ga,
+    }
+
+
+def kbest_curve(args, x_train, y_train, x_test, y_test) -> dict:
+    """Test accuracy of SelectKBest at several sizes, one forest per seed (for the plot)."""
+    curve = {}
+    for k in CURVE_K:
+        columns = kbest_mask(x_train, y_train, k)
+        scores = []
+        for seed in range(args.seeds):
+            model = forest(GAConfig(), trees=args.final_trees, jobs=args.jobs, seed=seed).fit(
+                x_train[:, columns], y_train
+            )
+            scores.append(float(np.mean(model.predict(x_test[:, columns]) == y_test)))
+        curve[k] = mean_std(scores)
+    return curve
 
 
 def run(args) -> dict:
-    config = ga_config(args)
     started = time.time()
+    args.models_dir.mkdir(parents=True, exist_ok=True)
     data = load_dataset(args.data, cache_dir=args.cache_dir)
-    train, test = data.train, data.test
+    train, val, test = data.train, data.val, data.test
     if args.train_limit:
-        idx = stratified_subset(train.y, args.train_limit, seed=args.seed)
+        idx = stratified_subset(train.y, args.train_limit, seed=0)
         train = Split(train.x[idx], train.y[idx])
     if args.test_limit:
-        idx = stratified_subset(test.y, args.test_limit, seed=args.seed)
+        idx = stratified_subset(test.y, args.test_limit, seed=0)
         test = Split(test.x[idx], test.y[idx])
     model = load_xception(args.weights, args.size)
     extract_started = time.time()
     x_train = cached_features(train.x, train.y, args.weights, args.size, args.cache_dir, model, "train features")
+    x_val = cached_features(val.x, val.y, args.weights, args.size, args.cache_dir, model, "validation features")
     x_test = cached_features(test.x, test.y, args.weights, args.size, args.cache_dir, model, "test features")
     extract_seconds = time.time() - extract_started
-    print(f"features: train {x_train.shape}, test {x_test.shape} ({extract_seconds:.0f} s)")
+    print(f"features: train {x_train.shape}, validation {x_val.shape}, test {x_test.shape} ({extract_seconds:.0f} s)")
 
-    ga = run_ga(x_train, train.y, config)
-    comparison = compare_on_test(x_train, train.y, x_test, test.y, ga.mask, config, args.final_trees)
+    runs = [one_seed(s, args, x_train, train.y, x_val, val.y, x_test, test.y) for s in range(args.seeds)]
+    curve = kbest_curve(args, x_train, train.y, x_test, test.y)
 
-    args.models_dir.mkdir(parents=True, exist_ok=True)
-    np.save(args.models_dir / "ga_mask.npy", ga.mask)
+    table = {}
+    for name in ("GA-selected", "all features", "SelectKBest (ANOVA F)"):
+        scores = [r["rows"][name]["test_accuracy"] for r in runs]
+        spread = mean_std(scores)
+        table[name] = {
+            "features": int(round(np.mean([r["rows"][name]["features"] for r in runs]))),
+            "features_per_seed": [r["rows"][name]["features"] for r in runs],
+            "test_accuracy": spread["mean"],
+            "test_accuracy_std": spread["std"],
+            "test_accuracy_per_seed": scores,
+        }
+    importance = mean_std([r["importance_top_k_accuracy"] for r in runs])
+    overlaps = [jaccard(a["mask"], b["mask"]) for a, b in itertools.combinations(runs, 2)]
+    chosen = max(runs, key=lambda r: r["val_accuracy"])  # the subset to ship, chosen on validation
+
+    np.save(args.models_dir / "ga_mask.npy", chosen["mask"])
     import joblib
 
-    joblib.dump(comparison["ga_forest"], args.models_dir / "ga_forest.joblib", compress=3)
-    plot = plot_ga_progress(ga.log, args.plots_dir / "ga_progress.png")
+    joblib.dump(chosen["forest"], args.models_dir / "ga_forest.joblib", compress=3)
+    progress_plot = plot_ga_progress(runs[0]["ga"].log, args.plots_dir / "ga_progress.png")
+    selection_plot = plot_ga_selection(
+        table,
+        curve,
+        [(r["seed"], r["candidates"], r["rows"]["GA-selected"]) for r in runs],
+        args.plots_dir / "ga_selection.png",
+    )
     report = {
-        "table": comparison["rows"],
-        "selected_features": np.flatnonzero(ga.mask).tolist(),
-        "ga": {
-            "fitness": ga.fitness,
-            "fitness_accuracy": ga.accuracy,
-            "forests_fitted": ga.evaluations,
-            "cache_hits": ga.cache_hits,
-            "seconds": round(ga.seconds, 1),
-            "log": ga.log,
+        "table": table,
+        "seeds": args.seeds,
+        "importance_top_k": {
+            "note": "forest-importance ranking (the GA's own seed) at the GA's size, same forests",
+            "test_accuracy": importance["mean"],
+            "test_accuracy_std": importance["std"],
         },
-        "config": vars(config),
+        "kbest_curve": {str(k): v for k, v in curve.items()},
+        "jaccard_between_seeds": {"pairs": overlaps, "mean": float(np.mean(overlaps)) if overlaps else None},
+        "shipped_mask_seed": chosen["seed"],
+        "selected_features": np.flatnonzero(chosen["mask"]).tolist(),
+        "per_seed": [
+            {
+                "seed": r["seed"],
+                "features": int(r["mask"].sum()),
+                "val_accuracy": r["val_accuracy"],
+                "candidates": r["candidates"],
+                "ga": {
+                    "best_oob_accuracy": r["ga"].accuracy,
+                    "front": [[int(m.sum()), acc] for m, acc in r["ga"].front],
+                    "forests_fitted": r["ga"].evaluations,
+                    "cache_hits": r["ga"].cache_hits,
+                    "seconds": round(r["ga"].seconds, 1),
+                    "log": r["ga"].log,
+                },
+            }
+            for r in runs
+        ],
+        "config": {k: v for k, v in dataclasses.asdict(ga_config(args, 0)).items() if k != "seed"},
+        "final_trees": args.final_trees,
         "xception_size": args.size,
-        "weights": args.weights,
+        "weights": args.weights if args.weights == "imagenet" else "local file",
         "train_images": len(train),
+        "validation_images": len(val),
         "test_images": len(test),
         "extraction_seconds": round(extract_seconds, 1),
         "total_seconds": round(time.time() - started, 1),
     }
-    (args.models_dir / "ga_report.json").write_text(json.dumps(report, indent=1))
+    atomic_write_text(args.models_dir / "ga_report.json", json.dumps(report, indent=1))
 
-    print(f"\n{'method':<24}{'features':>9}{'test accuracy':>15}")
-    for name, row in comparison["rows"].items():
-        print(f"{name:<24}{row['features']:>9}{row['test_accuracy']:>15.4f}")
-    print(
-        f"\nGA: {ga.evaluations} forests fitted, {ga.cache_hits} cache hits, {ga.seconds:.0f} s; "
-        f"total {report['total_seconds']:.0f} s"
-    )
+    print(f"\n{'method':<24}{'features':>9}{'test accuracy (mean +- std over ' + str(args.seeds) + ' seeds)':>48}")
+    for name, row in table.items():
+        print(f"{name:<24}{row['features']:>9}{row['test_accuracy']:>37.4f} +- {row['test_accuracy_std']:.4f}")
+    k = table["GA-selected"]["features"]
+    print(f"{'forest-importance top-k':<24}{k:>9}{importance['mean']:>37.4f} +- {importance['std']:.4f}")
+    if overlaps:
+        print(f"\nchosen subsets across seeds: mean Jaccard overlap {np.mean(overlaps):.2f}")
+    print(f"total {report['total_seconds']:.0f} s (features {extract_seconds:.0f} s)")
     print(
         f"saved {args.models_dir / 'ga_mask.npy'}, {args.models_dir / 'ga_forest.joblib'}, "
-        f"{args.models_dir / 'ga_report.json'}, {plot}"
+        f"{args.models_dir / 'ga_report.json'}, {progress_plot}, {selection_plot}"
     )
     return report
 

@@ -1,8 +1,11 @@
-"""Frames per second of the real-time pipeline over a 720x480 video of the demo photo, headless:
-(a) the straightforward loop (Haar at full size, ``model.predict`` per face) against (b) this
-project's pipeline (downscaled detection every N frames, one compiled call per frame), in one run.
+"""Frames per second of the real-time pipeline over 720x480 videos of the demo photo (one and two
+faces), headless: (a) the straightforward loop (Haar at full size, ``model.predict`` per face)
+against this project's pipeline (detection on a half-size frame every N frames, one compiled
+call per frame) with (b) the Haar detector and (c) YuNet, the default; then both detectors on the
+hard clip (``ferkit.clips.hard_frames``: tilted, small, large, dark, side-lit, half-out, several
+and no faces) against its true boxes. All in one run.
 
-    python benchmarks/realtime_fps.py --frames 150 [--model models/fer_cnn.keras] [--copies 2]
+    python benchmarks/realtime_fps.py --frames 150 [--model models/fer_cnn.keras]
 """
 
 from __future__ import annotations
@@ -15,9 +18,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ferkit import video
+from ferkit import clips, video
 from ferkit.classify import ExpressionClassifier
-from ferkit.detect import DEFAULT_CASCADE, FaceDetector
+from ferkit.detect import DEFAULT_CASCADE, FaceDetector, YuNetDetector
 from ferkit.faces import to_model_input
 from ferkit.modelfile import load_model
 from ferkit.paths import DEFAULT_MODEL_PATH
@@ -44,9 +47,8 @@ def straightforward(path: Path, model) -> tuple[float, list]:
     return len(boxes_per_frame) / (time.perf_counter() - started), boxes_per_frame
 
 
-def project_pipeline(path: Path, model_path: Path, detect_every: int) -> tuple[float, list]:
-    recognizer = Recognizer(ExpressionClassifier(model_path), FaceDetector())
-    pipeline = Pipeline(recognizer, FaceSmoother(), detect_every)
+def project_pipeline(path: Path, model_path: Path, detector, detect_every: int) -> tuple[float, list]:
+    pipeline = Pipeline(Recognizer(ExpressionClassifier(model_path), detector), FaceSmoother(), detect_every)
     boxes_per_frame, started = [], time.perf_counter()
     for frame in video_frames(path):
         boxes, _, _ = pipeline.process(frame)
@@ -61,32 +63,44 @@ def agreement(a: list, b: list) -> tuple[float, float]:
     return float(same), float(np.mean(ious)) if ious else 0.0
 
 
+def compare_on_clip(tmp: str, args, copies: int, model) -> None:
+    clip = video.write_video(clips.demo_frames(args.frames, copies=copies), Path(tmp) / f"demo{copies}.avi")
+    fps_a, boxes_a = straightforward(clip, model)
+    print(f"720x480 video, {args.frames} frames, {copies} face(s) per frame, model {args.model.name}")
+    print(f"  (a) straightforward loop (Haar, full size): {fps_a:7.1f} frames/s, {sum(map(len, boxes_a))} faces found")
+    for label, detector in (("(b) pipeline, Haar", FaceDetector()), ("(c) pipeline, YuNet (default)", YuNetDetector())):
+        fps, boxes = project_pipeline(clip, args.model, detector, args.detect_every)
+        same, mean_iou = agreement(boxes_a, boxes)
+        print(
+            f"  {label + ':':<43} {fps:7.1f} frames/s, {sum(map(len, boxes))} faces found; {fps / fps_a:.1f}x (a); "
+            f"same face count as (a) in {same:.0%} of frames, mean IoU with (a)'s boxes {mean_iou:.2f}"
+        )
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", type=Path, default=DEFAULT_MODEL_PATH)
     p.add_argument("--frames", type=int, default=150)
-    p.add_argument("--copies", type=int, default=1, help="faces side by side in each frame")
     p.add_argument("--detect-every", type=int, default=2)
+    p.add_argument("--hard-frames", type=int, default=12, help="frames per scene of the hard clip")
     args = p.parse_args()
 
+    model, _ = load_model(args.model)
+    model.predict(np.zeros((1, 48, 48, 1), np.float32), verbose=0)  # warm up
     with tempfile.TemporaryDirectory() as tmp:
-        clip = video.write_video(video.demo_frames(args.frames, copies=args.copies), Path(tmp) / "demo_720x480.avi")
-        model, _ = load_model(args.model)
-        model.predict(np.zeros((1, 48, 48, 1), np.float32), verbose=0)  # warm up both paths
-        fps_a, boxes_a = straightforward(clip, model)
-        fps_b, boxes_b = project_pipeline(clip, args.model, args.detect_every)
+        for copies in (1, 2):
+            compare_on_clip(tmp, args, copies, model)
 
-    same, mean_iou = agreement(boxes_a, boxes_b)
-    print(f"720x480 video, {args.frames} frames, {args.copies} face(s) per frame, model {args.model.name}")
-    print(f"  (a) straightforward loop:   {fps_a:7.1f} frames/s, {sum(map(len, boxes_a))} faces found")
-    print(
-        f"  (b) this project's pipeline: {fps_b:7.1f} frames/s, {sum(map(len, boxes_b))} faces found "
-        f"(detect every {args.detect_every} frames at half size)"
-    )
-    print(
-        f"  speed-up (b)/(a): {fps_b / fps_a:.1f}x; same face count in {same:.0%} of frames; "
-        f"mean IoU of (a)'s boxes with (b)'s {mean_iou:.2f}"
-    )
+    hard = list(clips.hard_frames(args.hard_frames))
+    print(f"hard clip: {len(hard)} frames, {sum(len(b) for _, b, _ in hard)} faces, detection on every frame")
+    for name, detector in (("Haar", FaceDetector()), ("YuNet (default)", YuNetDetector())):
+        score = clips.score_detector(detector, hard)
+        scenes = ", ".join(f"{k} {v:.0%}" for k, v in score["recall_by_scene"].items() if v is not None)
+        print(
+            f"  {name + ':':<17} faces found {score['recall']:.1%} ({score['found']}/{score['faces']}), "
+            f"false boxes per frame {score['false_per_frame']:.3f}, detector {score['fps']:.0f} frames/s"
+        )
+        print(f"  {'':<17} by scene: {scenes}")
 
 
 if __name__ == "__main__":

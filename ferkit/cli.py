@@ -5,7 +5,9 @@ package's errors into one line on stderr and an exit code. Only scripts call ``r
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 from .errors import FerError, Interrupted, ParameterError
@@ -66,3 +68,30 @@ def run_main(work, *args):
         fail(str(exc))
     except KeyboardInterrupt:
         fail("interrupted", code=130)
+
+
+@contextmanager
+def native_logs_silenced(enabled: bool = True):
+    """Send the process's native stderr (file descriptor 2) to /dev/null for the duration:
+    TensorFlow's C++ start-up lines ("oneDNN custom operations are on", absl's notice) are
+    written there before any Python setting can stop them. Python errors still propagate."""
+    if not enabled:
+        yield
+        return
+    sys.stderr.flush()
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+def quiet_tensorflow(verbose: bool) -> None:
+    """Unless ``verbose``, keep TensorFlow's Python and C++ log lines out of the terminal; call
+    before anything imports keras."""
+    if not verbose:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")

@@ -55,8 +55,29 @@ def to_grey(frame: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(frame, cv2.COLOR_BGRA2GRAY if frame.shape[2] == 4 else cv2.COLOR_BGR2GRAY)
 
 
-def crop_faces(grey: np.ndarray, boxes: np.ndarray) -> list[np.ndarray]:
-    """The pixels inside each (x, y, w, h) box, clipped to the frame."""
+def eye_angle(eyes: np.ndarray) -> float:
+    """Degrees the face is tilted: the angle of the line from one eye to the other, (2, 2) as
+    (x, y) of the eye on the image's left, then the other."""
+    (x0, y0), (x1, y1) = sorted(map(tuple, np.asarray(eyes, float)))
+    return float(np.degrees(np.arctan2(y1 - y0, x1 - x0)))
+
+
+def upright_crop(grey: np.ndarray, box, eyes) -> np.ndarray:
+    """The face in ``box`` rotated about the box centre so that its eyes are level: one affine
+    warp straight into a box-sized crop (pixels outside the frame repeat the border)."""
+    x, y, w, h = (float(v) for v in box)
+    centre = (x + w / 2, y + h / 2)
+    matrix = cv2.getRotationMatrix2D(centre, eye_angle(eyes), 1.0)
+    matrix[:, 2] += (w / 2 - centre[0], h / 2 - centre[1])
+    size = (max(int(round(w)), 1), max(int(round(h)), 1))
+    return cv2.warpAffine(grey, matrix, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+
+def crop_faces(grey: np.ndarray, boxes: np.ndarray, eyes: np.ndarray | None = None) -> list[np.ndarray]:
+    """The pixels inside each (x, y, w, h) box, clipped to the frame; with ``eyes`` ((N, 2, 2)
+    eye positions) each face is rotated upright first (``upright_crop``)."""
+    if eyes is not None:
+        return [upright_crop(grey, box, e) for box, e in zip(boxes, eyes)]
     height, width = grey.shape
     crops = []
     for x, y, w, h in boxes:

@@ -12,3 +12,5 @@ PLOTS_DIR = PROJECT_DIR / "plots"
 DEFAULT_DATA = PROJECT_DIR / "data" / "fer2013"
 DEFAULT_CACHE_DIR = PROJECT_DIR / "data" / "cache"
 DEFAULT_MODEL_PATH = MODELS_DIR / "fer_cnn.keras"
+# OpenCV Zoo's YuNet face detector (MIT), shipped in the repo; see models/YUNET_NOTICE.md.
+DEFAULT_YUNET = MODELS_DIR / "face_detection_yunet_2026may.onnx"

@@ -5,7 +5,7 @@ detection every few frames and per-face smoothing. ``realtime.py`` uses exactly 
     import cv2
     from ferkit import Recognizer
 
-    recognizer = Recognizer()                      # models/fer_cnn.keras + the Haar detector
+    recognizer = Recognizer()                      # models/fer_cnn.keras + the YuNet detector
     for face in recognizer(cv2.imread("photo.jpg")):
         print(face.box, face.label, f"{face.confidence:.0%}")
 """
@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .classify import ExpressionClassifier
-from .detect import FaceDetector
+from .detect import YuNetDetector
 from .faces import crop_faces, to_grey
 from .paths import DEFAULT_MODEL_PATH
 from .track import FaceSmoother
@@ -40,18 +40,33 @@ class Recognizer:
     """Finds faces in an image and classifies each one's expression.
 
     ``model`` is a saved ``.keras`` file (default: the shipped model) or an
-    ``ExpressionClassifier``; ``detector`` any callable from a grey frame to (x, y, w, h) boxes
-    (default: ``FaceDetector()``, the Haar cascade).
+    ``ExpressionClassifier``; ``detector`` a ``YuNetDetector`` (default), a ``FaceDetector``
+    (Haar) or any callable from a frame to (x, y, w, h) boxes. With ``align`` (default) and a
+    detector that finds eyes, each face is rotated upright before it is classified.
     """
 
-    def __init__(self, model: str | os.PathLike | ExpressionClassifier = DEFAULT_MODEL_PATH, detector=None):
+    def __init__(
+        self,
+        model: str | os.PathLike | ExpressionClassifier = DEFAULT_MODEL_PATH,
+        detector=None,
+        align: bool = True,
+    ):
         self.classifier = model if isinstance(model, ExpressionClassifier) else ExpressionClassifier(model)
-        self.detector = detector if detector is not None else FaceDetector()
+        self.detector = detector if detector is not None else YuNetDetector()
+        self.align = align
         self.class_names = self.classifier.class_names
 
-    def classify(self, grey: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    def detect(self, frame: np.ndarray):
+        """(boxes, eyes or None) for a frame; eyes only when aligning and the detector finds them."""
+        if hasattr(self.detector, "detect"):
+            boxes, eyes = self.detector.detect(frame)
+        else:
+            boxes, eyes = self.detector(frame), None
+        return boxes, (eyes if self.align else None)
+
+    def classify(self, grey: np.ndarray, boxes: np.ndarray, eyes: np.ndarray | None = None) -> np.ndarray:
         """Class probabilities (N, 7) for the faces in these boxes of a grey frame, in one call."""
-        return self.classifier(crop_faces(grey, boxes))
+        return self.classifier(crop_faces(grey, boxes, eyes))
 
     def faces(self, boxes, probabilities, ids=None) -> list[Face]:
         """``Face`` results from boxes and their probabilities."""
@@ -72,9 +87,9 @@ class Recognizer:
 
     def __call__(self, image: np.ndarray) -> list[Face]:
         """Every face in a BGR, BGRA or grey image with its expression."""
-        grey = to_grey(np.asarray(image))
-        boxes = self.detector(grey)
-        return self.faces(boxes, self.classify(grey, boxes))
+        image = np.asarray(image)
+        boxes, eyes = self.detect(image)
+        return self.faces(boxes, self.classify(to_grey(image), boxes, eyes))
 
 
 @dataclass
@@ -86,14 +101,14 @@ class Pipeline:
     smoother: FaceSmoother = field(default_factory=FaceSmoother)
     detect_every: int = 2
     boxes: np.ndarray = field(default_factory=lambda: np.zeros((0, 4), int))
+    eyes: np.ndarray | None = None
     frame_index: int = 0
 
     def process(self, frame: np.ndarray):
         """Return (boxes, smoothed probabilities, face ids) for one frame."""
-        grey = to_grey(frame)
         if self.frame_index % self.detect_every == 0:
-            self.boxes = self.recognizer.detector(grey)
+            self.boxes, self.eyes = self.recognizer.detect(frame)
         self.frame_index += 1
-        proba = self.recognizer.classify(grey, self.boxes)
+        proba = self.recognizer.classify(to_grey(frame), self.boxes, self.eyes)
         smoothed, ids = self.smoother.update(self.boxes, proba)
         return self.boxes, smoothed, ids

@@ -100,25 +100,91 @@ def plot_history(history: dict, key: str, path: str | os.PathLike, title: str) -
 
 
 def plot_ga_progress(log: list, path: str | os.PathLike) -> Path:
-    """Best and mean fitness and the selected-feature counts of a GA run, by generation."""
+    """Best and mean out-of-bag accuracy and the subset sizes of a GA run, by generation."""
     import matplotlib.ticker
 
     plt = _pyplot()
     gens = [r["generation"] for r in log]
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(7, 6), sharex=True)
-    top.plot(gens, [r["best_fitness"] for r in log], "o-", label="best fitness")
-    top.plot(gens, [r["mean_fitness"] for r in log], "s-", label="mean fitness")
-    top.plot(gens, [r["best_accuracy"] for r in log], "--", label="best RF accuracy (fitness data)")
-    top.set_ylabel("fitness / accuracy")
+    top.plot(gens, [r["best_accuracy"] for r in log], "o-", label="best on the front")
+    top.plot(gens, [r["mean_accuracy"] for r in log], "s-", label="population mean")
+    top.set_ylabel("out-of-bag accuracy (training features)")
     top.legend()
     top.grid(alpha=0.3)
-    bottom.plot(gens, [r["best_features"] for r in log], "o-", label="features in best mask")
+    bottom.plot(gens, [r["best_features"] for r in log], "o-", label="features in the most accurate subset")
     bottom.plot(gens, [r["mean_features"] for r in log], "s-", label="mean features in population")
     bottom.set_xlabel("generation")
     bottom.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     bottom.set_ylabel("selected features")
     bottom.legend()
     bottom.grid(alpha=0.3)
-    fig.suptitle("Genetic feature selection")
+    fig.suptitle("Genetic feature selection, seed 0")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_ga_selection(table: dict, kbest_curve: dict, runs: list, path: str | os.PathLike) -> Path:
+    """Test accuracy against the number of features: SelectKBest at several sizes and all features
+    (mean and spread over seeds), each seed's front candidates, and the subsets chosen on validation.
+    ``runs`` holds (seed, candidate rows, chosen row) per seed."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(8, 5))
+    ks = sorted(kbest_curve)
+    means = np.array([kbest_curve[k]["mean"] for k in ks])
+    stds = np.array([kbest_curve[k]["std"] for k in ks])
+    ax.errorbar(ks, means, yerr=stds, fmt="s-", color="tab:blue", capsize=3, label="SelectKBest (ANOVA F), mean +- sd")
+    full = table["all features"]
+    ax.axhline(full["test_accuracy"], color="tab:gray", ls="--", label=f"all {full['features']} features, mean")
+    ax.axhspan(
+        full["test_accuracy"] - full["test_accuracy_std"],
+        full["test_accuracy"] + full["test_accuracy_std"],
+        color="tab:gray",
+        alpha=0.15,
+    )
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"][1:]
+    for (seed, candidates, chosen), colour in zip(runs, colours * 4):
+        ax.scatter(
+            [c["features"] for c in candidates],
+            [c["test_accuracy"] for c in candidates],
+            s=18,
+            color=colour,
+            alpha=0.6,
+            label=f"GA candidates (best out-of-bag), seed {seed}",
+        )
+        ax.scatter(
+            chosen["features"], chosen["test_accuracy"], s=160, marker="*", color=colour, edgecolor="black", zorder=5
+        )
+    ga = table["GA-selected"]
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("number of features (log scale)")
+    ax.set_ylabel("PrivateTest accuracy (random forest)")
+    ax.set_title(
+        f"GA subsets (stars: chosen on validation) {ga['test_accuracy']:.3f} +- {ga['test_accuracy_std']:.3f} "
+        f"vs all features {full['test_accuracy']:.3f}",
+        fontsize=10,
+    )
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_timeline(seconds, probabilities, class_names, path: str | os.PathLike, title: str) -> Path:
+    """The seven probabilities of one tracked face over time, as stacked areas (seconds on x)."""
+    from .draw import COLOURS
+
+    plt = _pyplot()
+    probabilities = np.asarray(probabilities)
+    fig, ax = plt.subplots(figsize=(9, 3.6))
+    colours = [tuple(c / 255 for c in COLOURS.get(name, (0, 200, 0))[::-1]) for name in class_names]
+    ax.stackplot(seconds, probabilities.T, labels=class_names, colors=colours, alpha=0.9)
+    ax.set_xlim(seconds[0], seconds[-1] if seconds[-1] > seconds[0] else seconds[0] + 1)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("seconds")
+    ax.set_ylabel("probability")
+    shares = np.bincount(probabilities.argmax(1), minlength=len(class_names)) / len(probabilities)
+    main = class_names[int(shares.argmax())]
+    ax.set_title(f"{title}: {len(probabilities)} frames, mostly {main} ({shares.max():.0%} of the time)")
+    ax.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8)
     fig.tight_layout()
     return _save(fig, path)

@@ -9,34 +9,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from .clips import demo_frames
 from .data import IMAGE_SUFFIXES
 from .errors import SourceError
-
-DEMO_SIZE = (720, 480)
-
-
-def demo_photo() -> np.ndarray:
-    """The Grace Hopper portrait that ships with matplotlib (no download needed)."""
-    import matplotlib.cbook
-
-    return cv2.imread(str(matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)))
-
-
-def demo_frames(n_frames: int = 90, size: tuple[int, int] = DEMO_SIZE, copies: int = 1) -> Iterator[np.ndarray]:
-    """A short clip: the demo photo (``copies`` side by side) drifting across a grey frame."""
-    width, height = size
-    photo = demo_photo()
-    scale = min(0.9 * height / photo.shape[0], 0.9 * width / (copies * photo.shape[1]))
-    photo = cv2.resize(photo, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
-    strip = np.hstack([photo] * copies)
-    h, w = strip.shape[:2]
-    for i in range(n_frames):
-        frame = np.full((height, width, 3), 90, np.uint8)
-        phase = np.sin(2 * np.pi * i / max(n_frames, 1))
-        x = int((width - w) / 2 + phase * (width - w) / 2)
-        y = int((height - h) / 2 + np.cos(2 * np.pi * i / max(n_frames, 1)) * (height - h) / 3)
-        frame[y : y + h, x : x + w] = strip
-        yield frame
 
 
 def open_video_writer(path: str | Path, fps: float, frame: np.ndarray):
@@ -148,3 +123,20 @@ class AnnotatedOutput:
     def close(self) -> None:
         if self.writer is not None:
             self.writer.release()
+
+
+def frame_count(source: str) -> int | None:
+    """How many frames a file source holds (None for a camera or when the container won't say)."""
+    if source == "demo":
+        return 90
+    path = Path(source).expanduser()
+    if source.isdigit() or not path.exists():
+        return None
+    if path.is_dir():
+        return sum(1 for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if path.suffix.lower() in IMAGE_SUFFIXES:
+        return 1
+    capture = cv2.VideoCapture(str(path))
+    count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
+    capture.release()
+    return count if count > 0 else None

@@ -11,7 +11,7 @@ import pytest
 from conftest import ROOT
 
 import ferkit
-from ferkit import video
+from ferkit import clips
 from ferkit.faces import CLASS_NAMES
 from ferkit.paths import DEFAULT_MODEL_PATH
 
@@ -24,7 +24,7 @@ def test_recognizer_returns_box_label_and_seven_probabilities(tmp_path):
     keras.utils.set_random_seed(0)
     model_path = ferkit.save_model(build_model(arch="vgg"), tmp_path / "m.keras")
     recognizer = ferkit.Recognizer(model_path)
-    frame = next(video.demo_frames(1))
+    frame = next(clips.demo_frames(1))
     faces = recognizer(frame)
     assert len(faces) == 1
     face = faces[0]
@@ -46,7 +46,7 @@ def test_readme_example_runs_as_written(tmp_path, capsys):
     readme = (ROOT / "README.md").read_text()
     example = re.search(r"<!-- api-example -->\n```python\n(.*?)```", readme, re.S).group(1)
     assert len(example.strip().splitlines()) <= 6
-    cv2.imwrite(str(tmp_path / "photo.jpg"), next(video.demo_frames(1)))
+    cv2.imwrite(str(tmp_path / "photo.jpg"), next(clips.demo_frames(1)))
     cwd = os.getcwd()
     os.chdir(tmp_path)
     try:

@@ -8,11 +8,12 @@ import json
 import cv2
 import numpy as np
 import pytest
+from conftest import ROOT
 
 import realtime
-from ferkit import classify, detect, networks, track, video
+from ferkit import classify, clips, detect, networks, track, video
 from ferkit.classify import predict_proba
-from ferkit.faces import CLASS_NAMES, prepare_face, to_grey
+from ferkit.faces import CLASS_NAMES, crop_faces, eye_angle, prepare_face, to_grey
 from ferkit.modelfile import read_class_names, save_model
 from ferkit.paths import DEFAULT_MODEL_PATH
 
@@ -30,7 +31,7 @@ def model_path(tmp_path_factory):
 def videos(tmp_path_factory):
     folder = tmp_path_factory.mktemp("videos")
     return {
-        copies: video.write_video(video.demo_frames(24, copies=copies), folder / f"demo{copies}.avi")
+        copies: video.write_video(clips.demo_frames(24, copies=copies), folder / f"demo{copies}.avi")
         for copies in (1, 2)
     }
 
@@ -54,12 +55,12 @@ def test_faces_are_found_logged_and_drawn(videos, model_path, tmp_path, copies):
         assert abs(sum(float(r[n]) for n in CLASS_NAMES) - 1) < 1e-3
     capture = cv2.VideoCapture(str(out))
     assert int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) == 24
-    assert (capture.get(cv2.CAP_PROP_FRAME_WIDTH), capture.get(cv2.CAP_PROP_FRAME_HEIGHT)) == video.DEMO_SIZE
+    assert (capture.get(cv2.CAP_PROP_FRAME_WIDTH), capture.get(cv2.CAP_PROP_FRAME_HEIGHT)) == clips.DEMO_SIZE
 
 
 def test_boxes_sit_on_the_face(videos, model_path):
     """Detection on a downscaled frame maps boxes back onto the full-size face."""
-    frame = next(video.demo_frames(1))
+    frame = next(clips.demo_frames(1))
     full = detect.FaceDetector(scale=1.0, scale_factor=1.1)(to_grey(frame))
     small = detect.FaceDetector()(to_grey(frame))
     assert len(full) == len(small) == 1
@@ -67,7 +68,7 @@ def test_boxes_sit_on_the_face(videos, model_path):
 
 
 def test_jsonl_log_and_grey_image_source(model_path, tmp_path):
-    grey = cv2.cvtColor(next(video.demo_frames(1)), cv2.COLOR_BGR2GRAY)
+    grey = cv2.cvtColor(next(clips.demo_frames(1)), cv2.COLOR_BGR2GRAY)
     cv2.imwrite(str(tmp_path / "face.png"), grey)
     summary = run(
         "--source",
@@ -86,7 +87,7 @@ def test_jsonl_log_and_grey_image_source(model_path, tmp_path):
 
 
 def test_folder_source_of_mixed_sizes(model_path, tmp_path):
-    frames = video.demo_frames(2)
+    frames = clips.demo_frames(2)
     cv2.imwrite(str(tmp_path / "a.jpg"), next(frames))
     cv2.imwrite(str(tmp_path / "b.jpg"), cv2.resize(next(frames), (360, 240)))
     assert run("--source", tmp_path, "--model", model_path, "--min-face", "20")["frames"] == 2
@@ -175,3 +176,52 @@ def test_shipped_model_is_small_safe_and_labels_the_demo_face(tmp_path):
     assert summary["faces"] == 10
     labels = {json.loads(line)["label"] for line in log.read_text().splitlines()}
     assert labels <= set(CLASS_NAMES) and len(labels) >= 1
+
+
+def test_yunet_finds_the_hard_clip_faces_the_haar_cascade_misses():
+    hard = list(clips.hard_frames(3))
+    assert {scene for _, _, scene in hard} == set(clips.HARD_SCENES)
+    yunet = clips.score_detector(detect.YuNetDetector(), hard)
+    haar = clips.score_detector(detect.FaceDetector(), hard)
+    assert yunet["recall"] >= 0.9 and yunet["false_per_frame"] <= 0.05, yunet
+    assert haar["recall"] < yunet["recall"]
+    assert yunet["recall_by_scene"]["no face"] is None  # nothing to find there
+
+
+def test_upright_crop_levels_tilted_eyes():
+    rng = np.random.default_rng(0)
+    face = cv2.GaussianBlur(rng.integers(0, 256, (200, 200), dtype=np.uint8), (0, 0), 4)
+    box, eyes = (50, 50, 100, 100), np.array([[80.0, 90.0], [120.0, 90.0]])
+    straight = crop_faces(face, np.array([box]))[0].astype(float)
+    matrix = cv2.getRotationMatrix2D((100, 100), -20, 1.0)
+    tilted = cv2.warpAffine(face, matrix, (200, 200), borderMode=cv2.BORDER_REPLICATE)
+    tilted_eyes = np.c_[eyes, np.ones(2)] @ matrix.T
+    assert abs(abs(eye_angle(tilted_eyes)) - 20) < 1e-6
+    upright = crop_faces(tilted, np.array([box]), tilted_eyes[None])[0].astype(float)
+    unaligned = crop_faces(tilted, np.array([box]))[0].astype(float)
+    inner = (slice(15, 85), slice(15, 85))
+    assert np.abs(upright - straight)[inner].mean() < 0.3 * np.abs(unaligned - straight)[inner].mean()
+
+
+def test_report_writes_a_timeline_per_face_and_a_summary(model_path, tmp_path):
+    report = tmp_path / "report"
+    summary = run("--source", "demo", "--model", model_path, "--max-frames", "20", "--report", report)
+    with open(report / "summary.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 1 and int(rows[0]["frames"]) == 20 == summary["faces"]
+    assert float(rows[0]["last_second"]) == pytest.approx(19 / 30, abs=1e-3)  # video time, 30 frames/s
+    assert sum(float(rows[0][f"share_{name}"]) for name in CLASS_NAMES) == pytest.approx(1, abs=1e-3)
+    assert (report / f"face_{rows[0]['face']}.png").stat().st_size > 10_000
+
+
+def test_start_is_quiet_unless_verbose(model_path, tmp_path):
+    import subprocess
+    import sys
+
+    command = [sys.executable, "realtime.py", "--source", "demo", "--no-display", "--max-frames", "3"]
+    command += ["--model", str(model_path)]
+    env = {k: v for k, v in __import__("os").environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=120, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().startswith("3 frames, 3 faces")
+    assert "oneDNN" not in done.stderr and "absl" not in done.stderr and "I0000" not in done.stderr, done.stderr
