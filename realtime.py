@@ -127,7 +127,7 @@ def run(args) -> dict:
         f"{n_frames} frames, {n_faces} faces, {summary['fps']:.1f} frames/s"
         + (f"; wrote {args.output}" if output else "")
         + (f"; log {args.log}" if args.log else "")
-        + (f"; report {args.report} ({len(timeline.tracks)} faces)" if timeline else "")
+        + (f"; report {args.report} ({len(timeline.tracks)} tracked face(s))" if timeline else "")
     )
     return summary
 

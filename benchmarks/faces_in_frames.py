@@ -86,6 +86,7 @@ def main() -> None:
     p.add_argument("--data", type=Path, default=Path("../shared/data/fer2013"))
     p.add_argument("--model", type=Path, default=DEFAULT_MODEL_PATH)
     p.add_argument("--limit", type=int, default=0, help="stratified subset of each split (0 = all)")
+    p.add_argument("--framing-only", action="store_true", help="measure (1) only")
     args = p.parse_args()
     data = load_dataset(args.data, progress=False)
     val, test = data.val, data.test
@@ -102,12 +103,17 @@ def main() -> None:
         f"(1) YuNet box -> FER crop on {len(val_x)} PublicTest faces (found {rate:.1%}): "
         f"FER_FRAMING = ({dx:.3f}, {dy:.3f}, {side:.3f})"
     )
+    if args.framing_only:
+        return
     classifier = ExpressionClassifier(args.model)
     plain = float(np.mean(np.argmax(classifier(test_x), axis=1) == test_y))
     print(f"(2) {args.model.name} on {len(test_x)} PrivateTest faces")
     print(f"    48x48 crops as given:                       accuracy {plain:.4f}")
     for name, (accuracy, found) in rotation_table(test_x, test_y, classifier, rng).items():
-        print(f"    pasted, {name + ',':<32} YuNet: accuracy {accuracy:.4f} (faces found {found:.1%})")
+        print(
+            f"    pasted, {name + ',':<32} YuNet: accuracy {accuracy:.4f} (faces found {found:.1%}; "
+            f"{accuracy / found:.4f} of those found)"
+        )
 
 
 if __name__ == "__main__":
