@@ -19,14 +19,14 @@ if [ ! -x "$venv/bin/python" ]; then
     "$venv/bin/pip" install --quiet "opencv-python<5"
 fi
 clip=$(mktemp -d)/demo_long.avi
-"$venv/bin/python" -c "from ferkit import clips, video; video.write_video(clips.demo_frames(900), '$clip')"
-Xvfb :97 -screen 0 1024x640x24 >/dev/null 2>&1 &
+"$venv/bin/python" -c "from ferkit import clips, video; video.write_video(clips.demo_frames(3000), '$clip')"
+Xvfb :97 -screen 0 720x542x24 >/dev/null 2>&1 &
 xvfb=$!
 trap 'kill $xvfb 2>/dev/null || true' EXIT
 sleep 1
 DISPLAY=:97 "$venv/bin/python" realtime.py --source "$clip" --bars &
 demo=$!
-sleep "${WAIT:-12}"  # model load, then a few seconds of live video
+sleep "${WAIT:-10}"  # model load, then a few seconds of live video (the clip lasts ~20 s)
 "$venv/bin/python" -c "from PIL import ImageGrab; ImageGrab.grab(xdisplay=':97').save('$out')"
 kill "$demo" 2>/dev/null || true
 wait "$demo" 2>/dev/null || true
