@@ -31,6 +31,8 @@ def parse_args(argv=None):
     args = p.parse_args(argv)
     if len(args.models) < 2:
         p.error("give at least two models to average")
+    cli.check_output_file(p, "--out", args.out, {".keras"})
+    cli.refuse_same(p, {"--out": args.out}, {f"member {i + 1}": m for i, m in enumerate(args.models)})
     return args
 
 

@@ -9,9 +9,10 @@ import json
 from pathlib import Path
 
 from ferkit import cli
+from ferkit.atomic import atomic_write_text
 from ferkit.classify import predict_proba
 from ferkit.data import load_dataset
-from ferkit.modelfile import load_model
+from ferkit.modelfile import load_model, require_classes
 from ferkit.report import classification_summary, format_report, plot_confusion
 
 
@@ -28,12 +29,19 @@ def parse_args(argv=None):
     p.add_argument("--confusion", type=Path, help="also save the confusion matrix as this PNG")
     p.add_argument("--json", type=Path, help="also save the report as JSON")
     cli.add_common(p, "cache_dir")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    cli.check_output_file(p, "--confusion", args.confusion, {".png", ".jpg", ".pdf", ".svg"})
+    cli.check_output_file(p, "--json", args.json, {".json"})
+    cli.refuse_same(
+        p, {"--confusion": args.confusion, "--json": args.json}, {"--model": args.model, "--data": args.data}
+    )
+    return args
 
 
 def evaluate(args) -> dict:
     model, class_names = load_model(args.model)
     data = load_dataset(args.data, cache_dir=args.cache_dir)
+    require_classes(class_names, data.class_names, args.model)
     split = data.test if args.split == "test" else data.val
     proba = predict_proba(model, split.x, flip_tta=args.tta)
     summary = classification_summary(split.y, proba.argmax(1), class_names)
@@ -48,7 +56,7 @@ def evaluate(args) -> dict:
             f"{args.model.stem}, {name} accuracy {summary['accuracy']:.3f}",
         )
     if args.json:
-        args.json.write_text(json.dumps(summary, indent=1))
+        atomic_write_text(args.json, json.dumps(summary, indent=1))
     return summary
 
 

@@ -20,13 +20,15 @@ import dataclasses
 import itertools
 import json
 import time
+from pathlib import Path
 
 import numpy as np
 
 from ferkit import cli
-from ferkit.atomic import atomic_write_text
+from ferkit.atomic import atomic_write_text, replacing
 from ferkit.data import Split, load_dataset, stratified_subset
-from ferkit.features import cached_features, load_xception
+from ferkit.errors import Interrupted
+from ferkit.features import XCEPTION_MIN_SIZE, cached_features, load_xception
 from ferkit.ga import (
     GAConfig,
     choose_on_validation,
@@ -84,7 +86,11 @@ def parse_args(argv=None):
     for name in ("train_limit", "test_limit"):
         if getattr(args, name) < 0:
             p.error(f"--{name.replace('_', '-')} must be at least 0 (0 = all)")
+    if args.size < XCEPTION_MIN_SIZE:
+        p.error(f"--size must be at least {XCEPTION_MIN_SIZE} (Xception's smallest input)")
     cli.check(p, lambda: ga_config(args, seed=0).validate(XCEPTION_FEATURES))
+    cli.check_output_dir(p, "--models-dir", args.models_dir)
+    cli.check_output_dir(p, "--plots-dir", args.plots_dir)
     return args
 
 
@@ -133,6 +139,36 @@ def one_seed(seed, args, x_train, y_train, x_val, y_val, x_test, y_test) -> dict
     }
 
 
+def save_interrupted(args, runs, stopped) -> Path:
+    """What an interrupted run had finished: each completed seed's test comparison, and the
+    best subset so far of the seed that was running."""
+    partial = getattr(stopped, "partial", None)
+    done = {
+        "completed_seeds": [
+            {
+                "seed": r["seed"],
+                "features": int(r["mask"].sum()),
+                "val_accuracy": r["val_accuracy"],
+                "rows": r["rows"],
+                "selected_features": np.flatnonzero(r["mask"]).tolist(),
+            }
+            for r in runs
+        ],
+        "running_seed": len(runs),
+        "running_seed_best_so_far": None
+        if partial is None
+        else {
+            "features": int(partial["mask"].sum()),
+            "oob_accuracy": partial["oob_accuracy"],
+            "generations": partial["generations"],
+            "selected_features": np.flatnonzero(partial["mask"]).tolist(),
+        },
+    }
+    path = args.models_dir / "ga_interrupted.json"
+    atomic_write_text(path, json.dumps(done, indent=1))
+    return path
+
+
 def kbest_curve(args, x_train, y_train, x_test, y_test) -> dict:
     """Test accuracy of SelectKBest at several sizes, one forest per seed (for the plot)."""
     curve = {}
@@ -167,7 +203,12 @@ def run(args) -> dict:
     extract_seconds = time.time() - extract_started
     print(f"features: train {x_train.shape}, validation {x_val.shape}, test {x_test.shape} ({extract_seconds:.0f} s)")
 
-    runs = [one_seed(s, args, x_train, train.y, x_val, val.y, x_test, test.y) for s in range(args.seeds)]
+    runs = []
+    try:
+        for seed in range(args.seeds):
+            runs.append(one_seed(seed, args, x_train, train.y, x_val, val.y, x_test, test.y))
+    except Interrupted as stopped:
+        raise Interrupted(f"{stopped}; what was done is in {save_interrupted(args, runs, stopped)}") from None
     curve = kbest_curve(args, x_train, train.y, x_test, test.y)
 
     table = {}
@@ -185,10 +226,12 @@ def run(args) -> dict:
     overlaps = [jaccard(a["mask"], b["mask"]) for a, b in itertools.combinations(runs, 2)]
     chosen = max(runs, key=lambda r: r["val_accuracy"])  # the subset to ship, chosen on validation
 
-    np.save(args.models_dir / "ga_mask.npy", chosen["mask"])
     import joblib
 
-    joblib.dump(chosen["forest"], args.models_dir / "ga_forest.joblib", compress=3)
+    with replacing(args.models_dir / "ga_mask.npy", ".npy") as tmp:
+        np.save(tmp, chosen["mask"])
+    with replacing(args.models_dir / "ga_forest.joblib", ".joblib") as tmp:
+        joblib.dump(chosen["forest"], tmp, compress=3)
     progress_plot = plot_ga_progress(runs[0]["ga"].log, args.plots_dir / "ga_progress.png")
     selection_plot = plot_ga_selection(
         table,

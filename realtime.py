@@ -17,9 +17,10 @@ import cv2
 
 from ferkit import cli
 from ferkit.classify import ExpressionClassifier
+from ferkit.data import IMAGE_SUFFIXES
 from ferkit.detect import DETECTORS, FaceDetector, YuNetDetector
 from ferkit.draw import draw
-from ferkit.errors import SourceError
+from ferkit.errors import Interrupted, SourceError
 from ferkit.facelog import FaceLog
 from ferkit.recognizer import Pipeline, Recognizer
 from ferkit.timeline import ExpressionTimeline
@@ -90,6 +91,7 @@ def run(args) -> dict:
         is_file and args.no_display and not args.quiet,
     )
     started, last, fps, n_frames, n_faces = time.perf_counter(), time.perf_counter(), None, 0, 0
+    interrupted = False
     try:
         for frame in frames:
             boxes, proba, ids = pipeline.process(frame)
@@ -111,7 +113,7 @@ def run(args) -> dict:
             if args.max_frames and n_frames >= args.max_frames:
                 break
     except KeyboardInterrupt:
-        pass  # Ctrl-C ends the loop like q; what was written so far is kept
+        interrupted = True  # Ctrl-C or SIGTERM: finish the outputs below, then say so
     finally:
         if output:
             output.close()
@@ -120,6 +122,14 @@ def run(args) -> dict:
         if not args.no_display:
             cv2.destroyAllWindows()
     seconds = time.perf_counter() - started
+    if interrupted:
+        written = [str(p) for p in (args.output, args.log) if p]
+        if timeline:
+            written.append(str(timeline.write(args.report)[0].parent))
+        raise Interrupted(
+            f"interrupted after {n_frames} frames"
+            + (f"; {', '.join(written)} hold everything up to there" if written else "")
+        )
     summary = {"frames": n_frames, "faces": n_faces, "seconds": seconds, "fps": n_frames / seconds if seconds else 0.0}
     if timeline:
         summary["report"] = timeline.write(args.report)
@@ -197,10 +207,23 @@ def parse_args(argv=None):
         p.error("--score-threshold must be between 0 and 1")
     if args.max_frames < 0:
         p.error("--max-frames must be at least 0 (0 = until the end)")
+    if args.min_neighbors < 0:
+        p.error("--min-neighbors must be at least 0")
     if args.min_face is None:
         args.min_face = DETECTORS[args.detector].min_face
     elif args.min_face < 1:
         p.error("--min-face must be at least 1")
+    cli.check_output_file(p, "--output", args.output, IMAGE_SUFFIXES | AnnotatedOutput.VIDEO_SUFFIXES)
+    cli.check_output_file(p, "--log", args.log, {".csv", ".jsonl", ".json", ".ndjson"})
+    cli.check_output_dir(p, "--report", args.report)
+    source = None if args.source.isdigit() or args.source == "demo" else args.source
+    cli.refuse_same(
+        p,
+        {"--output": args.output, "--log": args.log, "--report": args.report},
+        {"--source": source, "--model": args.model, "--yunet": args.yunet, "--cascade": args.cascade},
+    )
+    if args.output and args.log and Path(args.output).expanduser().resolve() == Path(args.log).expanduser().resolve():
+        p.error("--output and --log name the same file; give them different names")
     return args
 
 

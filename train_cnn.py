@@ -76,6 +76,16 @@ def parse_args(argv=None) -> TrainConfig:
     cli.add_common(p, "models_dir", "plots_dir", "cache_dir")
     config = TrainConfig(**vars(p.parse_args(argv)))
     cli.check(p, config.validate)
+    for flag, folder in (("--models-dir", config.models_dir), ("--plots-dir", config.plots_dir)):
+        cli.check_output_dir(p, flag, folder)
+    cli.check_output_dir(p, "--checkpoint-dir", config.checkpoint_dir)
+    cli.refuse_same(
+        p,
+        {"--name (the model it writes)": Path(config.models_dir) / f"{config.name}.keras"},
+        {"--init-from": config.init_from},
+    )
+    if "/" in config.name or config.name in ("", ".", ".."):
+        p.error(f"--name {config.name!r} must be a plain file name (no folders); use --models-dir for the place")
     return config
 
 

@@ -38,3 +38,45 @@ def atomic_write_text(path: Path, text: str) -> None:
 def atomic_savez(path: Path, **arrays) -> None:
     with replacing(path, ".tmp.npz") as tmp:
         np.savez(tmp, **arrays)
+
+
+def partial_name(path: Path) -> Path:
+    """Where a file being written goes until it is complete: a hidden name beside ``path`` with
+    the same extension (video writers and image encoders choose their format by it)."""
+    path = Path(path)
+    return path.with_name(f".{path.stem}.partial-{os.getpid()}{path.suffix}")
+
+
+def finish(partial: Path, path: Path) -> Path:
+    """Move a completed partial file onto its final name in one step."""
+    os.replace(partial, path)
+    return Path(path)
+
+
+def set_aside(path: Path, why: str) -> Path | None:
+    """Move a damaged cache file out of the way (``NAME.damaged``) and warn, naming it; the caller
+    then rebuilds it. Returns the new name (None if even the move failed)."""
+    import warnings
+
+    path = Path(path)
+    aside = path.with_name(path.name + ".damaged")
+    try:
+        os.replace(path, aside)
+    except OSError:
+        aside = None
+    warnings.warn(
+        f"{why}: {path} is damaged" + (f"; moved to {aside.name}" if aside else "") + ", rebuilding it", stacklevel=3
+    )
+    return aside
+
+
+def try_cache_write(write, path: Path, **arrays) -> bool:
+    """Write a cache file; on a read-only or full disk, warn and go on without the cache."""
+    import warnings
+
+    try:
+        write(path, **arrays)
+        return True
+    except OSError as exc:
+        warnings.warn(f"cannot write the cache {path} ({exc.strerror or exc}); going on without it", stacklevel=3)
+        return False

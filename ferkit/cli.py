@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
+import tempfile
+import threading
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -56,8 +59,21 @@ def fail(message: str, code: int = 2):
     raise SystemExit(code)
 
 
+def _stop_on_sigterm() -> None:
+    """SIGTERM (``kill``, ``timeout``, a closing terminal) stops the work like Ctrl-C does, so
+    outputs are finalised and what is done is saved."""
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, handler)
+
+
 def run_main(work, *args):
-    """Call ``work(*args)``; the package's errors become one line and exit code 2, Ctrl-C 130."""
+    """Call ``work(*args)``; the package's errors become one line and exit code 2, an
+    interruption (Ctrl-C, SIGTERM) exit code 130, a failing disk or folder exit code 1."""
+    _stop_on_sigterm()
     try:
         return work(*args)
     except Interrupted as exc:
@@ -68,6 +84,73 @@ def run_main(work, *args):
         fail(str(exc))
     except KeyboardInterrupt:
         fail("interrupted", code=130)
+    except MemoryError:
+        fail("out of memory; use a smaller --limit / --train-limit or close other programs", code=1)
+    except OSError as exc:  # a full disk, a folder removed mid-run: the file and the reason, no traceback
+        where = f" ({exc.filename})" if exc.filename else ""
+        fail(f"{exc.strerror or exc}{where}; check the disk and the folder's permissions, then rerun", code=1)
+
+
+def _writable_folder(folder: Path) -> str | None:
+    """Why files cannot be created in ``folder`` (or in the folder it would be created in), or None."""
+    folder = folder.expanduser()
+    probe = folder
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir():
+        return f"{probe} is a file, not a folder"
+    try:  # a real write, not os.access: it also tells the truth for root and read-only mounts
+        with tempfile.TemporaryFile(dir=probe):
+            pass
+    except OSError as exc:
+        return f"{probe} is not writable ({exc.strerror})"
+    return None
+
+
+def check_output_dir(p: argparse.ArgumentParser, flag: str, folder) -> None:
+    """Refuse, before any work, an output folder that is a file or cannot be written."""
+    if folder is None:
+        return
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        p.error(f"{flag} {folder} is a file; give a folder")
+    problem = _writable_folder(folder)
+    if problem:
+        p.error(f"{flag} {folder}: {problem}; give a folder you can write to")
+
+
+def check_output_file(p: argparse.ArgumentParser, flag: str, path, suffixes=None) -> None:
+    """Refuse, before any work, an output file that is a folder, has an unsupported extension
+    or cannot be created."""
+    if path is None:
+        return
+    path = Path(path)
+    if path.is_dir():
+        p.error(f"{flag} {path} is a folder; give a file name")
+    if suffixes and path.suffix.lower() not in suffixes:
+        p.error(
+            f"{flag} {path}: unsupported extension {path.suffix or '(none)'}; use one of {', '.join(sorted(suffixes))}"
+        )
+    problem = _writable_folder(path.parent if str(path.parent) else Path("."))
+    if problem:
+        p.error(f"{flag} {path}: {problem}; choose another place")
+
+
+def refuse_same(p: argparse.ArgumentParser, outputs: dict, inputs: dict) -> None:
+    """Refuse an output path that is one of the inputs: writing it would destroy the input."""
+
+    def same(a: Path, b: Path) -> bool:
+        try:
+            return a.exists() and b.exists() and os.path.samefile(a, b) or a.resolve() == b.resolve()
+        except OSError:
+            return False
+
+    for out_flag, out in outputs.items():
+        for in_flag, inp in inputs.items():
+            if out is not None and inp is not None and same(Path(out).expanduser(), Path(inp).expanduser()):
+                p.error(
+                    f"{out_flag} {out} is also the {in_flag}; writing it would destroy the input. Choose another name"
+                )
 
 
 @contextmanager

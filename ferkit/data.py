@@ -19,7 +19,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .atomic import atomic_savez
+from .atomic import atomic_savez, set_aside, try_cache_write
 from .errors import DatasetError
 from .faces import CLASS_NAMES, IMAGE_SIZE, prepare_face
 from .paths import DEFAULT_CACHE_DIR
@@ -247,15 +247,18 @@ def _load_raw(layout: str, paths: dict[str, Path], cache_dir: Path | None, progr
     if cache_file and cache_file.exists():
         try:
             with np.load(cache_file) as data:
-                return data["x"], data["y"], data["group"]
-        except (OSError, ValueError, KeyError, EOFError):
-            warnings.warn(f"image cache {cache_file} is damaged; decoding the images again", stacklevel=3)
+                x, y, group = data["x"], data["y"], data["group"]
+            if x.ndim == 3 and x.shape[1:] == (IMAGE_SIZE, IMAGE_SIZE) and len(x) == len(y) == len(group):
+                return x, y, group
+            set_aside(cache_file, "image cache")
+        except Exception:  # truncated or bit-flipped: BadZipFile, OSError, ValueError, zlib.error, ...
+            set_aside(cache_file, "image cache")
     if layout == "csv":
         x, y, group = _read_csv(paths["csv"])
     else:
         x, y, group, _ = _decode_files(items, progress)
     if cache_file:
-        atomic_savez(cache_file, x=x, y=y, group=group)
+        try_cache_write(atomic_savez, cache_file, x=x, y=y, group=group)
     return x, y, group
 
 

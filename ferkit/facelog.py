@@ -8,14 +8,19 @@ from pathlib import Path
 
 import numpy as np
 
+from .atomic import finish, partial_name
+
 
 class FaceLog:
-    """One row per face per frame, as CSV or JSON lines (chosen by the file's extension)."""
+    """One row per face per frame, as CSV or JSON lines (chosen by the file's extension). Rows go
+    to a partial file, flushed every frame; ``close()`` (also after an interruption) moves it
+    onto its name."""
 
     def __init__(self, path: str | Path, class_names):
         self.path, self.class_names = Path(path), class_names
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.file = open(self.path, "w", newline="")  # noqa: SIM115 (open for the whole video)
+        self.partial = partial_name(self.path)
+        self.file = open(self.partial, "w", newline="")  # noqa: SIM115 (open for the whole video)
         self.jsonl = self.path.suffix.lower() in (".jsonl", ".json", ".ndjson")
         if not self.jsonl:
             self.writer = csv.writer(self.file)
@@ -50,5 +55,9 @@ class FaceLog:
                     ]
                 )
 
+        self.file.flush()
+
     def close(self) -> None:
-        self.file.close()
+        if not self.file.closed:
+            self.file.close()
+            finish(self.partial, self.path)

@@ -10,7 +10,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .atomic import atomic_savez
+from .atomic import atomic_savez, set_aside, try_cache_write
 from .errors import FeatureError, ParameterError
 
 XCEPTION_MIN_SIZE = 71
@@ -87,12 +87,18 @@ def cached_features(
             with np.load(path) as cached:
                 features, cached_labels = cached["features"], cached["labels"]
                 cached_settings = json.loads(str(cached["settings"]))
-        except (OSError, ValueError, KeyError, EOFError):
-            raise FeatureError(f"feature cache {path} is empty or damaged; delete it and rerun.") from None
-        if cached_settings != settings or features.shape[0] != len(faces) or not np.array_equal(cached_labels, labels):
-            raise FeatureError(f"feature cache {path} does not match these images; delete it and rerun.")
-        return features
+            matches = (
+                cached_settings == settings
+                and features.shape[0] == len(faces)
+                and np.array_equal(cached_labels, labels)
+                and np.isfinite(features).all()
+            )
+        except Exception:  # truncated or bit-flipped: BadZipFile, OSError, ValueError, zlib.error, ...
+            matches = False
+        if matches:
+            return features
+        set_aside(path, "Xception feature cache")
     features = extract_features(faces, weights, size, model=model, desc=desc)
     if path:
-        atomic_savez(path, features=features, labels=labels, settings=json.dumps(settings))
+        try_cache_write(atomic_savez, path, features=features, labels=labels, settings=json.dumps(settings))
     return features

@@ -96,8 +96,10 @@ def _init_fitness_data(x, y, config: GAConfig) -> None:
 
 
 def _init_worker(x=None, y=None, config=None) -> None:
-    # Ctrl-C goes to the main process, which stops the pool; workers must not print tracebacks.
+    # Ctrl-C goes to the main process, which stops the pool; workers must not print tracebacks,
+    # and the pool's own SIGTERM must simply end them (not the parent's stop-like-Ctrl-C handler).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     if x is not None:
         _init_fitness_data(x, y, config)
 
@@ -367,10 +369,18 @@ def run_ga(
         if pool:
             pool.terminate()
             pool = None
-        raise Interrupted(
-            f"interrupted after {len(result.log)} generations ({result.evaluations} forests); nothing saved. "
-            f"Rerun with fewer --generations for a shorter run."
-        ) from None
+        stopped = Interrupted(
+            f"interrupted in generation {len(result.log)} ({result.evaluations} forests fitted); rerun with "
+            f"fewer --generations or --seeds for a shorter run"
+        )
+        if len(hall):
+            stopped.partial = {
+                "mask": np.array(hall[0], bool),
+                "oob_accuracy": hall[0].fitness.values[0],
+                "generations": len(result.log),
+                "log": result.log,
+            }
+        raise stopped from None
     finally:
         if pool:
             pool.close()

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from .atomic import replacing
 from .errors import ModelFileError
-from .faces import CLASS_NAMES
+from .faces import CLASS_NAMES, IMAGE_SIZE
 from .paths import DEFAULT_MODEL_PATH, PROJECT_DIR
 
 CLASS_NAMES_ENTRY = "fer_class_names.json"
@@ -55,9 +55,42 @@ def load_model(path: str | os.PathLike = DEFAULT_MODEL_PATH):
 
     try:
         model = keras.models.load_model(path, compile=False)
+        class_names = read_class_names(path)
     except Exception as exc:  # keras raises many types for foreign or corrupt files
-        raise ModelFileError(f"could not load {path}: {exc}") from None
-    return model, read_class_names(path)
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelFileError(
+            f"could not load {path} ({first_line[:200]}); the file is damaged or not a Keras 3 model. "
+            f"Restore it (git checkout models/) or train one with train_cnn.py."
+        ) from None
+    check_classifier(model, class_names, path)
+    return model, class_names
+
+
+def check_classifier(model, class_names, path) -> None:
+    """Refuse a model that does not take 48x48 grey faces or whose outputs do not match its
+    class names: anything else would fail deep inside Keras or give silently wrong labels."""
+    expected = (None, IMAGE_SIZE, IMAGE_SIZE, 1)
+    inputs = getattr(model, "input_shape", None)
+    if isinstance(inputs, list) or tuple(inputs or ()) != expected:
+        raise ModelFileError(
+            f"{path} takes inputs of shape {inputs}; this project's models take {IMAGE_SIZE}x{IMAGE_SIZE} grey "
+            f"faces {expected}. Use a model trained by train_cnn.py."
+        )
+    outputs = getattr(model, "output_shape", None)
+    if isinstance(outputs, list) or len(outputs or ()) != 2 or outputs[-1] != len(class_names):
+        raise ModelFileError(
+            f"{path} gives outputs of shape {outputs} but names {len(class_names)} classes; "
+            f"use a model trained by train_cnn.py."
+        )
+
+
+def require_classes(class_names, expected, path) -> None:
+    """Refuse a model whose classes are not the data's (same names, same order)."""
+    if tuple(class_names) != tuple(expected):
+        raise ModelFileError(
+            f"{path} labels {len(class_names)} classes ({', '.join(class_names)}) but the data has "
+            f"{len(expected)} ({', '.join(expected)}); evaluate it on data with its classes."
+        )
 
 
 def copy_weights(source, target) -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .atomic import replacing
 from .faces import CLASS_NAMES
 
 
@@ -22,10 +23,13 @@ def _pyplot():
 
 
 def _save(fig, path: str | os.PathLike) -> Path:
+    """Save a figure atomically (a reader never sees half a PNG) and close it."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    _pyplot().close(fig)
+    try:
+        with replacing(path, path.suffix or ".png") as tmp:
+            fig.savefig(tmp, dpi=120, format=(path.suffix or ".png").lstrip("."))
+    finally:
+        _pyplot().close(fig)
     return path
 
 

@@ -102,9 +102,58 @@ RESUME_KEYS = (
 )
 
 
+def seed_states(model) -> list:
+    """The random-number states of the model's layers (dropout masks, augmentation). Keras does
+    not save them in a .keras file, so a resumed run would draw other masks without them."""
+    return [v for v in model.non_trainable_variables if v.path.endswith("seed_generator_state")]
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    return int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0] % (2**31 - 1))
+
+
+class EpochBatches(keras.utils.PyDataset):
+    """Training batches in an order that depends only on (seed, epoch), so a run resumed at
+    epoch k sees exactly the batches the uninterrupted run saw. Per-sample weights carry the
+    class weights."""
+
+    def __init__(self, x, y, batch_size: int, seed: int, sample_weight=None):
+        super().__init__()
+        self.x, self.y, self.batch_size, self.seed, self.sample_weight = x, y, batch_size, seed, sample_weight
+        self.epoch, self._order = 0, None
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch, self._order = epoch, None
+
+    def __len__(self) -> int:
+        return -(-len(self.y) // self.batch_size)
+
+    def __getitem__(self, index: int):
+        if self._order is None:
+            self._order = np.random.default_rng([self.seed, self.epoch]).permutation(len(self.y))
+        rows = np.sort(self._order[index * self.batch_size : (index + 1) * self.batch_size])
+        if self.sample_weight is None:
+            return self.x[rows], self.y[rows]
+        return self.x[rows], self.y[rows], self.sample_weight[rows]
+
+
+class EpochRandomness(keras.callbacks.Callback):
+    """At each epoch's start: the batch order and the global random seed for that epoch."""
+
+    def __init__(self, batches: EpochBatches, seed: int):
+        super().__init__()
+        self.batches, self.seed = batches, seed
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.batches.set_epoch(epoch)
+        keras.utils.set_random_seed(epoch_seed(self.seed, epoch))
+
+
 class EpochCheckpoint(keras.callbacks.Callback):
-    """After every epoch, atomically save the full training state (model with optimizer,
-    history, ReduceLROnPlateau counters) and the best model by validation accuracy."""
+    """After every epoch, atomically save the full training state: the model with its optimizer
+    (a file per epoch, named in ``state.json``, so the two always agree even after a kill), the
+    layers' random states, the history and the ReduceLROnPlateau counters; and the best model by
+    validation accuracy."""
 
     def __init__(self, directory: Path, plateau, settings: dict, history: dict, best: float):
         super().__init__()
@@ -119,7 +168,8 @@ class EpochCheckpoint(keras.callbacks.Callback):
         if logs.get("val_accuracy", -1) > self.best:
             self.best = float(logs["val_accuracy"])
             save_model(self.model, self.directory / "best.keras")
-        save_model(self.model, self.directory / "last.keras")
+        model_file = f"epoch{epoch + 1:04d}.keras"
+        save_model(self.model, self.directory / model_file)
         plateau = (
             None
             if self.plateau is None
@@ -131,12 +181,17 @@ class EpochCheckpoint(keras.callbacks.Callback):
         )
         state = {
             "epoch": epoch + 1,
+            "model_file": model_file,
+            "seed_states": [np.asarray(v.numpy()).tolist() for v in seed_states(self.model)],
             "best_val_accuracy": self.best,
             "history": self.history_so_far,
             "settings": self.settings,
             "plateau": plateau,
         }
         atomic_write_text(self.directory / "state.json", json.dumps(state))
+        for old in self.directory.glob("epoch*.keras"):
+            if old.name != model_file:
+                old.unlink(missing_ok=True)
 
 
 class RestorePlateau(keras.callbacks.Callback):
@@ -154,16 +209,33 @@ class RestorePlateau(keras.callbacks.Callback):
 def load_checkpoint(directory: Path, settings: dict):
     """Return (model, state) to resume from, or (None, None) when there is nothing to resume."""
     state_file = directory / "state.json"
-    if not state_file.exists() or not (directory / "last.keras").exists():
+    if not state_file.exists():
         return None, None
-    state = json.loads(state_file.read_text())
+    try:
+        state = json.loads(state_file.read_text())
+        model_file = directory / state.get("model_file", "last.keras")
+    except (ValueError, OSError) as exc:
+        raise CheckpointError(
+            f"checkpoint {state_file} is damaged ({exc}); start over with train_cnn.py --fresh."
+        ) from None
+    if not model_file.exists():
+        return None, None
     changed = [k for k in RESUME_KEYS if state["settings"].get(k) != settings.get(k)]
     if changed:
         raise CheckpointError(
             f"checkpoint in {directory} was made with different settings ({', '.join(changed)}). "
             f"Rerun with the same settings to resume, or start over (train_cnn.py --fresh)."
         )
-    model = keras.models.load_model(directory / "last.keras")
+    try:
+        model = keras.models.load_model(model_file)
+    except Exception as exc:  # a file cut short by a full disk, say
+        raise CheckpointError(
+            f"checkpoint model {model_file} cannot be read ({type(exc).__name__}); start over with "
+            f"train_cnn.py --fresh."
+        ) from None
+    states = seed_states(model)
+    for variable, value in zip(states, state.get("seed_states", [])):
+        variable.assign(np.asarray(value, dtype=variable.dtype))
     return model, state
 
 
@@ -242,19 +314,22 @@ def train(config: TrainConfig) -> dict:
     history = state["history"]
     checkpoint = EpochCheckpoint(ckpt_dir, plateau, settings, history, state["best_val_accuracy"])
     one_hot = np.eye(num_classes, dtype=np.float32)
+    weights = None
+    if config.class_weights:
+        per_class = class_weight_for(train_split.y, num_classes)
+        weights = np.array([per_class[int(c)] for c in train_split.y], np.float32)
+    batches = EpochBatches(
+        to_model_input(train_split.x), one_hot[train_split.y], config.batch_size, config.seed, weights
+    )
     started = time.time()
     try:
         if state["epoch"] < config.epochs:
             model.fit(
-                to_model_input(train_split.x),
-                one_hot[train_split.y],
+                batches,
                 validation_data=(to_model_input(data.val.x), one_hot[data.val.y]),
                 epochs=config.epochs,
                 initial_epoch=state["epoch"],
-                batch_size=config.batch_size,
-                class_weight=class_weight_for(train_split.y, num_classes) if config.class_weights else None,
-                callbacks=[c for c in (plateau, *restore, checkpoint) if c],
-                shuffle=True,
+                callbacks=[c for c in (EpochRandomness(batches, config.seed), plateau, *restore, checkpoint) if c],
                 verbose=1 if sys.stdout.isatty() else 2,
             )
     except KeyboardInterrupt:

@@ -3,12 +3,14 @@ BGR frames; annotated frames written to a video or numbered images."""
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from .atomic import finish, partial_name
 from .clips import demo_frames
 from .data import IMAGE_SUFFIXES
 from .errors import SourceError
@@ -61,13 +63,33 @@ def open_source(source: str) -> tuple[Iterator[np.ndarray], float, bool]:
     return _capture_frames(capture, source, camera=False), capture.get(cv2.CAP_PROP_FPS) or 30.0, False
 
 
+def to_bgr8(image: np.ndarray) -> np.ndarray:
+    """Any image OpenCV reads (8 or 16 bit, float, grey, grey+alpha, BGR, BGRA) as 8-bit grey or BGR."""
+    image = np.asarray(image)
+    if image.dtype == np.uint16:
+        image = (image // 257).astype(np.uint8)
+    elif image.dtype != np.uint8:
+        image = image.astype(np.float64)
+        if image.size and np.nanmax(image) <= 1.0:
+            image = image * 255
+        image = np.clip(np.nan_to_num(image), 0, 255).astype(np.uint8)
+    if image.ndim == 3 and image.shape[2] == 2:
+        image = image[:, :, 0]
+    elif image.ndim == 3 and image.shape[2] == 4:
+        image = cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
+    return image
+
+
 def _image_frames(files) -> Iterator[np.ndarray]:
     for file in files:
-        frame = cv2.imread(str(file), cv2.IMREAD_UNCHANGED)
-        if frame is None:
-            print(f"warning: skipping unreadable image {file}")
+        try:
+            frame = cv2.imread(str(file), cv2.IMREAD_UNCHANGED)
+        except cv2.error:
+            frame = None
+        if frame is None or frame.size == 0 or frame.ndim not in (2, 3):
+            print(f"warning: skipping unreadable image {file}", file=sys.stderr)
             continue
-        yield frame
+        yield to_bgr8(frame)
 
 
 def _capture_frames(capture, source: str, camera: bool) -> Iterator[np.ndarray]:
@@ -104,25 +126,41 @@ def _read_frames(capture, source: str, camera: bool) -> Iterator[np.ndarray]:
 
 class AnnotatedOutput:
     """Writes annotated frames to a video (.mp4/.avi) or to images (.jpg/.png, numbered after
-    the first) as they come."""
+    the first) as they come. A video is written under a partial name and moved onto its name by
+    ``close()``, also after an interruption (the frames so far make a playable file); an image
+    that cannot be encoded or written raises ``SourceError``."""
+
+    VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mkv", ".mov"})
 
     def __init__(self, path: str | Path, fps: float):
         self.path, self.fps, self.writer, self.count = Path(path), fps, None, 0
         self.is_video = self.path.suffix.lower() not in IMAGE_SUFFIXES
+        self.partial = partial_name(self.path)
+        self.written: list[Path] = []
 
     def write(self, canvas: np.ndarray) -> None:
         if self.is_video:
-            self.writer = self.writer or open_video_writer(self.path, self.fps, canvas)
+            self.writer = self.writer or open_video_writer(self.partial, self.fps, canvas)
             self.writer.write(canvas)
         else:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             name = self.path if self.count == 0 else self.path.with_stem(f"{self.path.stem}_{self.count}")
-            cv2.imwrite(str(name), canvas)
+            partial = partial_name(name)
+            try:
+                ok = cv2.imwrite(str(partial), canvas)
+            except cv2.error:
+                ok = False
+            if not ok:
+                partial.unlink(missing_ok=True)
+                raise SourceError(f"could not write image {name}: check the folder and the extension (.jpg, .png).")
+            self.written.append(finish(partial, name))
         self.count += 1
 
     def close(self) -> None:
         if self.writer is not None:
             self.writer.release()
+            self.writer = None
+            self.written.append(finish(self.partial, self.path))
 
 
 def frame_count(source: str) -> int | None:

@@ -1,0 +1,325 @@
+"""Faults driven the way a user causes them: real signals to running scripts, damaged and
+unwritable files, outputs named like inputs, out-of-range settings and foreign models. Each test
+checks the message, the exit code, and that inputs and finished outputs are intact."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import warnings
+
+import cv2
+import numpy as np
+import pytest
+from conftest import ROOT
+
+import ensemble
+import evaluate
+import ga_select
+import realtime
+import train_cnn
+from ferkit import clips, video
+from ferkit.data import load_dataset
+from ferkit.modelfile import save_model
+from ferkit.networks import build_model
+
+PYTHON = sys.executable
+
+
+def digest(path) -> str:
+    return hashlib.sha256(open(path, "rb").read()).hexdigest()
+
+
+def one_error_line(err: str) -> str:
+    lines = [line for line in err.strip().splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and "Traceback" not in err, err
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def model_path(tmp_path_factory):
+    import keras
+
+    keras.utils.set_random_seed(0)
+    return save_model(build_model(arch="vgg"), tmp_path_factory.mktemp("m") / "m.keras")
+
+
+@pytest.fixture(scope="module")
+def long_clip(tmp_path_factory):
+    """A clip long enough to be interrupted while it plays (small frames: quick to write)."""
+    return video.write_video(clips.demo_frames(1500, size=(320, 240)), tmp_path_factory.mktemp("v") / "long.avi")
+
+
+def start(*args, cwd=ROOT):
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen(
+        [PYTHON, *map(str, args)], cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+
+
+def wait_for(condition, timeout: float = 90.0) -> None:
+    deadline = time.time() + timeout
+    while not condition():
+        assert time.time() < deadline, "timed out waiting"
+        time.sleep(0.1)
+
+
+# --------------------------------------------------------------------------- outputs over inputs
+
+
+def test_output_named_like_the_source_is_refused_and_the_source_kept(model_path, long_clip, capsys):
+    before = digest(long_clip)
+    with pytest.raises(SystemExit) as stopped:
+        realtime.main(
+            ["--source", str(long_clip), "--no-display", "--output", str(long_clip), "--model", str(model_path)]
+        )
+    assert stopped.value.code == 2
+    assert "would destroy the input" in capsys.readouterr().err
+    assert digest(long_clip) == before
+
+
+def test_ensemble_out_naming_a_member_is_refused(model_path, tmp_path, capsys):
+    other = save_model(build_model(arch="vgg"), tmp_path / "b.keras")
+    before = digest(model_path)
+    with pytest.raises(SystemExit) as stopped:
+        ensemble.main([str(model_path), str(other), "--out", str(model_path)])
+    assert stopped.value.code == 2 and "member 1" in capsys.readouterr().err
+    assert digest(model_path) == before
+
+
+# --------------------------------------------------------------------------- interruptions
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_signal_during_a_video_run_leaves_a_playable_video_and_the_full_log(model_path, long_clip, tmp_path, sig):
+    out, log = tmp_path / "out.mp4", tmp_path / "faces.csv"
+    run = start(
+        "realtime.py",
+        "--source",
+        long_clip,
+        "--no-display",
+        "--output",
+        out,
+        "--log",
+        log,
+        "--model",
+        model_path,
+        "--quiet",
+    )
+    partial_log = lambda: [p for p in tmp_path.glob(".faces.partial-*.csv")]  # noqa: E731
+    wait_for(lambda: partial_log() and len(partial_log()[0].read_text().splitlines()) > 20)
+    run.send_signal(sig)
+    _, err = run.communicate(timeout=60)
+    assert run.returncode == 130, err
+    assert "interrupted after" in one_error_line(err)
+    capture = cv2.VideoCapture(str(out))
+    frames = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
+    ok, _ = capture.read()
+    assert ok and 20 <= frames < 1500  # finalised: readable, with the frames up to the signal
+    rows = log.read_text().splitlines()
+    assert len(rows) > 20 and rows[-1].count(",") == rows[0].count(",")  # nothing cut off
+    assert not list(tmp_path.glob(".*partial*"))
+
+
+def test_ctrl_c_stops_the_ga_worker_pool_promptly(tmp_path):
+    script = (
+        "import numpy as np\n"
+        "from ferkit import cli, ga\n"
+        "rng = np.random.default_rng(0); y = rng.integers(0, 3, 3000)\n"
+        "x = rng.normal(size=(3000, 300)).astype(np.float32); x[:, :5] += y[:, None]\n"
+        "config = ga.GAConfig(population=40, generations=500, patience=500, jobs=2, trees=64, max_samples=0.9)\n"
+        "cli.run_main(ga.run_ga, x, y, config)\n"
+    )
+    run = start("-c", script)
+    wait_for(lambda: run.stdout.readline().startswith("generation"))
+    run.send_signal(signal.SIGINT)
+    stopped = time.time()
+    _, err = run.communicate(timeout=30)
+    assert time.time() - stopped < 15
+    assert run.returncode == 130
+    assert "interrupted in generation" in one_error_line(err)
+
+
+def _train_args(data, out):
+    return [
+        "train_cnn.py",
+        "--data",
+        data,
+        "--models-dir",
+        out,
+        "--plots-dir",
+        out,
+        "--cache-dir",
+        out / "cache",
+        "--batch-size",
+        "32",
+        "--arch",
+        "vgg",
+        "--augment",
+        "--epochs",
+        "4",
+        "--name",
+        "t",
+    ]
+
+
+def test_training_killed_and_resumed_matches_the_uninterrupted_run(training_dir, tmp_path):
+    whole = start(*_train_args(training_dir, tmp_path / "whole"))
+    assert whole.wait(timeout=300) == 0, whole.stderr.read()
+    expected = json.loads((tmp_path / "whole" / "t_metrics.json").read_text())["history"]
+
+    killed_dir = tmp_path / "killed"
+    state = killed_dir / "checkpoints" / "t" / "state.json"
+    killed = start(*_train_args(training_dir, killed_dir))
+    wait_for(lambda: state.exists() and json.loads(state.read_text())["epoch"] >= 2, timeout=300)
+    killed.send_signal(signal.SIGKILL)
+    killed.wait(timeout=30)
+    resumed = start(*_train_args(training_dir, killed_dir))
+    out, err = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, err
+    assert "resuming" in out
+    history = json.loads((killed_dir / "t_metrics.json").read_text())["history"]
+    for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
+        np.testing.assert_allclose(history[key], expected[key], rtol=1e-4, atol=1e-5, err_msg=key)
+
+
+# --------------------------------------------------------------------------- damaged and unwritable places
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip"])
+def test_damaged_image_cache_is_named_set_aside_and_rebuilt(kaggle_dir, cache_dir, damage):
+    first = load_dataset(kaggle_dir, cache_dir=cache_dir, progress=False)
+    (cache_file,) = cache_dir.glob("fer-*.npz")
+    data = bytearray(cache_file.read_bytes())
+    if damage == "truncate":
+        data = data[: len(data) // 2]
+    else:
+        data[len(data) // 2] ^= 0xFF
+    cache_file.write_bytes(bytes(data))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        again = load_dataset(kaggle_dir, cache_dir=cache_dir, progress=False)
+    np.testing.assert_array_equal(again.train.x, first.train.x)
+    assert any(cache_file.name in str(w.message) and "damaged" in str(w.message) for w in caught)  # zip's CRC
+    assert (cache_dir / f"{cache_file.name}.damaged").exists()
+
+
+def test_unwritable_cache_means_running_without_one(kaggle_dir, tmp_path):
+    blocker = tmp_path / "not_a_folder"
+    blocker.write_text("a file where the cache folder would go")
+    with pytest.warns(UserWarning, match="going on without it"):
+        data = load_dataset(kaggle_dir, cache_dir=blocker / "cache", progress=False)
+    assert len(data.train) == 84
+
+
+@pytest.mark.parametrize(
+    "argv, flag",
+    [
+        (["train_cnn.py", "--models-dir", "{file}"], "--models-dir"),
+        (["train_cnn.py", "--plots-dir", "{file}/sub"], "--plots-dir"),
+        (["realtime.py", "--source", "demo", "--no-display", "--output", "{dir}/out.xyz"], "--output"),
+        (["realtime.py", "--source", "demo", "--no-display", "--output", "{file}/out.mp4"], "--output"),
+        (["realtime.py", "--source", "demo", "--no-display", "--log", "{dir}"], "--log"),
+        (["realtime.py", "--source", "demo", "--no-display", "--report", "{file}"], "--report"),
+        (["evaluate.py", "--json", "{file}/r.json"], "--json"),
+        (["ga_select.py", "--plots-dir", "{file}"], "--plots-dir"),
+    ],
+)
+def test_output_places_that_cannot_be_written_fail_before_any_work(tmp_path, capsys, argv, flag):
+    blocker = tmp_path / "blocker"
+    blocker.write_text("x")
+    argv = [a.format(file=blocker, dir=tmp_path) for a in argv]
+    main = {
+        "train_cnn.py": train_cnn.main,
+        "realtime.py": realtime.main,
+        "evaluate.py": evaluate.main,
+        "ga_select.py": ga_select.main,
+    }[argv[0]]
+    started = time.time()
+    with pytest.raises(SystemExit) as stopped:
+        main(argv[1:])
+    assert stopped.value.code == 2 and time.time() - started < 5
+    assert flag in capsys.readouterr().err
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
+def test_read_only_models_folder_fails_before_training(tmp_path, capsys):
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    folder.chmod(0o555)
+    with pytest.raises(SystemExit):
+        train_cnn.main(["--models-dir", str(folder)])
+    assert "not writable" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- settings and models
+
+
+@pytest.mark.parametrize(
+    "main, argv, flag",
+    [
+        (train_cnn.main, ["--epochs", "0"], "--epochs"),
+        (train_cnn.main, ["--batch-size", "-4"], "--batch-size"),
+        (train_cnn.main, ["--lr", "0"], "--lr"),
+        (train_cnn.main, ["--label-smoothing", "1"], "--label-smoothing"),
+        (train_cnn.main, ["--val-fraction", "1.5"], "--val-fraction"),
+        (train_cnn.main, ["--limit", "3"], "--limit"),
+        (train_cnn.main, ["--name", "a/b"], "--name"),
+        (realtime.main, ["--smooth", "0"], "--smooth"),
+        (realtime.main, ["--detect-scale", "2"], "--detect-scale"),
+        (realtime.main, ["--max-frames", "-1"], "--max-frames"),
+        (realtime.main, ["--score-threshold", "1.5"], "--score-threshold"),
+        (realtime.main, ["--min-face", "0"], "--min-face"),
+        (ga_select.main, ["--population", "2"], "--population"),
+        (ga_select.main, ["--mutation", "2"], "--mutation"),
+        (ga_select.main, ["--seeds", "0"], "--seeds"),
+        (ga_select.main, ["--size", "50"], "--size"),
+        (ga_select.main, ["--max-features", "8"], "--max-features"),
+        (ga_select.main, ["--train-limit", "-1"], "--train-limit"),
+    ],
+)
+def test_out_of_range_settings_are_refused_at_parse_time(capsys, main, argv, flag):
+    with pytest.raises(SystemExit) as stopped:
+        main(argv)
+    assert stopped.value.code == 2
+    assert flag in capsys.readouterr().err.splitlines()[-1]
+
+
+def test_models_of_another_shape_or_class_count_get_one_clear_message(tmp_path, kaggle_dir, capsys):
+    import keras
+
+    wide = keras.Sequential([keras.Input((64, 64, 1)), keras.layers.Flatten(), keras.layers.Dense(7, "softmax")])
+    five = keras.Sequential([keras.Input((48, 48, 1)), keras.layers.Flatten(), keras.layers.Dense(5, "softmax")])
+    wide_path = save_model(wide, tmp_path / "wide.keras")
+    five_path = save_model(five, tmp_path / "five.keras", ("a", "b", "c", "d", "e"))
+    for main, argv, message in (
+        (realtime.main, ["--source", "demo", "--no-display", "--model", str(wide_path)], "takes inputs of shape"),
+        (
+            evaluate.main,
+            ["--model", str(five_path), "--data", str(kaggle_dir), "--cache-dir", str(tmp_path)],
+            "labels 5",
+        ),
+    ):
+        with pytest.raises(SystemExit) as stopped:
+            main(argv)
+        assert stopped.value.code == 2
+        assert message in one_error_line(capsys.readouterr().err)
+
+
+def test_folder_with_an_unreadable_and_a_16_bit_image_runs_the_rest(model_path, tmp_path, capsys):
+    frame = next(clips.demo_frames(1))
+    cv2.imwrite(str(tmp_path / "a.png"), frame)
+    cv2.imwrite(str(tmp_path / "b16.png"), frame.astype(np.uint16) * 257)
+    (tmp_path / "c.jpg").write_bytes(b"not an image")
+    out = tmp_path / "out" / "annotated.jpg"
+    summary = realtime.main(
+        ["--source", str(tmp_path), "--no-display", "--model", str(model_path), "--output", str(out)]
+    )
+    assert summary["frames"] == 2 and summary["faces"] == 2  # the 16-bit image is read as the 8-bit one
+    assert "skipping unreadable image" in capsys.readouterr().err
+    assert out.exists() and (out.parent / "annotated_1.jpg").exists()
