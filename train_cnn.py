@@ -68,13 +68,18 @@ def parse_args(argv=None) -> TrainConfig:
     )
     p.add_argument("--fresh", action="store_true", help="ignore an existing checkpoint and start over")
     p.add_argument(
+        "--overwrite", action="store_true", help="replace an existing models/NAME.keras (e.g. the shipped model)"
+    )
+    p.add_argument(
         "--checkpoint-dir",
         type=Path,
         default=D.checkpoint_dir,
         help="where per-epoch checkpoints go (default models/checkpoints/NAME)",
     )
     cli.add_common(p, "models_dir", "plots_dir", "cache_dir")
-    config = TrainConfig(**vars(p.parse_args(argv)))
+    args = p.parse_args(argv)
+    overwrite = args.__dict__.pop("overwrite")
+    config = TrainConfig(**vars(args))
     cli.check(p, config.validate)
     for flag, folder in (("--models-dir", config.models_dir), ("--plots-dir", config.plots_dir)):
         cli.check_output_dir(p, flag, folder)
@@ -84,6 +89,13 @@ def parse_args(argv=None) -> TrainConfig:
         {"--name (the model it writes)": Path(config.models_dir) / f"{config.name}.keras"},
         {"--init-from": config.init_from},
     )
+    output = Path(config.models_dir) / f"{config.name}.keras"
+    checkpoint = Path(config.checkpoint_dir or Path(config.models_dir) / "checkpoints" / config.name) / "state.json"
+    if output.exists() and not overwrite and (config.fresh or not checkpoint.exists()):
+        p.error(
+            f"{output} exists (the shipped model, or an earlier run's); a new run would replace it. "
+            f"Give another --name, or add --overwrite"
+        )
     if "/" in config.name or config.name in ("", ".", ".."):
         p.error(f"--name {config.name!r} must be a plain file name (no folders); use --models-dir for the place")
     return config

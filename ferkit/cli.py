@@ -18,7 +18,11 @@ from .paths import DEFAULT_CACHE_DIR, DEFAULT_DATA, DEFAULT_MODEL_PATH, MODELS_D
 
 
 def parser(doc: str | None) -> argparse.ArgumentParser:
-    return argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    # No abbreviations: a misspelt --epoch must be an error, not silently --epochs (or worse,
+    # a run with default outputs that replaces the shipped model).
+    return argparse.ArgumentParser(
+        description=doc, formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False
+    )
 
 
 def add_common(p: argparse.ArgumentParser, *names: str) -> None:

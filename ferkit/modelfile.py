@@ -14,16 +14,28 @@ from .faces import CLASS_NAMES, IMAGE_SIZE
 from .paths import DEFAULT_MODEL_PATH, PROJECT_DIR
 
 CLASS_NAMES_ENTRY = "fer_class_names.json"
+CALIBRATION_ENTRY = "fer_calibration.json"
 
 
-def save_model(model, path: str | os.PathLike, class_names=CLASS_NAMES) -> Path:
-    """Save a Keras model with its class names inside the .keras archive, atomically."""
+def save_model(model, path: str | os.PathLike, class_names=CLASS_NAMES, calibration: dict | None = None) -> Path:
+    """Save a Keras model with its class names (and, when given, how it was calibrated) inside
+    the .keras archive, atomically."""
     path = Path(path)
     with replacing(path, ".tmp.keras") as tmp:
         model.save(tmp)
         with zipfile.ZipFile(tmp, "a") as archive:
             archive.writestr(CLASS_NAMES_ENTRY, json.dumps(list(class_names)))
+            if calibration is not None:
+                archive.writestr(CALIBRATION_ENTRY, json.dumps(calibration))
     return path
+
+
+def read_calibration(path: str | os.PathLike) -> dict | None:
+    """How a saved model was calibrated (temperature, where it was fitted, ECE), or None."""
+    with zipfile.ZipFile(path) as archive:
+        if CALIBRATION_ENTRY not in archive.namelist():
+            return None
+        return json.loads(archive.read(CALIBRATION_ENTRY))
 
 
 def read_class_names(path: str | os.PathLike) -> tuple[str, ...]:

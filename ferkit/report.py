@@ -192,3 +192,39 @@ def plot_timeline(seconds, probabilities, class_names, path: str | os.PathLike, 
     ax.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8)
     fig.tight_layout()
     return _save(fig, path)
+
+
+def plot_reliability(curves: dict, path: str | os.PathLike, title: str) -> Path:
+    """Reliability diagrams side by side: per confidence bin, accuracy against mean confidence
+    (bars; the diagonal is perfect calibration). ``curves`` maps a panel title to
+    (rows of (confidence, accuracy, count), ECE)."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(curves), figsize=(5 * len(curves), 4.6), sharey=True)
+    axes = np.atleast_1d(axes)
+    for ax, (name, (rows, ece)) in zip(axes, curves.items()):
+        bins = len(rows)
+        filled = [(i, c, a) for i, (c, a, n) in enumerate(rows) if n]  # empty bins are left blank
+        centres = np.array([(i + 0.5) / bins for i, _, _ in filled])
+        confidence = np.array([c for _, c, _ in filled])
+        accuracy = np.array([a for _, _, a in filled])
+        ax.bar(centres, accuracy, width=1 / bins, edgecolor="black", color="tab:blue", alpha=0.8, label="accuracy")
+        ax.bar(
+            centres,
+            confidence - accuracy,
+            bottom=accuracy,
+            width=1 / bins,
+            color="tab:red",
+            alpha=0.3,
+            edgecolor="tab:red",
+            label="gap to confidence",
+        )
+        ax.plot([0, 1], [0, 1], "k--", lw=1)
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1)
+        ax.set_xlabel("confidence (probability of the predicted class)")
+        ax.set_title(f"{name}: ECE {ece:.3f}")
+        ax.legend(loc="upper left", fontsize=8)
+    axes[0].set_ylabel("accuracy")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return _save(fig, path)

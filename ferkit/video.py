@@ -81,6 +81,7 @@ def to_bgr8(image: np.ndarray) -> np.ndarray:
 
 
 def _image_frames(files) -> Iterator[np.ndarray]:
+    readable = 0
     for file in files:
         try:
             frame = cv2.imread(str(file), cv2.IMREAD_UNCHANGED)
@@ -89,7 +90,10 @@ def _image_frames(files) -> Iterator[np.ndarray]:
         if frame is None or frame.size == 0 or frame.ndim not in (2, 3):
             print(f"warning: skipping unreadable image {file}", file=sys.stderr)
             continue
+        readable += 1
         yield to_bgr8(frame)
+    if not readable:
+        raise SourceError(f"none of the {len(files)} image(s) could be read ({files[0].parent}); check the files.")
 
 
 def _capture_frames(capture, source: str, camera: bool) -> Iterator[np.ndarray]:

@@ -290,6 +290,17 @@ def test_out_of_range_settings_are_refused_at_parse_time(capsys, main, argv, fla
     assert flag in capsys.readouterr().err.splitlines()[-1]
 
 
+def test_misspelt_flags_and_replacing_an_existing_model_are_refused(training_dir, model_path, capsys):
+    with pytest.raises(SystemExit) as stopped:
+        train_cnn.main(["--data", str(training_dir), "--epoch", "3"])  # argparse would have taken it as --epochs
+    assert stopped.value.code == 2 and "unrecognized arguments: --epoch" in capsys.readouterr().err
+    before = digest(model_path)
+    with pytest.raises(SystemExit) as stopped:
+        train_cnn.main(["--data", str(training_dir), "--models-dir", str(model_path.parent), "--name", "m"])
+    assert stopped.value.code == 2 and "--overwrite" in capsys.readouterr().err
+    assert digest(model_path) == before
+
+
 def test_models_of_another_shape_or_class_count_get_one_clear_message(tmp_path, kaggle_dir, capsys):
     import keras
 

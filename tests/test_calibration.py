@@ -1,0 +1,82 @@
+"""Calibrated confidence: ECE, a temperature fitted on validation, folded into the model file."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import evaluate
+from ferkit.calibration import expected_calibration_error, fit_temperature, fold_temperature, with_temperature
+from ferkit.modelfile import load_model, read_calibration, save_model
+
+
+def softmax(z):
+    e = np.exp(z - z.max(1, keepdims=True))
+    return e / e.sum(1, keepdims=True)
+
+
+def sampled(n=20000, seed=0):
+    rng = np.random.default_rng(seed)
+    logits = rng.normal(0, 1.5, (n, 7))
+    truth = softmax(logits)
+    y = np.array([rng.choice(7, p=p) for p in truth])
+    return logits, truth, y
+
+
+def test_ece_is_small_for_honest_probabilities_and_large_for_overconfident_ones():
+    logits, truth, y = sampled()
+    assert expected_calibration_error(truth, y) < 0.02
+    assert expected_calibration_error(softmax(3 * logits), y) > 0.1
+
+
+def test_fitted_temperature_undoes_overconfidence():
+    logits, _, y = sampled()
+    overconfident = softmax(2 * logits)
+    temperature = fit_temperature(overconfident, y)
+    assert temperature == pytest.approx(2.0, rel=0.1)
+    fixed = with_temperature(overconfident, temperature)
+    assert expected_calibration_error(fixed, y) < 0.02
+    np.testing.assert_array_equal(fixed.argmax(1), overconfident.argmax(1))
+
+
+def test_temperature_folded_into_the_model_matches_and_is_saved(tmp_path):
+    import keras
+
+    from ferkit.networks import build_model
+
+    keras.utils.set_random_seed(0)
+    model = build_model(arch="vgg")
+    faces = np.random.default_rng(1).uniform(0, 255, (16, 48, 48, 1)).astype(np.float32)
+    before = np.asarray(model(faces))
+    fold_temperature(model, 2.5)
+    np.testing.assert_allclose(np.asarray(model(faces)), with_temperature(before, 2.5), rtol=1e-4, atol=1e-6)
+    path = save_model(model, tmp_path / "cal.keras", calibration={"temperature": 2.5, "fitted_on": "PublicTest"})
+    assert read_calibration(path)["temperature"] == 2.5
+    reloaded, _ = load_model(path)
+    np.testing.assert_allclose(np.asarray(reloaded(faces)), np.asarray(model(faces)), rtol=1e-5, atol=1e-6)
+
+
+def test_evaluate_calibrates_on_validation_and_keeps_the_labels(training_dir, tmp_path):
+    import keras
+
+    from ferkit.networks import build_model
+
+    keras.utils.set_random_seed(0)
+    original = save_model(build_model(arch="vgg"), tmp_path / "m.keras")
+    common = ["--data", str(training_dir), "--cache-dir", str(tmp_path / "cache")]
+    report = evaluate.main(
+        [
+            "--model",
+            str(original),
+            *common,
+            "--calibrate",
+            str(tmp_path / "cal.keras"),
+            "--reliability",
+            str(tmp_path / "rel.png"),
+        ]
+    )
+    assert report["calibration"]["temperature"] > 0 and 0 <= report["ece"] <= 1
+    assert (tmp_path / "rel.png").stat().st_size > 10_000
+    again = evaluate.main(["--model", str(tmp_path / "cal.keras"), *common])
+    assert again["accuracy"] == report["accuracy"]  # a temperature never changes the most probable class
+    assert again["ece"] == pytest.approx(report["calibration"]["ece_after_on_test"], abs=1e-6)
