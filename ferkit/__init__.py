@@ -5,22 +5,24 @@ The public API for Python users::
     import cv2
     from ferkit import Recognizer
 
-    recognizer = Recognizer()  # the shipped model and the Haar face detector
+    recognizer = Recognizer()  # the shipped model and the YuNet face detector
     for face in recognizer(cv2.imread("photo.jpg")):
         print(face.box, face.label, face.probabilities)
 
 Modules, one idea each: ``faces`` (class order, the 48x48 crop), ``data`` (dataset layouts,
 cache, splits), ``networks`` (the CNNs), ``modelfile`` (saving and loading models),
-``classify`` (probabilities from a model), ``report`` (metrics and plots), ``training``
+``classify`` (probabilities from a model), ``calibration`` (honest confidence),
+``report`` (metrics and plots), ``training``
 (training runs and checkpoints), ``ensemble`` (averaging models), ``detect`` / ``track`` /
-``video`` / ``draw`` / ``facelog`` / ``recognizer`` (the live pieces), ``features`` and ``ga``
+``video`` / ``draw`` / ``facelog`` / ``timeline`` / ``recognizer`` (the live pieces), ``clips``
+(generated test clips), ``features`` and ``ga``
 (Xception features and genetic feature selection), ``atomic`` (safe file writes), ``paths``
 (the project's default places), ``errors``, and ``cli`` (what the scripts share).
 """
 
 from .classify import ExpressionClassifier, predict_proba
 from .data import Dataset, Split, load_dataset
-from .detect import FaceDetector
+from .detect import FaceDetector, YuNetDetector
 from .errors import (
     CheckpointError,
     DatasetError,
@@ -55,6 +57,7 @@ __all__ = [
     "Recognizer",
     "SourceError",
     "Split",
+    "YuNetDetector",
     "load_dataset",
     "load_model",
     "predict_proba",

@@ -35,8 +35,11 @@ class FaceDetector:
             raise ParameterError("scale", "must be in (0, 1]")
         if self.scale_factor <= 1:
             raise ParameterError("scale_factor", "must be greater than 1")
-        self.classifier = cv2.CascadeClassifier(str(self.cascade))
-        if self.classifier.empty():
+        try:
+            self.classifier = cv2.CascadeClassifier(str(self.cascade))
+        except cv2.error:  # a file that is not a cascade XML at all
+            self.classifier = None
+        if self.classifier is None or self.classifier.empty():
             raise SourceError(
                 f"cannot load Haar cascade {self.cascade}; give the path of "
                 f"haarcascade_frontalface_default.xml (OpenCV 4.x ships it in cv2.data.haarcascades)."

@@ -66,7 +66,11 @@ class GAConfig:
             ("crossover", 0 <= self.crossover <= 1, "is a probability: give a value in [0, 1]"),
             ("mutation", 0 <= self.mutation <= 1, "is a probability: give a value in [0, 1]"),
             ("min_features", self.min_features >= 1, "must be at least 1"),
-            ("max_features", self.min_features < self.max_features, "must be larger than min_features"),
+            (
+                "max_features",
+                self.min_features < self.max_features,
+                "must be larger than the smallest subset (min_features)",
+            ),
             ("init_ranked", 0 <= self.init_ranked <= 1, "is a share: give a value in [0, 1]"),
             ("tournament", 2 <= self.tournament <= self.population, "must be between 2 and population"),
             ("elite", 0 <= self.elite < self.population, "must be at least 0 and smaller than population"),

@@ -61,7 +61,17 @@ class Sweep:
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         command = [sys.executable, *map(str, args)]
         started = time.time()
-        proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        # A shell's background job ignores SIGINT and its children inherit that; a user's
+        # foreground run does not, so give each case the default disposition back.
+        proc = subprocess.Popen(
+            command,
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        )
         hung = False
         try:
             if signal_after:
