@@ -37,7 +37,7 @@ class FaceDetector:
             raise ParameterError("scale_factor", "must be greater than 1")
         try:
             self.classifier = cv2.CascadeClassifier(str(self.cascade))
-        except cv2.error:  # a file that is not a cascade XML at all
+        except (cv2.error, SystemError):  # a file that is not a cascade XML at all (OpenCV wraps its error)
             self.classifier = None
         if self.classifier is None or self.classifier.empty():
             raise SourceError(

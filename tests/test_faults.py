@@ -311,6 +311,11 @@ def test_models_of_another_shape_or_class_count_get_one_clear_message(tmp_path, 
     for main, argv, message in (
         (realtime.main, ["--source", "demo", "--no-display", "--model", str(wide_path)], "takes inputs of shape"),
         (
+            realtime.main,
+            ["--source", "demo", "--no-display", "--detector", "haar", "--cascade", str(wide_path)],
+            "cannot load Haar cascade",
+        ),
+        (
             evaluate.main,
             ["--model", str(five_path), "--data", str(kaggle_dir), "--cache-dir", str(tmp_path)],
             "labels 5",
