@@ -72,6 +72,7 @@ def evaluate(args) -> dict:
     proba = predict_proba(model, split.x, flip_tta=args.tta)
     summary = classification_summary(split.y, proba.argmax(1), class_names)
     summary["ece"] = expected_calibration_error(proba, split.y, ECE_BINS)
+    summary.update(model=str(args.model), data=data.source, split=args.split, tta=args.tta, faces=len(split))
     name = {"test": "test", "val": "validation"}[args.split]
     print(f"{args.model} on {data.source} {name} split ({len(split)} faces){' with flip TTA' if args.tta else ''}")
     print(format_report(summary))

@@ -61,22 +61,22 @@ def parse_args(argv=None):
     p.add_argument(
         "--seeds", type=int, default=3, help="independent GA runs (seeds 0..N-1), reported as mean and spread"
     )
-    p.add_argument("--population", type=int, default=D.population, help="a multiple of 4")
-    p.add_argument("--generations", type=int, default=D.generations)
-    p.add_argument("--crossover", type=float, default=D.crossover)
-    p.add_argument("--mutation", type=float, default=D.mutation)
+    p.add_argument("--population", type=int, default=D.population, help="subsets per generation")
+    p.add_argument("--generations", type=int, default=D.generations, help="most generations per seed")
+    p.add_argument("--crossover", type=float, default=D.crossover, help="chance a pair of parents is crossed")
+    p.add_argument("--mutation", type=float, default=D.mutation, help="chance a child is mutated")
     p.add_argument("--max-features", type=int, default=D.max_features, help="largest subset the GA may choose")
-    p.add_argument("--min-features", type=int, default=D.min_features)
+    p.add_argument("--min-features", type=int, default=D.min_features, help="smallest subset the GA may choose")
     p.add_argument("--init-ranked", type=float, default=D.init_ranked, help="share of first masks from rankings")
     p.add_argument("--trees", type=int, default=D.trees, help="trees per fitness forest")
     p.add_argument("--max-samples", type=float, default=D.max_samples, help="bootstrap share per fitness tree")
-    p.add_argument("--min-samples-leaf", type=int, default=D.min_samples_leaf)
+    p.add_argument("--min-samples-leaf", type=int, default=D.min_samples_leaf, help="leaf size of the fitness trees")
     p.add_argument(
         "--fitness-samples", type=int, default=D.fitness_samples, help="training rows used for fitness (0 = all)"
     )
     p.add_argument("--candidates", type=int, default=D.candidates, help="front members scored on validation")
     p.add_argument("--final-trees", type=int, default=300, help="trees in the validation, final and baseline forests")
-    p.add_argument("--patience", type=int, default=D.patience)
+    p.add_argument("--patience", type=int, default=D.patience, help="stop after N generations without a better subset")
     p.add_argument("--jobs", type=int, default=D.jobs, help="processes fitting forests (default: all cores)")
     cli.add_common(p, "cache_dir", "models_dir", "plots_dir")
     args = p.parse_args(argv)
@@ -207,8 +207,9 @@ def run(args) -> dict:
     try:
         for seed in range(args.seeds):
             runs.append(one_seed(seed, args, x_train, train.y, x_val, val.y, x_test, test.y))
-    except Interrupted as stopped:
-        raise Interrupted(f"{stopped}; what was done is in {save_interrupted(args, runs, stopped)}") from None
+    except (Interrupted, KeyboardInterrupt) as stopped:  # Ctrl-C or SIGTERM, in the GA or between its steps
+        text = str(stopped) if isinstance(stopped, Interrupted) else f"interrupted during seed {len(runs)}"
+        raise Interrupted(f"{text}; what was done is in {save_interrupted(args, runs, stopped)}") from None
     curve = kbest_curve(args, x_train, train.y, x_test, test.y)
 
     table = {}

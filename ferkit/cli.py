@@ -17,12 +17,14 @@ from .errors import FerError, Interrupted, ParameterError
 from .paths import DEFAULT_CACHE_DIR, DEFAULT_DATA, DEFAULT_MODEL_PATH, MODELS_DIR, PLOTS_DIR
 
 
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """The module docstring as written, and every option's default in --help."""
+
+
 def parser(doc: str | None) -> argparse.ArgumentParser:
     # No abbreviations: a misspelt --epoch must be an error, not silently --epochs (or worse,
     # a run with default outputs that replaces the shipped model).
-    return argparse.ArgumentParser(
-        description=doc, formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False
-    )
+    return argparse.ArgumentParser(description=doc, formatter_class=_HelpFormatter, allow_abbrev=False)
 
 
 def add_common(p: argparse.ArgumentParser, *names: str) -> None:

@@ -329,8 +329,9 @@ def load_dataset(
         raise DatasetError(f"{root} has no training images; add a train/ folder or Training rows.")
     if not len(test_idx):
         raise DatasetError(
-            f"{root} has no test images. Add a test/ folder (or PrivateTest rows) or pass a plain "
-            f"folder of class folders to split it automatically."
+            f"{root} has no test images. Add a test/ folder (or PrivateTest rows), or pass a plain "
+            f"folder of class folders to split it automatically (files named Training_* always count as "
+            f"training images, so a FER2013 train/ folder alone cannot be split)."
         )
     if len(val_idx):
         val_note = "validation: the dataset's own validation split"

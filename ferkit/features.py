@@ -33,16 +33,26 @@ def load_xception(weights: str, size: int):
             f"(xception_weights_tf_dim_ordering_tf_kernels_notop.h5 or a .weights.h5), or 'imagenet' "
             f"to download it."
         )
+    import warnings
+
     import keras
 
     try:
-        return keras.applications.Xception(
-            include_top=False, pooling="avg", weights=weights, input_shape=(size, size, 3)
-        )
-    except Exception as exc:  # download failures surface as many exception types
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # a foreign file makes Keras warn per layer; one error says it
+            return keras.applications.Xception(
+                include_top=False, pooling="avg", weights=weights, input_shape=(size, size, 3)
+            )
+    except Exception as exc:  # download failures and foreign files surface as many exception types
+        if weights == "imagenet":
+            raise FeatureError(
+                f"could not download the ImageNet Xception weights ({type(exc).__name__}). Without internet, "
+                f"download the no-top weights elsewhere and give their path with --weights."
+            ) from None
         raise FeatureError(
-            f"could not load Xception weights '{weights}' ({type(exc).__name__}: {exc}). Without "
-            f"internet, download the no-top weights elsewhere and give their path instead."
+            f"{weights} is not an Xception no-top weights file (Keras could not load it: "
+            f"{str(exc).strip().splitlines()[0][:120] if str(exc).strip() else type(exc).__name__}). Give "
+            f"xception_weights_tf_dim_ordering_tf_kernels_notop.h5 or a .weights.h5 of keras.applications.Xception."
         ) from None
 
 

@@ -87,6 +87,10 @@ class GAConfig:
                 raise ParameterError(param, problem)
         if n_features <= self.min_features:
             raise ParameterError("min_features", f"must be smaller than the number of features ({n_features})")
+        if self.max_features >= n_features:
+            raise ParameterError(
+                "max_features", f"must be smaller than the number of features ({n_features}); a subset is the point"
+            )
 
 
 # --------------------------------------------------------------------------- fitness

@@ -19,6 +19,7 @@ import numpy as np
 
 from .classify import ExpressionClassifier
 from .detect import YuNetDetector
+from .errors import SourceError
 from .faces import crop_faces, to_grey
 from .paths import DEFAULT_MODEL_PATH
 from .track import FaceSmoother
@@ -87,6 +88,11 @@ class Recognizer:
 
     def __call__(self, image: np.ndarray) -> list[Face]:
         """Every face in a BGR, BGRA or grey image with its expression."""
+        if image is None or not hasattr(image, "shape") or np.asarray(image).ndim not in (2, 3) or not image.size:
+            raise SourceError(
+                "no image to look at (got None or an empty array); cv2.imread returns None for a missing or "
+                "unreadable file: check the path."
+            )
         image = np.asarray(image)
         boxes, eyes = self.detect(image)
         return self.faces(boxes, self.classify(to_grey(image), boxes, eyes))

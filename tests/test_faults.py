@@ -132,7 +132,8 @@ def test_ctrl_c_stops_the_ga_worker_pool_promptly(tmp_path):
         "from ferkit import cli, ga\n"
         "rng = np.random.default_rng(0); y = rng.integers(0, 3, 3000)\n"
         "x = rng.normal(size=(3000, 300)).astype(np.float32); x[:, :5] += y[:, None]\n"
-        "config = ga.GAConfig(population=40, generations=500, patience=500, jobs=2, trees=64, max_samples=0.9)\n"
+        "config = ga.GAConfig(population=40, generations=500, patience=500, jobs=2, trees=64, max_samples=0.9,"
+        " max_features=100)\n"
         "cli.run_main(ga.run_ga, x, y, config)\n"
     )
     run = start("-c", script)
@@ -339,3 +340,21 @@ def test_folder_with_an_unreadable_and_a_16_bit_image_runs_the_rest(model_path, 
     assert summary["frames"] == 2 and summary["faces"] == 2  # the 16-bit image is read as the 8-bit one
     assert "skipping unreadable image" in capsys.readouterr().err
     assert out.exists() and (out.parent / "annotated_1.jpg").exists()
+
+
+def test_a_missing_image_in_the_python_api_is_one_clear_error(model_path):
+    import ferkit
+
+    recognizer = ferkit.Recognizer(model_path)
+    with pytest.raises(ferkit.SourceError, match="cv2.imread returns None"):
+        recognizer(cv2.imread("no/such/photo.jpg"))
+
+
+@pytest.mark.skipif(not (ROOT.parent / "shared" / "weights").exists(), reason="no shared weights")
+def test_a_foreign_weights_file_is_named_in_one_short_line(model_path, capsys):
+    from ferkit.errors import FeatureError
+    from ferkit.features import load_xception
+
+    with pytest.raises(FeatureError, match="is not an Xception no-top weights file") as refused:
+        load_xception(str(model_path), 71)
+    assert len(str(refused.value)) < 400 and "download" not in str(refused.value)
