@@ -25,7 +25,7 @@ from ferkit.facelog import FaceLog
 from ferkit.recognizer import Pipeline, Recognizer
 from ferkit.timeline import ExpressionTimeline
 from ferkit.track import FaceSmoother
-from ferkit.video import AnnotatedOutput, frame_count, open_source
+from ferkit.video import AnnotatedOutput, open_source
 
 WINDOW = "Facial expression (q to quit)"
 DEFAULT_DETECTOR = "yunet"
@@ -73,7 +73,7 @@ def progress_bar(frames, total: int | None, enabled: bool):
 
 
 def run(args) -> dict:
-    frames, source_fps, still = open_source(args.source)
+    frames, source_fps, still, total = open_source(args.source)
     if not args.no_display:
         open_window(WINDOW)
     pipeline = build_pipeline(args)
@@ -84,7 +84,6 @@ def run(args) -> dict:
     output = AnnotatedOutput(args.output, source_fps) if args.output else None
     timeline = ExpressionTimeline(class_names) if args.report else None
     is_file = not args.source.isdigit()
-    total = frame_count(args.source)
     frames = progress_bar(
         frames,
         min(filter(None, (args.max_frames, total)), default=None),
@@ -122,17 +121,16 @@ def run(args) -> dict:
         if not args.no_display:
             cv2.destroyAllWindows()
     seconds = time.perf_counter() - started
+    report = timeline.write(args.report) if timeline else None
     if interrupted:
-        written = [str(p) for p in (args.output, args.log) if p]
-        if timeline:
-            written.append(str(timeline.write(args.report)[0].parent))
+        written = [str(p) for p in (args.output, args.log, args.report) if p]
         raise Interrupted(
             f"interrupted after {n_frames} frames"
             + (f"; {', '.join(written)} hold everything up to there" if written else "")
         )
     summary = {"frames": n_frames, "faces": n_faces, "seconds": seconds, "fps": n_frames / seconds if seconds else 0.0}
-    if timeline:
-        summary["report"] = timeline.write(args.report)
+    if report:
+        summary["report"] = report
     print(
         f"{n_frames} frames, {n_faces} faces, {summary['fps']:.1f} frames/s"
         + (f"; wrote {args.output}" if output else "")

@@ -30,7 +30,7 @@ from ferkit.track import FaceSmoother, iou
 
 def video_frames(path: Path):
     """The video's frames, read the way realtime.py reads them."""
-    frames, _, _ = video.open_source(str(path))
+    frames, _, _, _ = video.open_source(str(path))
     return frames
 
 

@@ -11,6 +11,7 @@ import cv2
 import numpy as np
 
 DEMO_SIZE = (720, 480)
+DEMO_FRAMES = 90
 
 
 def demo_photo() -> np.ndarray:
@@ -20,7 +21,9 @@ def demo_photo() -> np.ndarray:
     return cv2.imread(str(matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)))
 
 
-def demo_frames(n_frames: int = 90, size: tuple[int, int] = DEMO_SIZE, copies: int = 1) -> Iterator[np.ndarray]:
+def demo_frames(
+    n_frames: int = DEMO_FRAMES, size: tuple[int, int] = DEMO_SIZE, copies: int = 1
+) -> Iterator[np.ndarray]:
     """A short clip: the demo photo (``copies`` side by side) drifting across a grey frame."""
     width, height = size
     photo = demo_photo()

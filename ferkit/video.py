@@ -10,8 +10,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .atomic import finish, partial_name
-from .clips import demo_frames
+from .atomic import finish, partial_name, replacing
+from .clips import DEMO_FRAMES, demo_frames
 from .data import IMAGE_SUFFIXES
 from .errors import SourceError
 
@@ -38,14 +38,15 @@ def write_video(frames, path: str | Path, fps: float = 30.0) -> Path:
     return Path(path)
 
 
-def open_source(source: str) -> tuple[Iterator[np.ndarray], float, bool]:
+def open_source(source: str) -> tuple[Iterator[np.ndarray], float, bool, int | None]:
     """Frames from a webcam index, 'demo', a video, an image or a folder of images.
-    Returns (frames, fps, is_still) where is_still marks single images and folders."""
+    Returns (frames, fps, is_still, total) where is_still marks single images and folders and
+    total is the number of frames (None for a camera, or a video whose container won't say)."""
     if source == "demo":
-        return demo_frames(), 30.0, False
+        return demo_frames(DEMO_FRAMES), 30.0, False, DEMO_FRAMES
     if source.isdigit():
         cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)  # our message says it better
-        return _capture_frames(cv2.VideoCapture(int(source)), source, camera=True), 30.0, False
+        return _capture_frames(cv2.VideoCapture(int(source)), source, camera=True), 30.0, False, None
     path = Path(source).expanduser()
     if not path.exists():
         raise SourceError(
@@ -56,11 +57,13 @@ def open_source(source: str) -> tuple[Iterator[np.ndarray], float, bool]:
         files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
         if not files:
             raise SourceError(f"folder {path} holds no images (.jpg, .png, ...).")
-        return _image_frames(files), 0.0, True
+        return _image_frames(files), 0.0, True, len(files)
     if path.suffix.lower() in IMAGE_SUFFIXES:
-        return _image_frames([path]), 0.0, True
+        return _image_frames([path]), 0.0, True, 1
     capture = cv2.VideoCapture(str(path))
-    return _capture_frames(capture, source, camera=False), capture.get(cv2.CAP_PROP_FPS) or 30.0, False
+    count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
+    fps = capture.get(cv2.CAP_PROP_FPS) or 30.0
+    return _capture_frames(capture, source, camera=False), fps, False, count if count > 0 else None
 
 
 def to_bgr8(image: np.ndarray) -> np.ndarray:
@@ -140,45 +143,24 @@ class AnnotatedOutput:
         self.path, self.fps, self.writer, self.count = Path(path), fps, None, 0
         self.is_video = self.path.suffix.lower() not in IMAGE_SUFFIXES
         self.partial = partial_name(self.path)
-        self.written: list[Path] = []
 
     def write(self, canvas: np.ndarray) -> None:
         if self.is_video:
             self.writer = self.writer or open_video_writer(self.partial, self.fps, canvas)
             self.writer.write(canvas)
         else:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
             name = self.path if self.count == 0 else self.path.with_stem(f"{self.path.stem}_{self.count}")
-            partial = partial_name(name)
-            try:
-                ok = cv2.imwrite(str(partial), canvas)
-            except cv2.error:
-                ok = False
-            if not ok:
-                partial.unlink(missing_ok=True)
-                raise SourceError(f"could not write image {name}: check the folder and the extension (.jpg, .png).")
-            self.written.append(finish(partial, name))
+            with replacing(name, name.suffix) as tmp:
+                try:
+                    ok = cv2.imwrite(tmp, canvas)
+                except cv2.error:
+                    ok = False
+                if not ok:
+                    raise SourceError(f"could not write image {name}: check the folder and the extension (.jpg, .png).")
         self.count += 1
 
     def close(self) -> None:
         if self.writer is not None:
             self.writer.release()
             self.writer = None
-            self.written.append(finish(self.partial, self.path))
-
-
-def frame_count(source: str) -> int | None:
-    """How many frames a file source holds (None for a camera or when the container won't say)."""
-    if source == "demo":
-        return 90
-    path = Path(source).expanduser()
-    if source.isdigit() or not path.exists():
-        return None
-    if path.is_dir():
-        return sum(1 for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-    if path.suffix.lower() in IMAGE_SUFFIXES:
-        return 1
-    capture = cv2.VideoCapture(str(path))
-    count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
-    capture.release()
-    return count if count > 0 else None
+            finish(self.partial, self.path)
