@@ -110,7 +110,10 @@ def one_seed(seed, args, x_train, y_train, x_val, y_val, x_test, y_test) -> dict
     rankings = rank_features(x_train, y_train, seed=seed, jobs=config.jobs)
     ga = run_ga(x_train, y_train, config, rankings=rankings)
     mask, candidates = choose_on_validation(ga.ranked, x_train, y_train, x_val, y_val, config, trees=args.final_trees)
-    comparison = compare_on_test(x_train, y_train, x_test, y_test, mask, config, args.final_trees, seed=seed)
+    chosen = next(row for row in candidates if row["mask"] is mask)  # its forest has the final settings
+    comparison = compare_on_test(
+        x_train, y_train, x_test, y_test, mask, config, args.final_trees, seed=seed, ga_model=chosen["model"]
+    )
     k = int(mask.sum())
     top_k = np.zeros_like(mask)
     top_k[rankings["importance"][:k]] = True
@@ -120,7 +123,7 @@ def one_seed(seed, args, x_train, y_train, x_val, y_val, x_test, y_test) -> dict
     importance_accuracy = float(np.mean(importance_model.predict(x_test[:, top_k]) == y_test))
     for row in candidates:  # for the plot only: the choice above was made on validation
         row["test_accuracy"] = float(np.mean(row.pop("model").predict(x_test[:, row["mask"]]) == y_test))
-    chosen_val = max(row["val_accuracy"] for row in candidates if np.array_equal(row["mask"], mask))
+    chosen_val = chosen["val_accuracy"]
     test = {name: row["test_accuracy"] for name, row in comparison["rows"].items()}
     print(
         f"seed {seed}: chose {k} features on validation ({chosen_val:.4f}); test: GA {test['GA-selected']:.4f}, "

@@ -429,10 +429,19 @@ def kbest_mask(x: np.ndarray, y: np.ndarray, k: int) -> np.ndarray:
 
 
 def compare_on_test(
-    x_train, y_train, x_test, y_test, mask: np.ndarray, config: GAConfig, trees: int, seed: int | None = None
-) -> dict:
+    x_train,
+    y_train,
+    x_test,
+    y_test,
+    mask: np.ndarray,
+    config: GAConfig,
+    trees: int,
+    seed: int | None = None,
+    ga_model=None,
+):
     """Test accuracy of forests (``trees`` trees, ``seed``) on the GA mask, on all features and on
-    SelectKBest (ANOVA F) at the same number of features."""
+    SelectKBest (ANOVA F) at the same number of features. ``ga_model``: the GA mask's forest when
+    it is already fitted with these settings (``choose_on_validation`` fits it), so not again."""
     k = int(mask.sum())
     rows, models = {}, {}
     for name, columns in (
@@ -440,7 +449,10 @@ def compare_on_test(
         ("all features", np.ones(x_train.shape[1], bool)),
         ("SelectKBest (ANOVA F)", kbest_mask(x_train, y_train, k)),
     ):
-        model = forest(config, trees=trees, jobs=config.jobs, seed=seed).fit(x_train[:, columns], y_train)
+        if name == "GA-selected" and ga_model is not None:
+            model = ga_model
+        else:
+            model = forest(config, trees=trees, jobs=config.jobs, seed=seed).fit(x_train[:, columns], y_train)
         accuracy = float(np.mean(model.predict(x_test[:, columns]) == y_test))
         rows[name] = {"features": int(columns.sum()), "test_accuracy": accuracy}
         models[name] = model
