@@ -101,7 +101,7 @@ def run(args) -> dict:
             seconds = n_frames / source_fps if is_file and source_fps else now - started
             canvas = draw(frame, boxes, proba, class_names, None if still else fps, args.bars)
             if log:
-                log.write(n_frames, seconds, boxes, proba, ids)
+                log.write(n_frames, seconds, pipeline.recognizer.faces(boxes, proba, ids))
             if timeline:
                 timeline.add(seconds, ids, proba)
             if output:

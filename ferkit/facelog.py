@@ -6,8 +6,6 @@ import csv
 import json
 from pathlib import Path
 
-import numpy as np
-
 from .atomic import finish, partial_name
 
 
@@ -28,33 +26,34 @@ class FaceLog:
                 ["frame", "time", "face", "x", "y", "w", "h", "label", "confidence", *self.class_names]
             )
 
-    def write(self, frame_index: int, seconds: float, boxes, probabilities, ids) -> None:
-        for box, proba, face_id in zip(boxes, probabilities, ids):
-            best = int(np.argmax(proba))
-            row = {
-                "frame": frame_index,
-                "time": round(seconds, 4),
-                "face": int(face_id),
-                "box": [int(v) for v in box],
-                "label": self.class_names[best],
-                "confidence": round(float(proba[best]), 4),
-                "probabilities": {n: round(float(p), 4) for n, p in zip(self.class_names, proba)},
-            }
+    def write(self, frame_index: int, seconds: float, faces) -> None:
+        """One row per ``Face`` (from ``Recognizer.faces``) of this frame."""
+        for face in faces:
+            probabilities = {n: round(p, 4) for n, p in face.probabilities.items()}
+            confidence = round(face.confidence, 4)
             if self.jsonl:
+                row = {
+                    "frame": frame_index,
+                    "time": round(seconds, 4),
+                    "face": face.track_id,
+                    "box": list(face.box),
+                    "label": face.label,
+                    "confidence": confidence,
+                    "probabilities": probabilities,
+                }
                 self.file.write(json.dumps(row) + "\n")
             else:
                 self.writer.writerow(
                     [
                         frame_index,
-                        row["time"],
-                        face_id,
-                        *row["box"],
-                        row["label"],
-                        row["confidence"],
-                        *row["probabilities"].values(),
+                        round(seconds, 4),
+                        face.track_id,
+                        *face.box,
+                        face.label,
+                        confidence,
+                        *probabilities.values(),
                     ]
                 )
-
         self.file.flush()
 
     def close(self) -> None:
