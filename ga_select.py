@@ -78,6 +78,13 @@ def parse_args(argv=None):
     p.add_argument("--final-trees", type=int, default=300, help="trees in the validation, final and baseline forests")
     p.add_argument("--patience", type=int, default=D.patience, help="stop after N generations without a better subset")
     p.add_argument("--jobs", type=int, default=D.jobs, help="processes fitting forests (default: all cores)")
+    p.add_argument(
+        "--scheduler",
+        default=D.scheduler,
+        metavar="ADDRESS",
+        help="a dask.distributed scheduler (e.g. tcp://10.0.0.5:8786): GA fitness runs on its workers, the "
+        "features sent to each worker once; --jobs still sets the local processes for the other forests",
+    )
     cli.add_common(p, "cache_dir", "models_dir", "plots_dir")
     args = p.parse_args(argv)
     for name in ("seeds", "final_trees"):

@@ -13,13 +13,18 @@ from .modelfile import load_model
 from .paths import DEFAULT_MODEL_PATH
 
 
-def predict_proba(model, x: np.ndarray, *, flip_tta: bool = False, batch_size: int = 256) -> np.ndarray:
-    """Class probabilities for uint8 (N, 48, 48) faces; flip_tta also averages the mirror image."""
-    batch = to_model_input(x)
-    proba = model.predict(batch, batch_size=batch_size, verbose=0)
-    if flip_tta:
-        proba = (proba + model.predict(batch[:, :, ::-1], batch_size=batch_size, verbose=0)) / 2
-    return np.asarray(proba, dtype=np.float64)
+def predict_proba(model, x, *, flip_tta: bool = False, batch_size: int = 256, chunk: int = 8192) -> np.ndarray:
+    """Class probabilities for uint8 (N, 48, 48) faces (an array, or rows read from disk);
+    flip_tta also averages the mirror image. Converted ``chunk`` faces at a time, so memory does
+    not grow with N."""
+    parts = []
+    for start in range(0, len(x), chunk):
+        batch = to_model_input(np.asarray(x[start : start + chunk]))
+        proba = model.predict(batch, batch_size=batch_size, verbose=0)
+        if flip_tta:
+            proba = (proba + model.predict(batch[:, :, ::-1], batch_size=batch_size, verbose=0)) / 2
+        parts.append(np.asarray(proba, dtype=np.float64))
+    return np.concatenate(parts) if parts else np.zeros((0, model.output_shape[-1]))
 
 
 def accuracy(model, split: Split, *, flip_tta: bool = False) -> float:

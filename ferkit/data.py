@@ -3,7 +3,8 @@ test splits every script uses.
 
 Layouts: ``ROOT/train`` + ``ROOT/test`` (Kaggle; ``PublicTest_`` files become validation and
 ``PrivateTest_`` files the test set), ``ROOT/train`` + ``ROOT/validation``, ``fer2013.csv``
-(the Usage column gives the splits), or a folder of class folders (split automatically).
+(the Usage column gives the splits), a folder of class folders (split automatically), or an
+``.npz`` of decoded faces written by ``export_npz`` (to carry a dataset to another machine).
 """
 
 from __future__ import annotations
@@ -19,10 +20,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .atomic import atomic_savez, set_aside, try_cache_write
+from .atomic import atomic_savez, replacing, set_aside, try_cache_write
 from .errors import DatasetError
 from .faces import CLASS_NAMES, IMAGE_SIZE, prepare_face
 from .paths import DEFAULT_CACHE_DIR
+from .store import FaceRows, write_faces
 
 ALIASES = {
     "anger": "angry",
@@ -46,6 +48,8 @@ ALIASES = {
 CSV_CODE_TO_NAME = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".pgm", ".tif", ".tiff", ".webp"}
 _CACHE_VERSION = 1
+# Images decoded per step when the faces go straight to disk (stream=True): memory stays at one chunk.
+STREAM_CHUNK = 8192
 
 # Which split a decoded image belongs to before any split is made.
 TRAIN, VAL, TEST, UNASSIGNED = 0, 1, 2, 3
@@ -53,13 +57,17 @@ TRAIN, VAL, TEST, UNASSIGNED = 0, 1, 2, 3
 
 @dataclass
 class Split:
-    """Images as uint8 (N, 48, 48) and integer labels indexing CLASS_NAMES."""
+    """Images as uint8 (N, 48, 48) and integer labels indexing CLASS_NAMES. ``x`` is an array,
+    or ``store.FaceRows`` (read from disk on demand) when the data was loaded with stream=True."""
 
-    x: np.ndarray
+    x: np.ndarray | FaceRows
     y: np.ndarray
 
     def __len__(self) -> int:
         return len(self.y)
+
+    def subset(self, index) -> Split:
+        return Split(self.x.subset(index) if isinstance(self.x, FaceRows) else self.x[index], self.y[index])
 
 
 @dataclass
@@ -135,8 +143,13 @@ def detect_layout(root: Path) -> tuple[str, dict[str, Path]]:
             f"data') and pass its folder or fer2013.csv with --data."
         )
     if root.is_file():
+        if root.suffix.lower() == ".npz":
+            return "npz", {"npz": root}
         if root.suffix.lower() != ".csv":
-            raise DatasetError(f"{root} is a file but not a .csv; pass a dataset folder or fer2013.csv.")
+            raise DatasetError(
+                f"{root} is a file but not a .csv or .npz; pass a dataset folder, fer2013.csv or an .npz "
+                f"written by tools/export_npz.py."
+            )
         return "csv", {"csv": root}
     subdirs = {p.name.lower(): p for p in root.iterdir() if p.is_dir()}
     if "train" in subdirs:
@@ -176,6 +189,31 @@ def _decode_files(items, progress: bool) -> tuple[np.ndarray, np.ndarray, np.nda
     y = np.array([items[i][1] for i in ok], np.int64)
     group = np.array([items[i][2] for i in ok], np.int64)
     return x, y, group, skipped
+
+
+def _decode_to_disk(items, path: Path, progress: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Decode images a chunk at a time straight into the face file ``path``; returns the labels
+    and groups of the faces written (unreadable images skipped, as in memory)."""
+    ys, groups = [], []
+
+    def chunks():
+        bar = None
+        if progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=len(items), desc="decoding images to disk", unit="img")
+        for start in range(0, len(items), STREAM_CHUNK):
+            x, y, group, _ = _decode_files(items[start : start + STREAM_CHUNK], progress=False)
+            ys.append(y)
+            groups.append(group)
+            if bar:
+                bar.update(min(STREAM_CHUNK, len(items) - start))
+            yield x
+        if bar:
+            bar.close()
+
+    write_faces(path, chunks(), most=len(items))
+    return np.concatenate(ys), np.concatenate(groups)
 
 
 def _read_csv(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -219,6 +257,49 @@ def _read_csv(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return np.stack(xs), np.array(ys, np.int64), np.array(groups, np.int64)
 
 
+def _read_npz(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Decoded faces in one file (``export_npz``): x uint8 (N, 48, 48), y (class indices), group."""
+    try:
+        with np.load(path) as data:
+            missing = [k for k in ("x", "y") if k not in data.files]
+            if missing:
+                raise DatasetError(f"{path} lacks the array {missing[0]!r}; write it with tools/export_npz.py.")
+            x, y = data["x"], data["y"]
+            group = data["group"] if "group" in data.files else np.full(len(y), UNASSIGNED)
+            names = tuple(data["class_names"].tolist()) if "class_names" in data.files else CLASS_NAMES
+    except DatasetError:
+        raise
+    except Exception as exc:  # not a zip, cut short, bit-flipped
+        raise DatasetError(f"{path} cannot be read as an .npz ({type(exc).__name__}); export it again.") from None
+    if names != CLASS_NAMES:
+        raise DatasetError(f"{path} has classes {', '.join(names)}; expected {', '.join(CLASS_NAMES)}, in that order.")
+    if (
+        x.dtype != np.uint8
+        or x.ndim != 3
+        or x.shape[1:] != (IMAGE_SIZE, IMAGE_SIZE)
+        or not len(x) == len(y) == len(group)
+    ):
+        raise DatasetError(
+            f"{path} holds x {x.dtype} {x.shape}, y {y.shape}, group {group.shape}; expected uint8 (N, 48, 48) "
+            f"faces with N labels and N groups. Write it with tools/export_npz.py."
+        )
+    if len(y) and (y.min() < 0 or y.max() >= len(CLASS_NAMES) or group.min() < TRAIN or group.max() > UNASSIGNED):
+        raise DatasetError(f"{path}: labels must be 0-{len(CLASS_NAMES) - 1} and groups 0-{UNASSIGNED}.")
+    return x, y.astype(np.int64), group.astype(np.int64)
+
+
+def export_npz(root: str | os.PathLike, path: str | os.PathLike, cache_dir: Path | None = DEFAULT_CACHE_DIR) -> Path:
+    """Write every decoded face of a dataset, with its label and split, into one compressed .npz
+    (FER2013: ~37 MB) that ``load_dataset`` reads as a dataset: the way to carry the data to a
+    GPU machine."""
+    layout, paths = detect_layout(Path(root).expanduser())
+    x, y, group = _load_raw(layout, paths, Path(cache_dir) if cache_dir else None, progress=True)
+    path = Path(path)
+    with replacing(path, ".tmp.npz") as tmp:
+        np.savez_compressed(tmp, x=np.asarray(x), y=y, group=group, class_names=np.array(CLASS_NAMES))
+    return path
+
+
 def _fingerprint(parts) -> str:
     h = hashlib.sha256(f"v{_CACHE_VERSION}".encode())
     for part in parts:
@@ -226,11 +307,14 @@ def _fingerprint(parts) -> str:
     return h.hexdigest()[:20]
 
 
-def _load_raw(layout: str, paths: dict[str, Path], cache_dir: Path | None, progress: bool):
-    """Decode every image once; later calls with unchanged sources read the cache."""
-    if layout == "csv":
-        st = paths["csv"].stat()
-        key = _fingerprint([layout, str(paths["csv"].resolve()), st.st_size, st.st_mtime_ns])
+def _load_raw(layout: str, paths: dict[str, Path], cache_dir: Path | None, progress: bool, stream: bool = False):
+    """Decode every image once; later calls with unchanged sources read the cache. With
+    ``stream`` the faces go to (and come back as) a face file read on demand (``FaceRows``)."""
+    if layout in ("csv", "npz"):
+        st = paths[layout].stat()
+        key = _fingerprint([layout, str(paths[layout].resolve()), st.st_size, st.st_mtime_ns])
+        if layout == "npz" and not stream:
+            return _read_npz(paths["npz"])  # as fast as a cache of it would be
     else:
         items = []
         for role, folder in paths.items():
@@ -243,6 +327,8 @@ def _load_raw(layout: str, paths: dict[str, Path], cache_dir: Path | None, progr
         key = _fingerprint(
             [layout, sorted((str(Path(p).resolve()), s, m) for p, _, _, s, m in items), [(i[1], i[2]) for i in items]]
         )
+    if stream:
+        return _load_raw_on_disk(layout, paths, None if layout in ("csv", "npz") else items, key, cache_dir, progress)
     cache_file = cache_dir / f"fer-{key}.npz" if cache_dir else None
     if cache_file and cache_file.exists():
         try:
@@ -262,16 +348,43 @@ def _load_raw(layout: str, paths: dict[str, Path], cache_dir: Path | None, progr
     return x, y, group
 
 
+def _load_raw_on_disk(layout, paths, items, key: str, cache_dir: Path | None, progress: bool):
+    """The stream=True cache: faces in ``fer-KEY.faces.npy``, labels in ``fer-KEY.labels.npz``."""
+    if cache_dir is None:
+        raise DatasetError("reading faces from disk (--stream) needs a cache folder; give --cache-dir.")
+    faces_file, labels_file = cache_dir / f"fer-{key}.faces.npy", cache_dir / f"fer-{key}.labels.npz"
+    if faces_file.exists() and labels_file.exists():
+        try:
+            with np.load(labels_file) as data:
+                y, group = data["y"], data["group"]
+            x = FaceRows(faces_file)
+            if len(x) == len(y) == len(group):
+                return x, y, group
+            set_aside(faces_file, "face file")
+        except Exception:  # cut short, or labels damaged
+            set_aside(faces_file, "face file")
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    if layout in ("csv", "npz"):
+        x, y, group = _read_csv(paths["csv"]) if layout == "csv" else _read_npz(paths["npz"])
+        write_faces(faces_file, [x], most=len(x))
+    else:
+        y, group = _decode_to_disk(items, faces_file, progress)
+    atomic_savez(labels_file, y=y, group=group)
+    return FaceRows(faces_file), y, group
+
+
 def stratified_subset(y: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
-    """Indices of about n samples keeping class proportions (every present class keeps >= 1)."""
+    """Indices of n samples (all if n >= len(y)) keeping class proportions; every present class
+    keeps >= 1. Shares are rounded by largest remainder, so exactly n come back."""
     if n >= len(y):
         return np.arange(len(y))
     rng = np.random.default_rng(seed)
-    chosen = []
-    for c in np.unique(y):
-        idx = np.flatnonzero(y == c)
-        k = max(1, int(round(n * len(idx) / len(y))))
-        chosen.append(rng.permutation(idx)[:k])
+    classes, sizes = np.unique(y, return_counts=True)
+    share = n * sizes / len(y)
+    k = np.maximum(1, np.floor(share).astype(int))
+    for i in np.argsort(-(share - np.floor(share)), kind="stable")[: max(0, n - k.sum())]:
+        k[i] += 1
+    chosen = [rng.permutation(np.flatnonzero(y == c))[:size] for c, size in zip(classes, k)]
     return np.sort(np.concatenate(chosen))
 
 
@@ -300,6 +413,7 @@ def load_dataset(
     seed: int = 0,
     cache_dir: str | os.PathLike | None = DEFAULT_CACHE_DIR,
     progress: bool = True,
+    stream: bool = False,
 ) -> Dataset:
     """Load FER-style data from any supported layout into train / validation / test splits.
 
@@ -307,13 +421,15 @@ def load_dataset(
     ``PrivateTest_`` files the test set), ``ROOT/train`` + ``ROOT/validation``, ``fer2013.csv``
     (the Usage column gives the splits), or a folder of class folders (stratified split).
     Where no validation split exists, ``val_fraction`` of the training images (per class) are
-    held out for it; the test split is never used for validation.
+    held out for it; the test split is never used for validation. With ``stream`` the decoded
+    faces stay on disk (in the cache folder) and each split's ``x`` reads its rows on demand, so
+    memory does not grow with the dataset.
     """
     root = Path(root).expanduser()
     if not 0 < val_fraction < 1 or not 0 < test_fraction < 1:
         raise DatasetError("val_fraction and test_fraction must be between 0 and 1.")
     layout, paths = detect_layout(root)
-    x, y, group = _load_raw(layout, paths, Path(cache_dir) if cache_dir else None, progress)
+    x, y, group = _load_raw(layout, paths, Path(cache_dir) if cache_dir else None, progress, stream)
     if len(y) == 0:
         raise DatasetError(f"no readable images in {root}.")
 
@@ -338,10 +454,11 @@ def load_dataset(
     else:
         train_idx, val_idx = _stratified_split(train_idx, y, val_fraction, seed + 1)
         val_note = f"validation: {val_fraction:.0%} of the training images, stratified"
+    everything = Split(x, y)
     return Dataset(
-        train=Split(x[train_idx], y[train_idx]),
-        val=Split(x[val_idx], y[val_idx]),
-        test=Split(x[test_idx], y[test_idx]),
+        train=everything.subset(train_idx),
+        val=everything.subset(val_idx),
+        test=everything.subset(test_idx),
         source=str(root),
         layout=layout,
         val_note=val_note,

@@ -31,6 +31,10 @@ class SourceError(FerError, RuntimeError):
     """A frame source, detector file or output that cannot be opened; the message says what to try."""
 
 
+class ClusterError(FerError, RuntimeError):
+    """A Dask scheduler cannot be reached, or dask.distributed is not installed."""
+
+
 class ParameterError(FerError, ValueError):
     """A setting out of its range. ``param`` is the parameter's name (``population``), so a script
     can name its own flag (``--population``) instead; ``problem`` is the rest of the sentence."""

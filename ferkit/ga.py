@@ -57,6 +57,7 @@ class GAConfig:
     patience: int = 8  # stop after this many generations without a better front
     jobs: int = os.cpu_count() or 1
     seed: int = 0
+    scheduler: str | None = None  # a Dask scheduler's address: fitness on that cluster instead of local processes
 
     def validate(self, n_features: int) -> None:
         """Raise ``ParameterError`` for the first setting out of range."""
@@ -180,7 +181,9 @@ def _sizes(config: GAConfig, n: int, n_features: int) -> list[int]:
     return [int(round(s)) for s in np.geomspace(max(config.min_features, top // 16), top, n)] if n else []
 
 
-def initial_masks(n_features: int, config: GAConfig, rankings: dict[str, np.ndarray] | None) -> list[np.ndarray]:
+def initial_masks(
+    n_features: int, config: GAConfig, rankings: dict[str, np.ndarray] | None, rng=random
+) -> list[np.ndarray]:
     """The first population: top-k masks of each ranking at spread sizes, then random masks."""
     masks = []
     n_ranked = int(round(config.init_ranked * config.population)) if rankings else 0
@@ -192,56 +195,85 @@ def initial_masks(n_features: int, config: GAConfig, rankings: dict[str, np.ndar
             masks.append(mask)
     top = min(config.max_features, n_features - 1)
     while len(masks) < config.population:
-        k = random.randint(config.min_features, top)
+        k = rng.randint(config.min_features, top)
         mask = np.zeros(n_features, bool)
-        mask[random.sample(range(n_features), k)] = True
+        mask[rng.sample(range(n_features), k)] = True
         masks.append(mask)
     return masks
 
 
-def mutate_subset(individual, config: GAConfig):
+def mutate_subset(individual, config: GAConfig, rng=random):
     """Swap a few selected features for unselected ones (the size stays), or, one time in three,
     grow or shrink the subset by up to a tenth."""
     on = [i for i, bit in enumerate(individual) if bit]
     off = [i for i, bit in enumerate(individual) if not bit]
-    if random.random() < 1 / 3:
-        step = random.randint(1, max(1, len(on) // 10))
-        if random.random() < 0.5 and off:
-            for i in random.sample(off, min(step, len(off))):
+    if rng.random() < 1 / 3:
+        step = rng.randint(1, max(1, len(on) // 10))
+        if rng.random() < 0.5 and off:
+            for i in rng.sample(off, min(step, len(off))):
                 individual[i] = 1
         else:
-            for i in random.sample(on, min(step, max(len(on) - 1, 0))):
+            for i in rng.sample(on, min(step, max(len(on) - 1, 0))):
                 individual[i] = 0
     else:
-        swaps = min(1 + int(random.expovariate(1 / max(1, len(on) // 50))), len(on), len(off))
-        for i in random.sample(on, swaps):
+        swaps = min(1 + int(rng.expovariate(1 / max(1, len(on) // 50))), len(on), len(off))
+        for i in rng.sample(on, swaps):
             individual[i] = 0
-        for i in random.sample(off, swaps):
+        for i in rng.sample(off, swaps):
             individual[i] = 1
     return (individual,)
 
 
-def repair(individual, config: GAConfig) -> None:
+def repair(individual, config: GAConfig, rng=random) -> None:
     """Keep a subset's size within [min_features, max_features] by random removals / additions."""
     on = [i for i, bit in enumerate(individual) if bit]
     if len(on) > config.max_features:
-        for i in random.sample(on, len(on) - config.max_features):
+        for i in rng.sample(on, len(on) - config.max_features):
             individual[i] = 0
     elif len(on) < config.min_features:
         off = [i for i, bit in enumerate(individual) if not bit]
-        for i in random.sample(off, config.min_features - len(on)):
+        for i in rng.sample(off, config.min_features - len(on)):
             individual[i] = 1
 
 
-def make_toolbox(n_features: int, config: GAConfig):
-    """DEAP toolbox: uniform crossover, swap / resize mutation, tournament selection."""
-    from deap import base, tools
+def cx_uniform(ind1, ind2, rng, indpb: float = 0.5):
+    """Uniform crossover (DEAP's cxUniform, drawing from ``rng``)."""
+    for i in range(min(len(ind1), len(ind2))):
+        if rng.random() < indpb:
+            ind1[i], ind2[i] = ind2[i], ind1[i]
+    return ind1, ind2
+
+
+def select_tournament(individuals, k: int, rng, tournsize: int):
+    """k winners of tournaments among ``tournsize`` random picks (DEAP's selTournament, from ``rng``)."""
+    return [max((rng.choice(individuals) for _ in range(tournsize)), key=lambda ind: ind.fitness) for _ in range(k)]
+
+
+def vary(population, toolbox, cxpb: float, mutpb: float, rng):
+    """Crossover of neighbours, then mutation, on clones (DEAP's varAnd, drawing from ``rng``)."""
+    offspring = [toolbox.clone(ind) for ind in population]
+    for i in range(1, len(offspring), 2):
+        if rng.random() < cxpb:
+            offspring[i - 1], offspring[i] = toolbox.mate(offspring[i - 1], offspring[i])
+            del offspring[i - 1].fitness.values, offspring[i].fitness.values
+    for i in range(len(offspring)):
+        if rng.random() < mutpb:
+            (offspring[i],) = toolbox.mutate(offspring[i])
+            del offspring[i].fitness.values
+    return offspring
+
+
+def make_toolbox(n_features: int, config: GAConfig, rng=random):
+    """DEAP toolbox: uniform crossover, swap / resize mutation, tournament selection. The operators
+    draw from ``rng``, the GA's own random stream: DEAP's own draw from Python's global one, which
+    a Dask client's threads also draw from, so a run would not repeat."""
+    from deap import base
 
     _deap_types()
     toolbox = base.Toolbox()
-    toolbox.register("mate", tools.cxUniform, indpb=0.5)
-    toolbox.register("mutate", mutate_subset, config=config)
-    toolbox.register("select", tools.selTournament, tournsize=config.tournament)
+    toolbox.register("mate", cx_uniform, rng=rng)
+    toolbox.register("mutate", mutate_subset, config=config, rng=rng)
+    toolbox.register("select", select_tournament, rng=rng, tournsize=config.tournament)
     return toolbox
 
 
@@ -300,29 +332,33 @@ def run_ga(
     """Evolve feature subsets of at most ``max_features`` columns of x towards the best
     out-of-bag accuracy (tournaments, elitism, uniform crossover, swap / resize mutation).
 
-    ``rankings`` (from ``rank_features``) seed part of the first population; ``mapper`` replaces
-    the process pool (any ``map``-like callable, e.g. a cluster's). Ctrl-C stops the workers at
-    once and raises ``Interrupted``.
+    ``rankings`` (from ``rank_features``) seed part of the first population. Fitness runs in
+    ``config.jobs`` local processes, or on the Dask cluster at ``config.scheduler``; ``mapper``
+    replaces both (any ``map``-like callable). Ctrl-C stops the workers at once and raises
+    ``Interrupted``.
     """
-    from deap import algorithms, tools
+    from deap import tools
 
     config.validate(x.shape[1])
-    random.seed(config.seed)
-    np.random.seed(config.seed)
     subset = fitness_subset(y, config)
     _init_fitness_data(x[subset], y[subset], config)
-    toolbox = make_toolbox(x.shape[1], config)
+    rng = random.Random(config.seed)
+    toolbox = make_toolbox(x.shape[1], config, rng)
     creator = _deap_types()
     cache: dict[bytes, float] = {}
     result = GAResult(mask=np.zeros(x.shape[1], bool), accuracy=0.0)
-    pool = None
-    if mapper is None and config.jobs > 1:
+    pool = cluster = None
+    if mapper is None and config.scheduler:
+        from .cluster import DaskMapper
+
+        mapper = cluster = DaskMapper(config.scheduler, x[subset], y[subset], config)
+    elif mapper is None and config.jobs > 1:
         pool = _pool(config, x[subset], y[subset])
     toolbox.register("map", mapper or (pool.map if pool else map))
 
     def evaluate(population) -> None:
         for ind in population:
-            repair(ind, config)
+            repair(ind, config, rng)
         todo = [ind for ind in population if not ind.fitness.valid]
         keys = [np.packbits(np.array(ind, bool)).tobytes() for ind in todo]
         fresh = list(dict.fromkeys(k for k in keys if k not in cache))
@@ -336,7 +372,7 @@ def run_ga(
     hall = tools.HallOfFame(1)
     try:
         population = [
-            creator.FeatureSubset(m.astype(int).tolist()) for m in initial_masks(x.shape[1], config, rankings)
+            creator.FeatureSubset(m.astype(int).tolist()) for m in initial_masks(x.shape[1], config, rankings, rng)
         ]
         evaluate(population)
         hall.update(population)
@@ -345,7 +381,7 @@ def run_ga(
             if generation:
                 elite = [toolbox.clone(ind) for ind in tools.selBest(population, config.elite)]
                 offspring = toolbox.select(population, config.population - config.elite)
-                offspring = algorithms.varAnd(offspring, toolbox, config.crossover, config.mutation)
+                offspring = vary(offspring, toolbox, config.crossover, config.mutation, rng)
                 evaluate(offspring)
                 population = elite + offspring
                 previous = hall[0].fitness.values[0]
@@ -393,6 +429,8 @@ def run_ga(
         if pool:
             pool.close()
             pool.join()
+        if cluster:
+            cluster.close()  # also cancels its tasks still running after a Ctrl-C
     n = x.shape[1]
     scored = [(np.unpackbits(np.frombuffer(k, np.uint8))[:n].astype(bool), acc) for k, acc in cache.items()]
     result.ranked = sorted(scored, key=lambda item: -item[1])

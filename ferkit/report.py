@@ -228,3 +228,22 @@ def plot_reliability(curves: dict, path: str | os.PathLike, title: str) -> Path:
     fig.suptitle(title)
     fig.tight_layout()
     return _save(fig, path)
+
+
+def plot_time_to_accuracy(runs: dict, target: float, path: str | os.PathLike, title: str) -> Path:
+    """Validation accuracy against wall-clock minutes, one line per run (``runs[label] =
+    (minutes, accuracies, test_accuracy or None, total_minutes)``), the target as a dashed line
+    and each run's one test figure as a star at the minute the whole run ended."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for label, (minutes, accuracies, test_accuracy, total_minutes) in runs.items():
+        (line,) = ax.plot(minutes, accuracies, marker=".", label=f"{label}: validation (PublicTest)")
+        if test_accuracy is not None:
+            ax.plot([total_minutes], [test_accuracy], "*", ms=13, color=line.get_color(), label=f"{label}: PrivateTest")
+    ax.axhline(target, ls="--", color="grey", lw=1, label=f"target {target:.2f}")
+    ax.set_xlabel("wall-clock minutes from start (data decoding included)")
+    ax.set_ylabel("accuracy")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8)
+    return _save(fig, path)

@@ -189,8 +189,48 @@ def test_preprocessing_is_the_same_for_training_and_live_crops(tmp_path, cache_d
 def test_stratified_subset_keeps_proportions():
     y = np.repeat(np.arange(7), [500, 50, 500, 900, 600, 600, 400])
     idx = stratified_subset(y, 355, seed=0)
-    assert abs(len(idx) - 355) <= 7
+    assert len(idx) == 355
     assert np.bincount(y[idx]).tolist() == [50, 5, 50, 90, 60, 60, 40]
+
+
+@pytest.mark.parametrize("n", [7, 100, 641, 1999, 2000, 3549])
+def test_stratified_subset_returns_exactly_the_number_asked_for(n):
+    y = np.repeat(np.arange(7), [500, 54, 512, 899, 613, 601, 371])
+    idx = stratified_subset(y, n, seed=1)
+    assert len(idx) == len(np.unique(idx)) == n
+    assert np.bincount(y[idx], minlength=7).min() >= 1
+    share = np.bincount(y[idx], minlength=7) / n - np.bincount(y) / len(y)
+    assert np.abs(share).max() <= 1 / n + 1e-12  # off by at most one face per class
+
+
+def test_npz_export_loads_as_the_same_dataset(kaggle_dir, cache_dir, tmp_path):
+    from tools.export_npz import main as export
+
+    path = export(["--data", str(kaggle_dir), "--out", str(tmp_path / "faces.npz"), "--cache-dir", str(cache_dir)])
+    folders = load_dataset(kaggle_dir, cache_dir=cache_dir, progress=False)
+    packed = load_dataset(path, cache_dir=None, progress=False)
+    assert packed.layout == "npz"
+    for name in ("train", "val", "test"):
+        a, b = getattr(folders, name), getattr(packed, name)
+        assert np.array_equal(a.x, b.x) and np.array_equal(a.y, b.y)
+
+
+@pytest.mark.parametrize(
+    "arrays, message",
+    [
+        (dict(y=np.zeros(3, int)), "lacks the array 'x'"),
+        (dict(x=np.zeros((3, 48, 48), np.float32), y=np.zeros(3, int)), "expected uint8 \\(N, 48, 48\\)"),
+        (dict(x=np.zeros((3, 48, 48), np.uint8), y=np.array([0, 1, 9])), "labels must be 0-6"),
+        (dict(x=np.zeros((1, 48, 48), np.uint8), y=np.zeros(1, int), class_names=np.array(["a"])), "has classes a"),
+    ],
+)
+def test_a_foreign_npz_is_one_clear_error(tmp_path, arrays, message):
+    np.savez(tmp_path / "d.npz", **arrays)
+    with pytest.raises(DatasetError, match=message):
+        load_dataset(tmp_path / "d.npz", cache_dir=None, progress=False)
+    (tmp_path / "cut.npz").write_bytes((tmp_path / "d.npz").read_bytes()[:50])
+    with pytest.raises(DatasetError, match="cannot be read as an .npz"):
+        load_dataset(tmp_path / "cut.npz", cache_dir=None, progress=False)
 
 
 @pytest.mark.slow
