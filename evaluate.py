@@ -41,7 +41,14 @@ def parse_args(argv=None):
         default="test",
         help="test: PrivateTest / the test folder (default); val: PublicTest / validation",
     )
-    p.add_argument("--tta", action="store_true", help="average with the mirrored face")
+    p.add_argument(
+        "--tta",
+        nargs="?",
+        const="flip",
+        choices=("flip", "crops"),
+        help="flip (the flag alone): average with the mirrored face; crops: also five 44-pixel crops "
+        "(centre, corners) of each, 12 views",
+    )
     p.add_argument("--confusion", type=Path, help="also save the confusion matrix as this PNG")
     p.add_argument("--json", type=Path, help="also save the report as JSON")
     p.add_argument(
@@ -69,12 +76,14 @@ def evaluate(args) -> dict:
     data = load_dataset(args.data, cache_dir=args.cache_dir)
     require_classes(class_names, data.class_names, args.model)
     split = data.test if args.split == "test" else data.val
-    proba = predict_proba(model, split.x, flip_tta=args.tta)
+    tta = dict(flip_tta=bool(args.tta), crops=args.tta == "crops")
+    proba = predict_proba(model, split.x, **tta)
     summary = classification_summary(split.y, proba.argmax(1), class_names)
     summary["ece"] = expected_calibration_error(proba, split.y, ECE_BINS)
     summary.update(model=str(args.model), data=data.source, split=args.split, tta=args.tta, faces=len(split))
     name = {"test": "test", "val": "validation"}[args.split]
-    print(f"{args.model} on {data.source} {name} split ({len(split)} faces){' with flip TTA' if args.tta else ''}")
+    views = {None: "", "flip": " with flip TTA", "crops": " with 12-view crop TTA"}[args.tta]
+    print(f"{args.model} on {data.source} {name} split ({len(split)} faces){views}")
     print(format_report(summary))
     calibrated = read_calibration(args.model)
     note = (
@@ -85,7 +94,7 @@ def evaluate(args) -> dict:
     print(f"{'ECE':>10} {summary['ece']:24.4f}   expected calibration error, {ECE_BINS} bins{note}")
     curves = {"as saved": (reliability(proba, split.y, ECE_BINS), summary["ece"])}
     if args.calibrate:
-        temperature = fit_temperature(predict_proba(model, data.val.x, flip_tta=args.tta), data.val.y)
+        temperature = fit_temperature(predict_proba(model, data.val.x, **tta), data.val.y)
         after = with_temperature(proba, temperature)
         summary["calibration"] = {
             "temperature": temperature,

@@ -11,6 +11,7 @@ interruption to resume (``--fresh`` starts over).
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 from ferkit import cli
@@ -64,14 +65,22 @@ def parse_args(argv=None) -> TrainConfig:
         "--augment",
         nargs="?",
         const="light",
-        choices=AUGMENTATIONS,
+        choices=(*AUGMENTATIONS, "none"),
         default=D.augment,
         help="light (the flag alone): random flip/shift/rotate/zoom; strong: also box scale +-15%%, "
-        "brightness, contrast, blur and random erasing",
+        "brightness, contrast, blur and random erasing; none: off (to override a --preset)",
     )
     p.add_argument("--mixup", type=float, default=D.mixup, help="mixup alpha (0 = off; 0.2 is typical)")
     p.add_argument("--class-weights", action="store_true", help="weight classes by inverse frequency")
-    p.add_argument("--tta", action="store_true", help="average predictions with the mirrored face at test time")
+    p.add_argument(
+        "--tta",
+        nargs="?",
+        const="flip",
+        choices=("flip", "crops"),
+        default=D.tta,
+        help="test-time augmentation of the final evaluation: flip (the flag alone) averages with the mirrored "
+        "face; crops also with five 44-pixel crops of each (12 views)",
+    )
     p.add_argument("--limit", type=int, default=D.limit, help="train on a stratified subset of N images")
     p.add_argument(
         "--val-fraction",
@@ -82,7 +91,8 @@ def parse_args(argv=None) -> TrainConfig:
     p.add_argument("--seed", type=int, default=D.seed)
     p.add_argument(
         "--mixed-precision",
-        action="store_true",
+        action=argparse.BooleanOptionalAction,
+        default=D.mixed_precision,
         help="mixed_bfloat16 policy (faster on CPUs with AVX-512 BF16 and on GPUs)",
     )
     p.add_argument(
@@ -119,6 +129,8 @@ def parse_args(argv=None) -> TrainConfig:
         p.set_defaults(**PRESETS[preset])
     args = p.parse_args(argv)
     args.__dict__.pop("preset")
+    if args.augment == "none":
+        args.augment = False
     overwrite = args.__dict__.pop("overwrite")
     config = TrainConfig(**vars(args))
     cli.check(p, config.validate)

@@ -72,13 +72,14 @@ def child(data: str, cache: str, stream: bool) -> None:
 
 
 def measure(data: str, cache: Path, stream: bool) -> dict:
-    out = subprocess.run(
+    done = subprocess.run(
         [sys.executable, __file__, "--child", data, str(cache), "stream" if stream else "memory"],
-        check=True,
         capture_output=True,
         text=True,
-    ).stdout
-    return json.loads(out.strip().splitlines()[-1])
+    )
+    if done.returncode:
+        sys.exit(f"measurement failed ({data}, {'from disk' if stream else 'in memory'}):\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def make_synthetic(source: str, folder: Path, n: int) -> Path:

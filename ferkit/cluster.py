@@ -3,7 +3,7 @@
 every worker once instead of shipped with each task.
 
     mapper = DaskMapper("tcp://scheduler:8786", x, y, config)
-    accuracies = mapper(ga.mask_accuracy, masks)
+    accuracies = mapper(ga.mask_accuracy, masks)   # mask_accuracy(mask, data) on the workers
 
 Start a cluster with ``dask scheduler`` on one host and ``dask worker tcp://HOST:8786
 --nthreads 1 --nworkers N`` on each (one single-threaded worker process per core: forests are
@@ -18,18 +18,14 @@ from .errors import ClusterError
 CONNECT_TIMEOUT_S = 20
 
 
-def _run_with_data(item, fn, data, token):
-    """On a worker: install the scattered fitness data once per run (``token``), then run fn."""
-    from . import ga
-
-    if ga._FIT.get("token") != token:
-        ga._init_fitness_data(data["x"], data["y"], data["config"])
-        ga._FIT["token"] = token
-    return fn(item)
+def _with_data(item, fn, data):
+    """On a worker: ``fn(item, data)``, data being the scattered copy already held there."""
+    return fn(item, data)
 
 
 class DaskMapper:
-    """``map(fn, items)`` over a Dask cluster; results come back in the order of ``items``."""
+    """``map(fn, items)`` over a Dask cluster, calling ``fn(item, data)`` on the workers with the
+    scattered data; results come back in the order of ``items``."""
 
     def __init__(self, address: str, x, y, config):
         try:
@@ -46,17 +42,25 @@ class DaskMapper:
                 f"with 'dask scheduler' and workers with 'dask worker {address}', or drop --scheduler to use "
                 f"local processes."
             ) from None
-        import uuid
-
-        self.token = uuid.uuid4().hex
-        # One copy per worker, sent now; tasks carry only a reference to it.
-        self.data = self.client.scatter([{"x": x, "y": y, "config": config}], broadcast=True, hash=False)[0]
-        self.workers = len(self.client.scheduler_info(n_workers=-1)["workers"])
+        try:
+            self.workers = len(self.client.scheduler_info(n_workers=-1)["workers"])
+            if not self.workers:
+                self.client.wait_for_workers(1, timeout=CONNECT_TIMEOUT_S)
+                self.workers = len(self.client.scheduler_info(n_workers=-1)["workers"])
+            # One copy per worker, sent now; tasks carry only a reference to it.
+            payload = {"x": x, "y": y, "config": config}
+            self.data = self.client.scatter([payload], broadcast=True, hash=False)[0]
+        except (OSError, TimeoutError) as exc:
+            self.client.close()
+            raise ClusterError(
+                f"the Dask scheduler at {address!r} has no workers ({exc.__class__.__name__}); start some with "
+                f"'dask worker {address} --nthreads 1 --nworkers N'."
+            ) from None
 
     def __call__(self, fn, items):
-        items = list(items)
-        futures = self.client.map(_run_with_data, items, fn=fn, data=self.data, token=self.token, pure=False, key=None)
+        futures = self.client.map(_with_data, list(items), fn=fn, data=self.data, pure=False)
         return self.client.gather(futures)
 
     def close(self) -> None:
+        """Release the scattered data and cancel unfinished tasks."""
         self.client.close()

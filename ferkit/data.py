@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 
 from .atomic import atomic_savez, replacing, set_aside, try_cache_write
-from .errors import DatasetError
+from .errors import DatasetError, ParameterError
 from .faces import CLASS_NAMES, IMAGE_SIZE, prepare_face
 from .paths import DEFAULT_CACHE_DIR
 from .store import FaceRows, write_faces
@@ -375,15 +375,24 @@ def _load_raw_on_disk(layout, paths, items, key: str, cache_dir: Path | None, pr
 
 def stratified_subset(y: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
     """Indices of n samples (all if n >= len(y)) keeping class proportions; every present class
-    keeps >= 1. Shares are rounded by largest remainder, so exactly n come back."""
+    keeps >= 1 (so n must be at least the number of classes). Shares are rounded by largest
+    remainder, so exactly n come back."""
     if n >= len(y):
         return np.arange(len(y))
     rng = np.random.default_rng(seed)
     classes, sizes = np.unique(y, return_counts=True)
+    if n < len(classes):
+        raise ParameterError("limit", f"({n}) must be at least the number of classes present ({len(classes)})")
     share = n * sizes / len(y)
-    k = np.maximum(1, np.floor(share).astype(int))
-    for i in np.argsort(-(share - np.floor(share)), kind="stable")[: max(0, n - k.sum())]:
-        k[i] += 1
+    k = np.minimum(sizes, np.maximum(1, np.floor(share).astype(int)))
+    while k.sum() != n:  # hand out (or take back) one face at a time by largest remainder
+        room = share - k
+        if k.sum() < n:
+            i = np.argmax(np.where(k < sizes, room, -np.inf))
+            k[i] += 1
+        else:
+            i = np.argmin(np.where(k > 1, room, np.inf))
+            k[i] -= 1
     chosen = [rng.permutation(np.flatnonzero(y == c))[:size] for c, size in zip(classes, k)]
     return np.sort(np.concatenate(chosen))
 
@@ -423,7 +432,8 @@ def load_dataset(
     Where no validation split exists, ``val_fraction`` of the training images (per class) are
     held out for it; the test split is never used for validation. With ``stream`` the decoded
     faces stay on disk (in the cache folder) and each split's ``x`` reads its rows on demand, so
-    memory does not grow with the dataset.
+    memory does not grow with the dataset (image folders are decoded a chunk at a time; a CSV or
+    .npz, one file already, is read whole once to write the face file).
     """
     root = Path(root).expanduser()
     if not 0 < val_fraction < 1 or not 0 < test_fraction < 1:

@@ -11,8 +11,10 @@ warm-up epochs.
 Several hosts: on JAX set ``KERAS_DISTRIBUTION_JOB_ADDRESSES`` (host:port of every process,
 comma-separated), ``KERAS_DISTRIBUTION_NUM_PROCESSES`` and ``KERAS_DISTRIBUTION_PROCESS_ID`` on
 each host (``keras.distribution.initialize`` reads them); on TensorFlow set ``TF_CONFIG`` (the
-cluster and this task), which selects ``MultiWorkerMirroredStrategy``. Process 0 (the chief)
-writes the checkpoints and outputs.
+cluster and this task), which selects ``MultiWorkerMirroredStrategy``. Each JAX process feeds
+its share of every global batch; process 0 (the chief) writes the checkpoints and outputs, into a
+folder all hosts can read (``--checkpoint-dir`` on shared storage) so that all resume from the same
+epoch. Several hosts are wired through as documented but were not run here (one machine).
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ class Plan:
     # Batch statistics over the global batch: TensorFlow's replicas each see only their share
     # (measured: without it the 2-device loss curve left the 1-device one by 30% in epoch 1).
     sync_bn: bool = False
+    shard: tuple[int, int] = (0, 1)  # (this process, processes): each host feeds its share of a batch
 
     def close(self) -> None:
         """Back to one device, for evaluation (its batches need not split evenly)."""
@@ -54,7 +57,13 @@ def split_cpu(devices: int) -> None:
     if backend == "jax":
         import jax
 
-        jax.config.update("jax_num_cpu_devices", devices)
+        try:
+            jax.config.update("jax_num_cpu_devices", devices)
+        except RuntimeError:  # JAX has already started
+            if jax.device_count() != devices:
+                raise ParameterError(
+                    "cpu_devices", "must be set before JAX starts; run it in a fresh process"
+                ) from None
     elif backend == "tensorflow":
         import tensorflow as tf
 
@@ -85,8 +94,11 @@ def data_parallel(batch_size: int) -> Plan:
         import jax
 
         devices = keras.distribution.list_devices()
-        keras.distribution.set_distribution(keras.distribution.DataParallel(devices=devices))
+        # Each process feeds its own share of every batch (EpochBatches' shard), so Keras must
+        # not shard the (PyDataset) input again.
+        keras.distribution.set_distribution(keras.distribution.DataParallel(devices=devices, auto_shard_dataset=False))
         plan = Plan(len(devices), jax.process_index() == 0, f"JAX DataParallel over {len(devices)} devices")
+        plan.shard = (jax.process_index(), jax.process_count())
     elif backend == "tensorflow":
         import tensorflow as tf
 

@@ -140,16 +140,18 @@ def fitness_forest(config: GAConfig):
     )
 
 
-def mask_accuracy(mask_bytes: bytes) -> float:
-    """Out-of-bag accuracy of the fitness forest on one feature mask (data in module globals)."""
-    mask = np.unpackbits(np.frombuffer(mask_bytes, np.uint8))[: _FIT["x"].shape[1]].astype(bool)
+def mask_accuracy(mask_bytes: bytes, data: dict | None = None) -> float:
+    """Out-of-bag accuracy of the fitness forest on one feature mask; ``data`` (x, y, config)
+    defaults to the module's (set once per worker process)."""
+    data = data or _FIT
+    mask = np.unpackbits(np.frombuffer(mask_bytes, np.uint8))[: data["x"].shape[1]].astype(bool)
     if not mask.any():
         return 0.0
     import warnings
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # a few rows may be in every bag: sklearn warns, the score stands
-        return float(fitness_forest(_FIT["config"]).fit(_FIT["x"][:, mask], _FIT["y"]).oob_score_)
+        return float(fitness_forest(data["config"]).fit(data["x"][:, mask], data["y"]).oob_score_)
 
 
 # --------------------------------------------------------------------------- rankings and moves

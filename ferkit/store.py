@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from .atomic import replacing
+from .errors import DatasetError
 from .faces import IMAGE_SIZE
 
 ROW_BYTES = IMAGE_SIZE * IMAGE_SIZE
@@ -46,7 +47,7 @@ def write_faces(path: Path, chunks, most: int) -> int:
         for chunk in chunks:
             chunk = np.ascontiguousarray(chunk, dtype=np.uint8)
             if chunk.shape[1:] != (IMAGE_SIZE, IMAGE_SIZE) or count + len(chunk) > most:
-                raise ValueError(f"chunk of shape {chunk.shape} does not fit the file")
+                raise ValueError(f"chunk of shape {chunk.shape} does not fit the file")  # a caller's bug
             f.write(chunk.tobytes())
             count += len(chunk)
         f.seek(0)
@@ -67,17 +68,25 @@ class FaceRows:
             shape, fortran, dtype = read_header(f)
             self.offset = f.tell()
         if dtype != np.uint8 or fortran or len(shape) != 3 or shape[1:] != (IMAGE_SIZE, IMAGE_SIZE):
-            raise ValueError(f"{self.path} holds {dtype} {shape}, not uint8 (N, {IMAGE_SIZE}, {IMAGE_SIZE}) faces")
+            raise DatasetError(
+                f"{self.path} holds {dtype} {shape}, not uint8 (N, {IMAGE_SIZE}, {IMAGE_SIZE}) faces; delete it "
+                f"and it is rebuilt from the images."
+            )
         if os.path.getsize(self.path) < self.offset + shape[0] * ROW_BYTES:
-            raise ValueError(f"{self.path} is shorter than its header says (cut short?)")
+            raise DatasetError(
+                f"{self.path} is shorter than its header says (cut short?); delete it and it is rebuilt from "
+                f"the images."
+            )
         self.total = shape[0]
         self.rows = np.arange(self.total) if rows is None else np.asarray(rows, np.int64)
         self._fd = os.open(self.path, os.O_RDONLY)
 
-    def __del__(self):
-        fd = getattr(self, "_fd", None)
+    def close(self) -> None:
+        fd, self._fd = getattr(self, "_fd", None), None
         if fd is not None:
             os.close(fd)
+
+    __del__ = close
 
     def __getstate__(self):  # picklable (worker processes reopen the file)
         return {"path": self.path, "rows": self.rows}
@@ -107,6 +116,18 @@ class FaceRows:
         faces = self._read(self.rows)
         return faces if dtype is None else faces.astype(dtype)
 
+    def _pread(self, size: int, at: int) -> bytes:
+        """``size`` bytes from ``at`` past the header; one pread may return less (Linux caps a call
+        near 2 GiB), so read on until done."""
+        parts, done = [], 0
+        while done < size:
+            part = os.pread(self._fd, size - done, self.offset + at + done)
+            if not part:
+                raise DatasetError(f"{self.path} ended early (changed while in use?); rerun to rebuild it.")
+            parts.append(part)
+            done += len(part)
+        return b"".join(parts)
+
     def _read(self, file_rows: np.ndarray) -> np.ndarray:
         """Read the given rows of the file, one ``pread`` per run of consecutive rows."""
         file_rows = np.atleast_1d(file_rows)
@@ -119,6 +140,7 @@ class FaceRows:
         flat = out.reshape(len(out), ROW_BYTES)
         for run in np.split(np.arange(len(ordered)), breaks):
             first, n = int(ordered[run[0]]), len(run)
-            data = os.pread(self._fd, n * ROW_BYTES, self.offset + first * ROW_BYTES)
-            flat[order[run]] = np.frombuffer(data, np.uint8).reshape(n, ROW_BYTES)
+            flat[order[run]] = np.frombuffer(self._pread(n * ROW_BYTES, first * ROW_BYTES), np.uint8).reshape(
+                n, ROW_BYTES
+            )
         return out

@@ -187,3 +187,39 @@ def test_learns_real_expressions(tmp_path):
     majority = max(counts) / sum(counts)
     print(f"test accuracy {metrics['test_accuracy']:.3f} vs majority rate {majority:.3f}")
     assert metrics["test_accuracy"] > majority + 0.05
+
+
+def test_crop_tta_sees_whole_faces_in_any_chunking():
+    model = networks.build_model(arch="vgg")
+    flat = np.full((4, 48, 48), 97, np.uint8)  # a crop of a flat face, scaled back, is the same face
+    np.testing.assert_allclose(
+        predict_proba(model, flat, flip_tta=True, crops=True), predict_proba(model, flat), rtol=1e-5, atol=1e-6
+    )
+    faces = np.random.default_rng(0).integers(0, 256, (10, 48, 48), dtype=np.uint8)
+    whole = predict_proba(model, faces, flip_tta=True, crops=True)
+    np.testing.assert_allclose(predict_proba(model, faces, flip_tta=True, crops=True, chunk=3), whole, rtol=1e-5)
+    assert not np.allclose(whole, predict_proba(model, faces, flip_tta=True))  # the crops do count
+    np.testing.assert_allclose(whole.sum(1), 1, rtol=1e-5)
+
+
+def test_a_preset_sets_the_recipe_and_given_flags_override_it():
+    fast = train_cnn.parse_args(["--preset", "fast", "--name", "p"])
+    for key, value in training.PRESETS["fast"].items():
+        assert getattr(fast, key) == value, key
+    mine = train_cnn.parse_args(["--preset", "fast", "--name", "p", "--epochs", "5", "--augment", "none"])
+    assert (mine.epochs, mine.augment, mine.batch_size) == (5, False, 128)
+    plain = train_cnn.parse_args(["--name", "p", "--augment"])
+    assert (plain.augment, plain.optimizer, plain.mixed_precision) == ("light", "adam", False)
+
+
+def test_mixup_blends_faces_and_labels_the_same_way_on_every_pass():
+    x = np.stack([np.full((48, 48), v, np.uint8) for v in (0, 200)] * 8)
+    y = np.eye(7, dtype=np.float32)[[0, 3] * 8]
+    batches = training.EpochBatches(x, y, 16, seed=0, mixup=0.4)
+    faces, labels = batches[0]
+    again = batches[0]
+    np.testing.assert_array_equal(faces, again[0])
+    lam = labels[:, [0, 3]].max(1)
+    assert (lam >= 0.5).all() and (lam < 1).any()
+    # The label weight of class 3 is the share of the bright face in the pixels.
+    np.testing.assert_allclose(faces[:, 0, 0, 0] / 200, labels[:, 3], rtol=1e-5, atol=1e-5)

@@ -176,6 +176,8 @@ def main() -> None:
     (scratch / "code.csv").write_text("emotion,pixels,Usage\n9," + " ".join(["0"] * 2304) + ",Training\n")
     (scratch / "pixels.csv").write_text("emotion,pixels,Usage\n1,0 0 0,Training\n")
     (scratch / "yunet_bad.onnx").write_bytes(b"\0" * 1000)
+    np.savez(scratch / "float.npz", x=np.zeros((3, 48, 48), np.float32), y=np.zeros(3, int))
+    (scratch / "cut.npz").write_bytes((scratch / "float.npz").read_bytes()[:40])
     inputs = [data, model, clip]
 
     T = "train_cnn.py"
@@ -199,8 +201,29 @@ def main() -> None:
         ("--val-fraction", "0"),
         ("--min-lr", "-1"),
         ("--lr-patience", "0"),
+        ("--mixup", "-1"),
+        ("--weight-decay", "2"),
+        ("--warmup-epochs", "-1"),
+        ("--cpu-devices", "-2"),
+        ("--augment", "heavy"),
+        ("--preset", "turbo"),
     ):
         s.run(f"train: {flag} {value}", [T, *common, *places, flag, value], "refused")
+    s.run("train: .npz of float faces", [T, "--data", scratch / "float.npz", *places], "refused")
+    s.run("train: .npz cut short", [T, "--data", scratch / "cut.npz", *places], "refused")
+    s.run("train: warm-up with the plateau schedule", [T, *common, *places, "--warmup-epochs", "2"], "refused")
+    s.run(
+        "train: global batch 33 on 2 devices",
+        [T, *tiny, "--name", "d", "--batch-size", "33", "--distribute", "--cpu-devices", "2"],
+        "refused",
+    )
+    s.run(
+        "train: 2 devices, 1 epoch, from disk",
+        [T, *tiny, "--name", "d2", "--epochs", "1", "--distribute", "--cpu-devices", "2", "--stream"],
+        "ok",
+        inputs,
+        check=lambda: None if (out / "d2.keras").exists() else "no model",
+    )
     s.run("train: --name with a folder", [T, *common, *places, "--name", "x/y"], "refused")
     s.run("train: --arch unknown", [T, *common, *places, "--arch", "resnet"], "refused")
     s.run("train: misspelt flag --epoch", [T, *common, *places, "--epoch", "3"], "refused")
@@ -256,6 +279,7 @@ def main() -> None:
     s.run("evaluate: --confusion .xyz", [E, *common, "--model", model, "--confusion", out / "c.xyz"], "refused")
     s.run("evaluate: --json is the model", [E, *common, "--model", model, "--json", model], "refused", [model])
     s.run("evaluate: --split nonsense", [E, *common, "--model", model, "--split", "train"], "refused")
+    s.run("evaluate: --tta nonsense", [E, *common, "--model", model, "--tta", "rotate"], "refused")
     s.run(
         "evaluate: ok with --json",
         [E, *common, "--model", model, "--json", out / "r.json"],
@@ -392,6 +416,8 @@ def main() -> None:
         ("--jobs", "0"),
     ):
         s.run(f"ga: {flag} {value}", [G, *common, flag, value], "refused")
+    if WEIGHTS.exists():
+        s.run("ga: --scheduler nobody listens on", [G, *ga_small, "--scheduler", "tcp://127.0.0.1:9"], "refused")
     s.run("ga: --plots-dir is a file", [G, *common, "--plots-dir", blocker], "refused")
     s.run("ga: data missing", [G, "--data", scratch / "nope", "--weights", WEIGHTS], "refused")
     if WEIGHTS.exists():
