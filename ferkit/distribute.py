@@ -52,7 +52,9 @@ class Plan:
 
 def split_cpu(devices: int) -> None:
     """Present the CPU as ``devices`` devices, to try data parallelism without GPUs. Must run
-    before the backend first touches a device."""
+    before the backend first touches a device. Seen on JAX (2 CPU devices on 2 cores): with the
+    augmentation layers, XLA's CPU all-reduce sometimes waited for a device that never joined and
+    aborted after 40 s; without them it ran every time, as did TensorFlow with them."""
     backend = keras.backend.backend()
     if backend == "jax":
         import jax

@@ -106,11 +106,6 @@ class TrainConfig:
             ("augment", self.augment in (False, True, *AUGMENTATIONS), f"must be one of {', '.join(AUGMENTATIONS)}"),
             ("weight_decay", 0 <= self.weight_decay < 1, "must be in [0, 1)"),
             ("mixup", 0 <= self.mixup <= 1, "must be in [0, 1] (the Beta distribution's alpha; 0 = off)"),
-            (
-                "warmup_epochs",
-                0 <= self.warmup_epochs < self.epochs and (self.warmup_epochs == 0 or self.schedule == "cosine"),
-                "must be at least 0, fewer than the epochs, and used with the cosine schedule",
-            ),
             ("epochs", self.epochs >= 1, "must be at least 1"),
             ("batch_size", self.batch_size >= 1, "must be at least 1"),
             ("lr_patience", self.lr_patience >= 1, "must be at least 1"),
@@ -124,6 +119,11 @@ class TrainConfig:
             ),
             ("label_smoothing", 0 <= self.label_smoothing < 1, "must be in [0, 1)"),
             ("tta", self.tta in (False, True, "flip", "crops"), "must be flip or crops"),
+            (
+                "warmup_epochs",
+                0 <= self.warmup_epochs < self.epochs and (self.warmup_epochs == 0 or self.schedule == "cosine"),
+                "must be at least 0, fewer than the epochs, and used with the cosine schedule",
+            ),
             ("cpu_devices", 0 <= self.cpu_devices <= 64, "must be between 0 (off) and 64"),
             ("val_fraction", 0 < self.val_fraction < 1, "must be between 0 and 1"),
         ]
