@@ -24,7 +24,7 @@ from ferkit.calibration import (
     reliability,
     with_temperature,
 )
-from ferkit.classify import predict_proba
+from ferkit.classify import TTA_MODES, TTA_NAMES, predict_proba, tta_options
 from ferkit.data import load_dataset
 from ferkit.modelfile import load_model, read_calibration, require_classes, save_model
 from ferkit.report import classification_summary, format_report, plot_confusion, plot_reliability
@@ -45,7 +45,7 @@ def parse_args(argv=None):
         "--tta",
         nargs="?",
         const="flip",
-        choices=("flip", "crops"),
+        choices=TTA_MODES,
         help="flip (the flag alone): average with the mirrored face; crops: also five 44-pixel crops "
         "(centre, corners) of each, 12 views",
     )
@@ -76,13 +76,13 @@ def evaluate(args) -> dict:
     data = load_dataset(args.data, cache_dir=args.cache_dir)
     require_classes(class_names, data.class_names, args.model)
     split = data.test if args.split == "test" else data.val
-    tta = dict(flip_tta=bool(args.tta), crops=args.tta == "crops")
+    tta = tta_options(args.tta)
     proba = predict_proba(model, split.x, **tta)
     summary = classification_summary(split.y, proba.argmax(1), class_names)
     summary["ece"] = expected_calibration_error(proba, split.y, ECE_BINS)
     summary.update(model=str(args.model), data=data.source, split=args.split, tta=args.tta, faces=len(split))
     name = {"test": "test", "val": "validation"}[args.split]
-    views = {None: "", "flip": " with flip TTA", "crops": " with 12-view crop TTA"}[args.tta]
+    views = f" with {TTA_NAMES[args.tta]}" if args.tta else ""
     print(f"{args.model} on {data.source} {name} split ({len(split)} faces){views}")
     print(format_report(summary))
     calibrated = read_calibration(args.model)

@@ -15,6 +15,7 @@ import argparse
 from pathlib import Path
 
 from ferkit import cli
+from ferkit.classify import TTA_MODES
 from ferkit.networks import ARCHITECTURES, AUGMENTATIONS
 from ferkit.report import format_report
 from ferkit.training import OPTIMIZERS, PRESETS, SCHEDULES, TrainConfig, train
@@ -76,7 +77,7 @@ def parse_args(argv=None) -> TrainConfig:
         "--tta",
         nargs="?",
         const="flip",
-        choices=("flip", "crops"),
+        choices=TTA_MODES,
         default=D.tta,
         help="test-time augmentation of the final evaluation: flip (the flag alone) averages with the mirrored "
         "face; crops also with five 44-pixel crops of each (12 views)",

@@ -23,6 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from ferkit.classify import TTA_NAMES
 from ferkit.paths import DEFAULT_DATA, PLOTS_DIR
 from ferkit.report import plot_time_to_accuracy
 
@@ -63,7 +64,7 @@ def main(argv=None) -> dict:
     first = next((m for m, a in zip(minutes, val) if a >= args.target), None)
     print(f"  validation first >= {args.target:.2f} at minute: {'never' if first is None else f'{first:.1f}'}")
     print(f"  whole run (decode, train, evaluate, write): {total:.1f} minutes; budget {args.budget_minutes:.0f}")
-    views = {False: "single pass", True: "flip TTA", "flip": "flip TTA", "crops": "12-view crop TTA"}[metrics["tta"]]
+    views = TTA_NAMES[metrics["tta"]]
     print(f"  PrivateTest accuracy of the chosen epoch ({views}, once): {test:.4f}; target {args.target:.2f}")
     met = test >= args.target and total <= args.budget_minutes
     print(f"  target met: {'yes' if met else 'no'}")

@@ -12,6 +12,22 @@ from .faces import IMAGE_SIZE, to_model_input
 from .modelfile import load_model
 from .paths import DEFAULT_MODEL_PATH
 
+# Test-time augmentation modes (besides none), and how reports name each setting.
+TTA_MODES = ("flip", "crops")
+TTA_NAMES = {
+    None: "single pass",
+    False: "single pass",
+    True: "flip TTA",
+    "flip": "flip TTA",
+    "crops": "12-view crop TTA",
+}
+
+
+def tta_options(tta) -> dict:
+    """``predict_proba``'s keywords for a TTA setting: None / False, True / "flip", or "crops"."""
+    return {"flip_tta": bool(tta), "crops": tta == "crops"}
+
+
 # Crop TTA: the centre and four corners, CROP_SIZE pixels square, each scaled back to the input
 # size (a 9% zoom, inside the training augmentation's +-10%).
 CROP_SIZE = 44

@@ -16,7 +16,7 @@ import keras
 import numpy as np
 
 from .atomic import atomic_write_text
-from .classify import accuracy, predict_proba
+from .classify import TTA_MODES, accuracy, predict_proba, tta_options
 from .data import load_dataset, stratified_subset
 from .distribute import Plan, data_parallel, split_cpu
 from .errors import CheckpointError, Interrupted, ModelFileError, ParameterError
@@ -118,7 +118,7 @@ class TrainConfig:
                 f"must be at least {len(CLASS_NAMES)} (one image per class)",
             ),
             ("label_smoothing", 0 <= self.label_smoothing < 1, "must be in [0, 1)"),
-            ("tta", self.tta in (False, True, "flip", "crops"), "must be flip or crops"),
+            ("tta", self.tta in (False, True, *TTA_MODES), f"must be one of {', '.join(TTA_MODES)}"),
             (
                 "warmup_epochs",
                 0 <= self.warmup_epochs < self.epochs and (self.warmup_epochs == 0 or self.schedule == "cosine"),
@@ -265,7 +265,6 @@ class EpochCheckpoint(keras.callbacks.Callback):
         super().__init__()
         self.directory, self.plateau, self.settings = directory, plateau, settings
         self.history_so_far, self.best = history, best
-        self.epoch_started = time.time()
 
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch_started = time.time()
@@ -516,7 +515,7 @@ def train(config: TrainConfig) -> dict:
 
     best_model = keras.models.load_model(ckpt_dir / "best.keras")
     final = inference_copy(best_model)
-    tta = dict(flip_tta=bool(config.tta), crops=config.tta == "crops")
+    tta = tta_options(config.tta)
     proba = predict_proba(final, data.test.x, **tta)
     summary = classification_summary(data.test.y, proba.argmax(1), data.class_names)
     val_accuracy = accuracy(final, data.val, **tta)
