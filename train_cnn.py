@@ -74,6 +74,21 @@ def parse_args(argv=None) -> TrainConfig:
     p.add_argument("--mixup", type=float, default=D.mixup, help="mixup alpha (0 = off; 0.2 is typical)")
     p.add_argument("--class-weights", action="store_true", help="weight classes by inverse frequency")
     p.add_argument(
+        "--teacher",
+        type=Path,
+        nargs="+",
+        default=D.teacher,
+        help="distil from these saved models (averaged, read with --teacher-tta): the targets become --distill "
+        "of their probabilities plus the rest of the true label",
+    )
+    p.add_argument(
+        "--teacher-tta",
+        choices=(*TTA_MODES, "none"),
+        default=D.teacher_tta,
+        help="how the teachers read each training face (once, before training)",
+    )
+    p.add_argument("--distill", type=float, default=D.distill, help="the teachers' share of the targets, in (0, 1]")
+    p.add_argument(
         "--tta",
         nargs="?",
         const="flip",
@@ -132,6 +147,8 @@ def parse_args(argv=None) -> TrainConfig:
     args.__dict__.pop("preset")
     if args.augment == "none":
         args.augment = False
+    if args.teacher_tta == "none":
+        args.teacher_tta = False
     overwrite = args.__dict__.pop("overwrite")
     config = TrainConfig(**vars(args))
     cli.check(p, config.validate)
@@ -141,8 +158,11 @@ def parse_args(argv=None) -> TrainConfig:
     cli.refuse_same(
         p,
         {"--name (the model it writes)": Path(config.models_dir) / f"{config.name}.keras"},
-        {"--init-from": config.init_from},
+        {"--init-from": config.init_from, **{f"--teacher {i + 1}": t for i, t in enumerate(config.teacher or ())}},
     )
+    for teacher in config.teacher or ():
+        if not teacher.is_file():
+            p.error(f"--teacher {teacher} not found; give saved .keras models (e.g. models/fer_cnn.keras)")
     output = Path(config.models_dir) / f"{config.name}.keras"
     checkpoint = Path(config.checkpoint_dir or Path(config.models_dir) / "checkpoints" / config.name) / "state.json"
     if output.exists() and not overwrite and (config.fresh or not checkpoint.exists()):

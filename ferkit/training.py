@@ -18,6 +18,7 @@ import numpy as np
 from .atomic import atomic_write_text
 from .classify import TTA_MODES, accuracy, predict_proba, tta_options
 from .data import load_dataset, stratified_subset
+from .distill import blend_targets, cached_teacher_probabilities
 from .distribute import Plan, data_parallel, split_cpu
 from .errors import CheckpointError, Interrupted, ModelFileError, ParameterError
 from .faces import CLASS_NAMES, to_model_input
@@ -83,6 +84,9 @@ class TrainConfig:
     augment: bool | str = False
     mixup: float = 0.0
     class_weights: bool = False
+    teacher: list[Path] | None = None  # saved models whose (averaged, TTA) outputs the student learns
+    teacher_tta: bool | str = "crops"
+    distill: float = 0.5  # weight of the teacher's probabilities in the targets (the rest: true labels)
     tta: bool | str = False  # test-time augmentation of the final evaluation: False, True / "flip", "crops"
     limit: int | None = None
     val_fraction: float = 0.1
@@ -120,6 +124,12 @@ class TrainConfig:
             ("label_smoothing", 0 <= self.label_smoothing < 1, "must be in [0, 1)"),
             ("tta", self.tta in (False, True, *TTA_MODES), f"must be one of {', '.join(TTA_MODES)}"),
             (
+                "teacher_tta",
+                self.teacher_tta in (False, True, *TTA_MODES),
+                f"must be one of {', '.join(TTA_MODES)} or none",
+            ),
+            ("distill", 0 < self.distill <= 1, "must be in (0, 1] (the teacher's share of the targets)"),
+            (
                 "warmup_epochs",
                 0 <= self.warmup_epochs < self.epochs and (self.warmup_epochs == 0 or self.schedule == "cosine"),
                 "must be at least 0, fewer than the epochs, and used with the cosine schedule",
@@ -133,7 +143,13 @@ class TrainConfig:
 
     def settings(self) -> dict:
         """The settings as plain JSON types (paths as strings), as saved in checkpoints and metrics."""
-        return {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(self).items()}
+
+        def plain(value):
+            if isinstance(value, (list, tuple)):
+                return [plain(v) for v in value]
+            return str(value) if isinstance(value, Path) else value
+
+        return {k: plain(v) for k, v in dataclasses.asdict(self).items()}
 
 
 # The settings that must match for a checkpoint to be resumed.
@@ -154,6 +170,9 @@ RESUME_KEYS = (
     "label_smoothing",
     "mixup",
     "val_fraction",
+    "teacher",
+    "teacher_tta",
+    "distill",
 )
 
 
@@ -412,13 +431,24 @@ def _fit(config: TrainConfig, data, train_split, plan: Plan):
     if config.fresh and ckpt_dir.exists() and plan.writer:
         shutil.rmtree(ckpt_dir)
     one_hot = np.eye(num_classes, dtype=np.float32)
+    targets = one_hot[train_split.y]
+    if config.teacher:
+        ckpt_dir.mkdir(parents=True, exist_ok=True)
+        soft = cached_teacher_probabilities(
+            ckpt_dir / "teacher.npz", config.teacher, train_split.x, data.class_names, config.teacher_tta
+        )
+        targets = blend_targets(targets, soft, config.distill)
+        agree = float(np.mean(soft.argmax(1) == train_split.y))
+        print(
+            f"distillation: teacher agrees with {agree:.3f} of the training labels; targets {config.distill:g} teacher"
+        )
     weights = None
     if config.class_weights:
         per_class = class_weight_for(train_split.y, num_classes)
         weights = np.array([per_class[int(c)] for c in train_split.y], np.float32)
     batches = EpochBatches(
         train_split.x,
-        one_hot[train_split.y],
+        targets,
         config.batch_size,
         config.seed,
         weights,
