@@ -14,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ferkit import cli
-from ferkit.classify import accuracy
+from ferkit.classify import TTA_MODES, TTA_NAMES, accuracy, tta_options
 from ferkit.data import load_dataset
 from ferkit.ensemble import average_models
 from ferkit.errors import ModelFileError
@@ -25,7 +25,15 @@ def parse_args(argv=None):
     p = cli.parser(__doc__)
     p.add_argument("models", type=Path, nargs="+", help="two or more saved .keras models")
     cli.add_common(p, "data")
-    p.add_argument("--tta", action="store_true", help="average with the mirrored face")
+    p.add_argument(
+        "--tta",
+        nargs="?",
+        const="flip",
+        choices=TTA_MODES,
+        default=False,
+        help="flip (the flag alone): average with the mirrored face; crops: 12 views (mirror x whole face and "
+        "five 44-pixel crops)",
+    )
     p.add_argument("--out", type=Path, help="save the averaged model here (class names inside)")
     cli.add_common(p, "cache_dir")
     args = p.parse_args(argv)
@@ -49,8 +57,8 @@ def compare(args) -> dict:
     data = load_dataset(args.data, cache_dir=args.cache_dir)
 
     candidates = {**{str(path): member for path, member in zip(args.models, members)}, "average": ensemble}
-    scores = {name: accuracy(model, data.val, flip_tta=args.tta) for name, model in candidates.items()}
-    print(f"validation accuracy ({len(data.val)} faces, {data.val_note}{', flip TTA' if args.tta else ''}):")
+    scores = {name: accuracy(model, data.val, **tta_options(args.tta)) for name, model in candidates.items()}
+    print(f"validation accuracy ({len(data.val)} faces, {data.val_note}, {TTA_NAMES[args.tta]}):")
     for name, value in scores.items():
         print(f"  {value:.4f}  {name}")
     if args.out:
