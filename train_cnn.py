@@ -163,6 +163,8 @@ def parse_args(argv=None) -> TrainConfig:
     for teacher in config.teacher or ():
         if not teacher.is_file():
             p.error(f"--teacher {teacher} not found; give saved .keras models (e.g. models/fer_cnn.keras)")
+    if config.teacher:  # resolved, so a resume from another folder or spelling finds the same files
+        config.teacher = [t.resolve() for t in config.teacher]
     output = Path(config.models_dir) / f"{config.name}.keras"
     checkpoint = Path(config.checkpoint_dir or Path(config.models_dir) / "checkpoints" / config.name) / "state.json"
     if output.exists() and not overwrite and (config.fresh or not checkpoint.exists()):

@@ -44,6 +44,20 @@ class Plan:
     sync_bn: bool = False
     shard: tuple[int, int] = (0, 1)  # (this process, processes): each host feeds its share of a batch
 
+    @contextlib.contextmanager
+    def local(self):
+        """Work this process does alone (reading the teachers before training), outside the
+        distribution: its batches need not split evenly over the devices."""
+        if keras.backend.backend() != "jax" or self.replicas == 1:
+            yield
+            return
+        saved = keras.distribution.distribution()
+        keras.distribution.set_distribution(None)
+        try:
+            yield
+        finally:
+            keras.distribution.set_distribution(saved)
+
     def close(self) -> None:
         """Back to one device, for evaluation (its batches need not split evenly)."""
         if keras.backend.backend() == "jax":

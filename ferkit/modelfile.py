@@ -96,12 +96,12 @@ def check_classifier(model, class_names, path) -> None:
         )
 
 
-def require_classes(class_names, expected, path) -> None:
+def require_classes(class_names, expected, path, fix: str = "evaluate it on data with its classes") -> None:
     """Refuse a model whose classes are not the data's (same names, same order)."""
     if tuple(class_names) != tuple(expected):
         raise ModelFileError(
             f"{path} labels {len(class_names)} classes ({', '.join(class_names)}) but the data has "
-            f"{len(expected)} ({', '.join(expected)}); evaluate it on data with its classes."
+            f"{len(expected)} ({', '.join(expected)}); {fix}."
         )
 
 

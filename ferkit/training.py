@@ -126,9 +126,15 @@ class TrainConfig:
             (
                 "teacher_tta",
                 self.teacher_tta in (False, True, *TTA_MODES),
-                f"must be one of {', '.join(TTA_MODES)} or none",
+                f"must be one of {', '.join(TTA_MODES)}, or False (none)",
             ),
-            ("distill", 0 < self.distill <= 1, "must be in (0, 1] (the teacher's share of the targets)"),
+            ("distill", 0 < self.distill <= 1, "must be in (0, 1] (the teachers' share of the targets)"),
+            (
+                "teacher",
+                bool(self.teacher)
+                or (self.distill, self.teacher_tta) == (TrainConfig.distill, TrainConfig.teacher_tta),
+                "must be given with --distill or --teacher-tta (the models to distil from)",
+            ),
             (
                 "warmup_epochs",
                 0 <= self.warmup_epochs < self.epochs and (self.warmup_epochs == 0 or self.schedule == "cosine"),
@@ -431,24 +437,13 @@ def _fit(config: TrainConfig, data, train_split, plan: Plan):
     if config.fresh and ckpt_dir.exists() and plan.writer:
         shutil.rmtree(ckpt_dir)
     one_hot = np.eye(num_classes, dtype=np.float32)
-    targets = one_hot[train_split.y]
-    if config.teacher:
-        ckpt_dir.mkdir(parents=True, exist_ok=True)
-        soft = cached_teacher_probabilities(
-            ckpt_dir / "teacher.npz", config.teacher, train_split.x, data.class_names, config.teacher_tta
-        )
-        targets = blend_targets(targets, soft, config.distill)
-        agree = float(np.mean(soft.argmax(1) == train_split.y))
-        print(
-            f"distillation: teacher agrees with {agree:.3f} of the training labels; targets {config.distill:g} teacher"
-        )
     weights = None
     if config.class_weights:
         per_class = class_weight_for(train_split.y, num_classes)
         weights = np.array([per_class[int(c)] for c in train_split.y], np.float32)
     batches = EpochBatches(
         train_split.x,
-        targets,
+        one_hot[train_split.y],
         config.batch_size,
         config.seed,
         weights,
@@ -474,6 +469,21 @@ def _fit(config: TrainConfig, data, train_split, plan: Plan):
         else:
             print(f"resuming from {ckpt_dir} after epoch {state['epoch']} of {config.epochs}")
     ckpt_dir.mkdir(parents=True, exist_ok=True)
+    if config.teacher:  # after the settings check, so a refused resume does not read the teachers first
+        with plan.local():
+            soft = cached_teacher_probabilities(
+                ckpt_dir / "teacher.npz",
+                config.teacher,
+                train_split.x,
+                train_split.y,
+                data.class_names,
+                config.teacher_tta,
+                resuming=state["epoch"] > 0,
+                write=plan.writer,
+            )
+        batches.y = blend_targets(batches.y, soft, config.distill)
+        agree = float(np.mean(soft.argmax(1) == train_split.y))
+        print(f"distillation: the teachers agree with {agree:.3f} of the labels; targets {config.distill:g} theirs")
 
     plateau, restore = None, []
     if config.schedule == "plateau":

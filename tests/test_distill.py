@@ -12,7 +12,7 @@ import train_cnn
 from ferkit import distill, training
 from ferkit.classify import predict_proba
 from ferkit.data import load_dataset
-from ferkit.errors import ModelFileError
+from ferkit.errors import CheckpointError, ModelFileError
 from ferkit.faces import CLASS_NAMES
 from ferkit.modelfile import load_model, save_model
 from ferkit.networks import build_model
@@ -43,26 +43,42 @@ def test_teacher_targets_average_the_teachers_read_with_tta(teachers, tmp_path):
     np.testing.assert_allclose(blended, 0.75 * one_hot + 0.25 * got, rtol=1e-6)
 
 
-def test_teacher_targets_are_cached_and_rebuilt_when_the_teacher_changes(teachers, tmp_path, monkeypatch):
-    faces = np.random.default_rng(0).integers(0, 256, (6, 48, 48), dtype=np.uint8)
+def test_teacher_targets_are_cached_and_rebuilt_when_what_they_depend_on_changes(teachers, tmp_path, monkeypatch):
+    rng = np.random.default_rng(0)
+    faces, labels = rng.integers(0, 256, (6, 48, 48), dtype=np.uint8), np.arange(6)
     cache = tmp_path / "teacher.npz"
-    first = distill.cached_teacher_probabilities(cache, teachers[:1], faces, CLASS_NAMES, "flip")
+
+    def cached(teacher_list, x, **kw):
+        return distill.cached_teacher_probabilities(cache, teacher_list, x, labels, CLASS_NAMES, "flip", **kw)
+
+    first = cached(teachers[:1], faces)
     calls = []
     original = distill.teacher_probabilities
     monkeypatch.setattr(distill, "teacher_probabilities", lambda *a: calls.append(a) or original(*a))
-    np.testing.assert_array_equal(
-        distill.cached_teacher_probabilities(cache, teachers[:1], faces, CLASS_NAMES, "flip"), first
-    )
+    np.testing.assert_array_equal(cached(teachers[:1], faces), first)
     assert calls == []  # read back, not recomputed
-    other = distill.cached_teacher_probabilities(cache, teachers[1:], faces, CLASS_NAMES, "flip")
-    assert len(calls) == 1 and not np.allclose(other, first)
+
+    other_faces = faces[::-1].copy()  # as many faces, other rows: not the same targets
+    with pytest.raises(CheckpointError, match="changed since the checkpoint"):
+        cached(teachers[:1], other_faces, resuming=True)
+    rebuilt = cached(teachers[:1], other_faces)
+    assert len(calls) == 1
+    np.testing.assert_allclose(rebuilt, first[::-1], rtol=1e-5, atol=1e-6)
+    assert not np.allclose(cached(teachers[1:], other_faces), rebuilt)  # another teacher
+    assert len(calls) == 2
+
+    cache.write_bytes(cache.read_bytes()[:100])  # cut short (a full disk, a kill mid-copy)
+    with pytest.warns(UserWarning, match="teacher targets: .* is damaged"):
+        again = cached(teachers[1:], other_faces, resuming=True)
+    assert len(calls) == 3 and (tmp_path / "teacher.npz.damaged").exists()
+    np.testing.assert_allclose(again, original(teachers[1:], other_faces, CLASS_NAMES, "flip"), rtol=1e-6)
 
 
 def test_a_teacher_with_other_classes_is_refused(teachers, tmp_path):
     path = save_model(build_model(num_classes=7, arch="vgg"), tmp_path / "other.keras", class_names=list("abcdefg"))
     faces = np.zeros((2, 48, 48), np.uint8)
-    with pytest.raises(ModelFileError, match="labels 7 classes"):
-        distill.teacher_probabilities([teachers[0], path], faces, CLASS_NAMES)
+    with pytest.raises(ModelFileError, match="labels 7 classes .* distil from models trained on this data's classes"):
+        distill.teacher_probabilities([teachers[0], path], faces, CLASS_NAMES, "flip")
 
 
 def test_distilled_run_learns_the_blended_targets_and_resumes_without_rereading(
@@ -71,9 +87,9 @@ def test_distilled_run_learns_the_blended_targets_and_resumes_without_rereading(
     seen = []
     original = training.EpochBatches.__init__
 
-    def record(self, x, y, *args, **kwargs):
-        seen.append(np.array(y))
-        original(self, x, y, *args, **kwargs)
+    def record(self, *args, **kwargs):
+        seen.append(self)
+        original(self, *args, **kwargs)
 
     monkeypatch.setattr(training.EpochBatches, "__init__", record)
     flags = ["--epochs", "2", "--arch", "vgg", "--teacher", *map(str, teachers), "--distill", "0.4"]
@@ -84,14 +100,14 @@ def test_distilled_run_learns_the_blended_targets_and_resumes_without_rereading(
 
     data = load_dataset(training_dir, cache_dir=tmp_path / "cache", progress=False)
     soft = distill.teacher_probabilities(teachers, data.train.x, CLASS_NAMES, "crops")
-    np.testing.assert_allclose(seen[0], 0.6 * np.eye(7)[data.train.y] + 0.4 * soft, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(seen[0].y, 0.6 * np.eye(7)[data.train.y] + 0.4 * soft, rtol=1e-4, atol=1e-5)
 
     monkeypatch.undo()
     capsys.readouterr()
     metrics = run(training_dir, tmp_path, *flags)
     out = capsys.readouterr().out
     assert "resuming" in out and "reading" not in out  # the teachers' targets came from the checkpoint
-    assert metrics["settings"]["teacher"] == [str(t) for t in teachers]
+    assert metrics["settings"]["teacher"] == [str(t.resolve()) for t in teachers]
     assert json.loads((tmp_path / "models" / "t_metrics.json").read_text())["settings"]["distill"] == 0.4
 
     interrupt_after_epoch(monkeypatch, 0)
@@ -108,8 +124,10 @@ def test_distilled_run_learns_the_blended_targets_and_resumes_without_rereading(
     "flags, message",
     [
         (["--teacher", "nowhere.keras"], "--teacher nowhere.keras not found"),
-        (["--teacher", "T", "--distill", "0"], "distill"),
-        (["--teacher", "T", "--distill", "1.5"], "distill"),
+        (["--teacher", "T", "--distill", "0"], "--distill must be in (0, 1]"),
+        (["--teacher", "T", "--distill", "1.5"], "--distill must be in (0, 1]"),
+        (["--distill", "0.3"], "--teacher must be given with --distill"),
+        (["--teacher-tta", "none"], "--teacher must be given with --distill"),
     ],
 )
 def test_bad_distillation_settings_are_refused_before_training(flags, message, teachers, capsys):
@@ -117,3 +135,9 @@ def test_bad_distillation_settings_are_refused_before_training(flags, message, t
     with pytest.raises(SystemExit) as stopped:
         train_cnn.parse_args(["--name", "p", *flags])
     assert stopped.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_teachers_are_kept_as_resolved_paths(teachers, monkeypatch):
+    monkeypatch.chdir(teachers[0].parent)
+    config = train_cnn.parse_args(["--name", "p", "--teacher", teachers[0].name, "--teacher-tta", "none"])
+    assert config.teacher == [teachers[0].resolve()] and config.teacher_tta is False

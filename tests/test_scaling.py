@@ -168,6 +168,19 @@ def test_a_two_device_run_killed_and_resumed_matches_the_uninterrupted_one(backe
         np.testing.assert_allclose(history[key], expected[key], rtol=1e-4, atol=1e-5, err_msg=key)
 
 
+def test_distillation_reads_the_teachers_on_one_device_before_training_on_two(training_dir, tmp_path):
+    pytest.importorskip("jax")
+    from ferkit.modelfile import save_model
+    from ferkit.networks import build_model
+
+    teacher = save_model(build_model(arch="vgg"), tmp_path / "teacher.keras")
+    # 101 faces: the teachers' last batch does not split over 2 devices; it need not, they run locally.
+    settings = ("--limit", "101", "--batch-size", "32", "--epochs", "1", "--teacher", teacher, *TWO_DEVICES)
+    printed, history = _train("jax", training_dir, tmp_path / "out", *settings)
+    assert "reading 101 training faces" in printed and "over 2 devices" in printed
+    assert len(history["loss"]) == 1
+
+
 def test_a_global_batch_the_devices_cannot_share_is_refused(training_dir, tmp_path):
     process = _train("tensorflow", training_dir, tmp_path, "--batch-size", "33", *TWO_DEVICES, wait=False)
     _, err = process.communicate(timeout=300)
