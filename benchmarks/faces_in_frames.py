@@ -9,6 +9,7 @@ faces rotated by +-20 degrees.
 (2) prints shipped-model accuracy on PrivateTest faces: the 48x48 crops as given; pasted
     upright and found by YuNet; rotated +-20 degrees and found by YuNet, cropped without and
     with the eye alignment that realtime.py uses. A face YuNet misses counts as wrong.
+    ``--split val`` measures (2) on PublicTest instead: the split to compare candidate models on.
 """
 
 from __future__ import annotations
@@ -87,9 +88,12 @@ def main() -> None:
     p.add_argument("--model", type=Path, default=DEFAULT_MODEL_PATH)
     p.add_argument("--limit", type=int, default=0, help="stratified subset of each split (0 = all)")
     p.add_argument("--framing-only", action="store_true", help="measure (1) only")
+    p.add_argument(
+        "--split", choices=("test", "val"), default="test", help="faces for (2): val (PublicTest) to choose models on"
+    )
     args = p.parse_args()
     data = load_dataset(args.data, progress=False)
-    val, test = data.val, data.test
+    val, test = data.val, data.test if args.split == "test" else data.val
     if args.limit:
         idx = stratified_subset(val.y, args.limit)
         val_x = val.x[idx]
@@ -107,7 +111,7 @@ def main() -> None:
         return
     classifier = ExpressionClassifier(args.model)
     plain = float(np.mean(np.argmax(classifier(test_x), axis=1) == test_y))
-    print(f"(2) {args.model.name} on {len(test_x)} PrivateTest faces")
+    print(f"(2) {args.model.name} on {len(test_x)} {'PrivateTest' if args.split == 'test' else 'PublicTest'} faces")
     print(f"    48x48 crops as given:                       accuracy {plain:.4f}")
     for name, (accuracy, found) in rotation_table(test_x, test_y, classifier, rng).items():
         print(
