@@ -234,6 +234,22 @@ def main() -> None:
     s.run("train: --init-from missing", [T, *tiny, "--init-from", scratch / "none.keras"], "refused")
     s.run("train: --init-from a text file", [T, *tiny, "--init-from", scratch / "text.keras"], "refused", [model])
     s.run("train: --init-from other arch", [T, *tiny, "--arch", "seed", "--init-from", model], "refused", [model])
+    s.run("train: --teacher missing", [T, *tiny, "--teacher", scratch / "none.keras"], "refused")
+    s.run("train: --teacher a text file", [T, *tiny, "--teacher", scratch / "text.keras"], "refused", [model])
+    s.run("train: --teacher of 5 classes", [T, *tiny, "--teacher", model, five, "--name", "t5"], "refused", [model])
+    s.run("train: --distill without --teacher", [T, *tiny, "--distill", "0.3"], "refused")
+    s.run(
+        "train: --teacher is its own output",
+        [T, *tiny, "--name", "vgg", "--models-dir", scratch, "--teacher", model],
+        "refused",
+        [model],
+    )
+    s.run(
+        "train: distilled from two teachers",
+        [T, *tiny, "--epochs", "1", "--name", "kd", "--teacher", model, other, "--teacher-tta", "flip"],
+        "ok",
+        [model, other],
+    )
     s.run(
         "train: --init-from its own output",
         [T, *tiny, "--name", "vgg", "--models-dir", scratch, "--init-from", model],
