@@ -36,7 +36,10 @@ def _identity(teachers, x, y, tta, chunk: int = 8192) -> str:
     h = hashlib.sha256(np.asarray(y, np.int64).tobytes())
     for start in range(0, len(x), chunk):
         h.update(np.ascontiguousarray(x[start : start + chunk]).tobytes())
-    files = [(str(Path(t).resolve()), Path(t).stat().st_size, Path(t).stat().st_mtime_ns) for t in teachers]
+    files = []
+    for teacher in map(Path, teachers):
+        st = teacher.stat()
+        files.append((str(teacher.resolve()), st.st_size, st.st_mtime_ns))
     return json.dumps({"teachers": files, "tta": tta, "faces": h.hexdigest()})
 
 
