@@ -15,10 +15,12 @@ import argparse
 from pathlib import Path
 
 from ferkit import cli
+from ferkit.checkpoint_folder import CheckpointFolder
 from ferkit.classify import TTA_MODES
+from ferkit.errors import CheckpointError
 from ferkit.networks import ARCHITECTURES, AUGMENTATIONS
 from ferkit.report import format_report
-from ferkit.training import OPTIMIZERS, PRESETS, SCHEDULES, TrainConfig, train
+from ferkit.trainconfig import OPTIMIZERS, PRESETS, SCHEDULES, TrainConfig
 
 D = TrainConfig  # the defaults, defined once in the package
 
@@ -162,13 +164,21 @@ def parse_args(argv=None) -> TrainConfig:
         {"--name (the model it writes)": Path(config.models_dir) / f"{config.name}.keras"},
         {"--init-from": config.init_from, **{f"--teacher {i + 1}": t for i, t in enumerate(config.teacher or ())}},
     )
+    checkpoints = Path(config.checkpoint_dir or Path(config.models_dir) / "checkpoints" / config.name)
+    for flag, folder in (("--models-dir", config.models_dir), ("--plots-dir", config.plots_dir)):
+        if checkpoints.expanduser().resolve() == Path(folder).expanduser().resolve():
+            p.error(f"--checkpoint-dir {checkpoints} is also the {flag}; give the checkpoints a folder of their own")
+    try:  # before any work; the run locks the folder when it starts
+        CheckpointFolder(checkpoints).check()
+    except CheckpointError as exc:
+        p.error(str(exc))
     for teacher in config.teacher or ():
         if not teacher.is_file():
             p.error(f"--teacher {teacher} not found; give saved .keras models (e.g. models/fer_cnn.keras)")
     if config.teacher:  # resolved, so a resume from another folder or spelling finds the same files
         config.teacher = [t.resolve() for t in config.teacher]
     output = Path(config.models_dir) / f"{config.name}.keras"
-    checkpoint = Path(config.checkpoint_dir or Path(config.models_dir) / "checkpoints" / config.name) / "state.json"
+    checkpoint = checkpoints / "state.json"
     if output.exists() and not overwrite and (config.fresh or not checkpoint.exists()):
         p.error(
             f"{output} exists (the shipped model, or an earlier run's); a new run would replace it. "
@@ -200,8 +210,14 @@ def report(metrics: dict) -> None:
     print("saved plots:   " + ", ".join(str(p) for p in outputs["plots"]))
 
 
+def _train(config: TrainConfig) -> dict:
+    from ferkit.training import train  # imports Keras (and its backend): after the arguments are read
+
+    return train(config)
+
+
 def main(argv=None) -> dict:
-    metrics = cli.run_main(train, parse_args(argv))
+    metrics = cli.run_main(_train, parse_args(argv))
     if metrics.get("writer", True):  # in a multi-host run only process 0 evaluates and writes
         report(metrics)
     return metrics

@@ -4,9 +4,6 @@ probabilities. ``seed`` is the original notebook's network; ``vgg`` a compact VG
 
 from __future__ import annotations
 
-import keras
-from keras import layers
-
 from .errors import ParameterError
 from .faces import CLASS_NAMES, IMAGE_SIZE
 
@@ -25,6 +22,8 @@ BN_MOMENTUM = 0.9
 
 def augmentation_block(x, strength: str = "light"):
     """Augmentation, active only in training. Pixels are in [0, 1] here."""
+    from keras import layers  # here, not at the top: the settings' names load without TensorFlow
+
     x = layers.RandomFlip("horizontal", name="aug_flip")(x)
     if strength == "light":
         x = layers.RandomTranslation(0.1, 0.1, fill_mode="nearest", name="aug_shift")(x)
@@ -42,6 +41,8 @@ def augmentation_block(x, strength: str = "light"):
 
 def dense_head(x, units: tuple[int, ...], dropout: tuple[float, ...], num_classes: int, sync_bn: bool = False):
     """Flatten, then Dense -> BatchNorm -> ReLU -> Dropout blocks, then the softmax."""
+    from keras import layers
+
     x = layers.Flatten(name="flatten")(x)
     for i, (n, rate) in enumerate(zip(units, dropout), start=1):
         x = layers.Dense(n, name=f"dense{i}")(x)
@@ -70,6 +71,9 @@ def build_model(
     or one of ``AUGMENTATIONS``. ``sync_bn``: batch statistics over the global batch when
     replicas each hold part of it (TensorFlow's MirroredStrategy; JAX shards do this anyway).
     """
+    import keras
+    from keras import layers
+
     if arch not in ARCHITECTURES:
         raise ParameterError("arch", f"must be one of {', '.join(ARCHITECTURES)}, not {arch!r}")
     inputs = keras.Input((IMAGE_SIZE, IMAGE_SIZE, 1), name="face")
