@@ -68,10 +68,17 @@ def parse_args(argv=None):
         "--reliability": args.reliability,
     }
     cli.refuse_same(p, outputs, {"--model": args.model, "--data": args.data})
+    if args.calibrate and args.model.suffix.lower() == ".onnx":
+        p.error(
+            "--calibrate folds a temperature into a .keras model; calibrate models/fer_cnn.keras (say), then "
+            "export it again with export.py (the temperature travels into the .onnx file)"
+        )
     return args
 
 
 def evaluate(args) -> dict:
+    if args.model.suffix.lower() != ".onnx":
+        cli.import_keras_quietly()
     model, class_names = load_model(args.model)
     data = load_dataset(args.data, cache_dir=args.cache_dir)
     require_classes(class_names, data.class_names, args.model)

@@ -4,12 +4,13 @@ evaluation (with optional mirror and crop TTA) and the one-compiled-call classif
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import numpy as np
 
 from .data import Split
 from .faces import IMAGE_SIZE, to_model_input
-from .modelfile import load_model
+from .modelfile import is_onnx, load_model
 from .paths import DEFAULT_MODEL_PATH
 
 # Test-time augmentation modes (besides none), and how reports name each setting.
@@ -68,14 +69,18 @@ def accuracy(model, split: Split, *, flip_tta: bool = False, crops: bool = False
 
 
 class ExpressionClassifier:
-    """The saved model behind one compiled call for all faces of a frame.
+    """The saved model behind one call for all faces of a frame: an ``.onnx`` file (the default,
+    run by ONNX Runtime) or a ``.keras`` file.
 
-    ``model.predict`` builds a dataset and costs ~70 ms per call; ``predict_on_batch`` reuses a
-    compiled function. Batches are padded to a power of two so only a few shapes get traced.
+    Keras' ``model.predict`` builds a dataset and costs ~70 ms per call; ``predict_on_batch``
+    reuses a compiled function, and batches are padded to a power of two so only a few shapes
+    get traced. ONNX Runtime takes any batch size as it is.
     """
 
     def __init__(self, model_path: str | os.PathLike = DEFAULT_MODEL_PATH):
         self.model, self.class_names = load_model(model_path)
+        self.path = Path(model_path)
+        self._pad = not is_onnx(model_path)
         self(np.zeros((1, IMAGE_SIZE, IMAGE_SIZE), np.uint8))  # trace once before timing starts
 
     def __call__(self, faces) -> np.ndarray:
@@ -83,7 +88,7 @@ class ExpressionClassifier:
         n = len(batch)
         if n == 0:
             return np.zeros((0, len(self.class_names)))
-        padded = 1 << (n - 1).bit_length()
+        padded = 1 << (n - 1).bit_length() if self._pad else n
         if padded != n:
             batch = np.concatenate([batch, np.zeros((padded - n, *batch.shape[1:]), batch.dtype)])
         return np.asarray(self.model.predict_on_batch(batch))[:n]

@@ -38,7 +38,11 @@ def add_common(p: argparse.ArgumentParser, *names: str) -> None:
             "class folders (default data/fer2013)",
         ),
         "model": lambda: p.add_argument(
-            "--model", type=Path, default=DEFAULT_MODEL_PATH, help="saved .keras model (default models/fer_cnn.keras)"
+            "--model",
+            type=Path,
+            default=DEFAULT_MODEL_PATH,
+            help="saved model: .onnx (ONNX Runtime, no TensorFlow needed) or .keras (default models/fer_cnn.onnx, "
+            "the shipped model's export)",
         ),
         "cache_dir": lambda: p.add_argument(
             "--cache-dir", type=Path, default=DEFAULT_CACHE_DIR, help="decoded-image and feature cache"
@@ -177,6 +181,20 @@ def native_logs_silenced(enabled: bool = True):
         os.dup2(saved, 2)
         os.close(saved)
         os.close(devnull)
+
+
+def import_keras_quietly() -> None:
+    """Import Keras (and its backend) without TensorFlow's start-up lines on the terminal, unless
+    the user asked for them with TF_CPP_MIN_LOG_LEVEL. Scripts call it where they first need Keras,
+    inside ``run_main``, so a Ctrl-C during the import is a clean exit too."""
+    if "keras" in sys.modules:
+        return
+    quiet_tensorflow(False)
+    with native_logs_silenced("TF_CPP_MIN_LOG_LEVEL" not in _user_env):
+        import keras  # noqa: F401
+
+
+_user_env = dict(os.environ)  # what the user set, before quiet_tensorflow() sets defaults
 
 
 def quiet_tensorflow(verbose: bool) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 from .atomic import replacing
 from .errors import ModelFileError
 from .faces import CLASS_NAMES, IMAGE_SIZE
-from .paths import DEFAULT_MODEL_PATH, PROJECT_DIR
+from .paths import DEFAULT_MODEL_PATH, KERAS_MODEL_PATH, PROJECT_DIR
 
 CLASS_NAMES_ENTRY = "fer_class_names.json"
 CALIBRATION_ENTRY = "fer_calibration.json"
@@ -30,8 +30,16 @@ def save_model(model, path: str | os.PathLike, class_names=CLASS_NAMES, calibrat
     return path
 
 
+def is_onnx(path: str | os.PathLike) -> bool:
+    return Path(path).suffix.lower() == ".onnx"
+
+
 def read_calibration(path: str | os.PathLike) -> dict | None:
     """How a saved model was calibrated (temperature, where it was fitted, ECE), or None."""
+    if is_onnx(path):
+        from .onnxmodel import OnnxModel
+
+        return OnnxModel(path).calibration()
     with zipfile.ZipFile(path) as archive:
         if CALIBRATION_ENTRY not in archive.namelist():
             return None
@@ -53,14 +61,22 @@ def _shown(path: Path) -> str:
 
 
 def load_model(path: str | os.PathLike = DEFAULT_MODEL_PATH):
-    """Load a saved classifier and its class names; clear errors for missing or foreign files."""
+    """Load a saved classifier and its class names; clear errors for missing or foreign files.
+    A ``.keras`` file loads with Keras; an ``.onnx`` file (``export.py``) with ONNX Runtime, so
+    neither TensorFlow nor Keras is imported for it."""
     path = Path(path)
     if not path.exists():
         raise ModelFileError(
             f"model file {path} not found. Train one with `python train_cnn.py --data "
-            f"PATH/TO/fer2013` (it writes {_shown(DEFAULT_MODEL_PATH)}), or give the path "
-            f"of a saved .keras model."
+            f"PATH/TO/fer2013` (it writes {_shown(KERAS_MODEL_PATH)}), or give the path "
+            f"of a saved .keras or .onnx model."
         )
+    if is_onnx(path):
+        from .onnxmodel import load_onnx
+
+        model, class_names = load_onnx(path)
+        check_classifier(model, class_names, path)
+        return model, class_names
     if not zipfile.is_zipfile(path):
         raise ModelFileError(f"{path} is not a Keras 3 .keras file; re-save it with model.save('x.keras').")
     import keras

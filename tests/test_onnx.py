@@ -1,0 +1,118 @@
+"""The light runtime: models exported to ONNX run with ONNX Runtime, give Keras' probabilities,
+carry their class names and calibration, and the live path never imports TensorFlow or Keras."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+from conftest import FER2013, ROOT
+
+import evaluate
+from ferkit.errors import ModelFileError
+from ferkit.modelfile import load_model, read_calibration
+from ferkit.paths import DEFAULT_MODEL_PATH, INT8_MODEL_PATH, KERAS_MODEL_PATH
+
+pytest.importorskip("onnxruntime")
+
+
+def faces(n: int, seed: int = 0) -> np.ndarray:
+    """Real faces when the dataset is beside the checkout, otherwise generated ones."""
+    files = sorted(FER2013.glob("test/*/PrivateTest_*"))
+    if files:
+        picked = np.random.default_rng(seed).choice(len(files), n, replace=False)
+        return np.stack([cv2.imread(str(files[i]), cv2.IMREAD_GRAYSCALE) for i in picked])
+    return np.random.default_rng(seed).integers(0, 256, (n, 48, 48), dtype=np.uint8)
+
+
+def test_export_keeps_probabilities_class_names_and_calibration(tmp_path):
+    pytest.importorskip("tf2onnx")
+    import keras
+
+    from ferkit.calibration import fold_temperature
+    from ferkit.export import export_onnx, quantize_int8
+    from ferkit.modelfile import save_model
+    from ferkit.networks import build_model
+
+    keras.utils.set_random_seed(0)
+    model = build_model(num_classes=3, arch="vgg")
+    fold_temperature(model, 1.5)
+    calibration = {"temperature": 1.5, "fitted_on": "generated faces"}
+    keras_path = save_model(model, tmp_path / "m.keras", ("calm", "glad", "sad"), calibration)
+    onnx_path = export_onnx(keras_path, tmp_path / "m.onnx")
+    x = faces(64)
+    onnx_model, names = load_model(onnx_path)
+    assert names == ("calm", "glad", "sad") and read_calibration(onnx_path) == calibration
+    reference = np.asarray(model.predict(x[..., None].astype(np.float32), verbose=0))
+    np.testing.assert_allclose(onnx_model.predict(x[..., None]), reference, atol=1e-5)
+
+    int8 = quantize_int8(onnx_path, tmp_path / "m.int8.onnx", x, keras_path)
+    int8_model, int8_names = load_model(int8)
+    assert int8_names == names and read_calibration(int8) == calibration
+    assert int8.stat().st_size < onnx_path.stat().st_size / 2
+    assert np.abs(int8_model.predict(x[..., None]) - reference).max() < 0.2
+
+
+@pytest.mark.skipif(not DEFAULT_MODEL_PATH.exists(), reason="no shipped ONNX model")
+def test_shipped_exports_agree_with_the_shipped_keras_model():
+    x = faces(300)[..., None].astype(np.float32)
+    keras_model, keras_names = load_model(KERAS_MODEL_PATH)
+    reference = np.asarray(keras_model.predict(x, verbose=0))
+    for path, tolerance, agreement in ((DEFAULT_MODEL_PATH, 1e-4, 1.0), (INT8_MODEL_PATH, 0.15, 0.95)):
+        model, names = load_model(path)
+        proba = model.predict(x)
+        assert names == keras_names
+        assert np.abs(proba - reference).max() < tolerance, path.name
+        assert np.mean(proba.argmax(1) == reference.argmax(1)) >= agreement, path.name
+    assert read_calibration(DEFAULT_MODEL_PATH) == read_calibration(KERAS_MODEL_PATH)
+
+
+LIGHT_RUN = """
+import sys
+from ferkit import Recognizer, clips
+import realtime
+faces = Recognizer(sys.argv[1])(next(clips.demo_frames(1)))
+assert len(faces) == 1 and abs(sum(faces[0].probabilities.values()) - 1) < 1e-4
+realtime.main(["--model", sys.argv[1], "--source", "demo", "--no-display", "--max-frames", "5", "--quiet",
+               "--output", sys.argv[2]])
+heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("tensorflow", "keras", "jax", "torch"))
+print("heavy:", heavy)
+"""
+
+
+@pytest.mark.parametrize("model", [DEFAULT_MODEL_PATH, INT8_MODEL_PATH], ids=["float32", "int8"])
+def test_the_live_path_on_onnx_imports_neither_tensorflow_nor_keras(model, tmp_path):
+    if not model.exists():
+        pytest.skip("no shipped ONNX model")
+    out = subprocess.run(
+        [sys.executable, "-c", LIGHT_RUN, str(model), str(tmp_path / "o.mp4")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "heavy: []" in out.stdout
+    assert (tmp_path / "o.mp4").stat().st_size > 1000
+
+
+def test_a_damaged_onnx_file_is_one_clear_error(tmp_path):
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"not a model at all")
+    with pytest.raises(ModelFileError, match="export.py"):
+        load_model(bad)
+    foreign = tmp_path / "meta.onnx"
+    foreign.write_text(json.dumps({"a": 1}))
+    with pytest.raises(ModelFileError):
+        load_model(foreign)
+
+
+def test_evaluate_refuses_to_calibrate_an_onnx_model(tmp_path, capsys):
+    with pytest.raises(SystemExit) as refused:
+        evaluate.main(["--model", str(DEFAULT_MODEL_PATH), "--calibrate", str(tmp_path / "c.keras")])
+    assert refused.value.code == 2
+    assert "export it again" in capsys.readouterr().err
