@@ -1,4 +1,4 @@
-"""Generated clips (no download) from matplotlib's Grace Hopper photo: the demo clip, and a hard
+"""Generated clips (no download) from the Grace Hopper photo (shipped in models/): the demo clip, and a hard
 clip for face detectors with the true face boxes (tilted, small, large, dark, side-lit, half out
 of the frame, several faces, no face), and how a detector scores on it."""
 
@@ -10,15 +10,17 @@ from collections.abc import Iterator
 import cv2
 import numpy as np
 
+from .paths import SHIPPED_DIR
+
+DEMO_PHOTO = SHIPPED_DIR / "grace_hopper.jpg"
 DEMO_SIZE = (720, 480)
 DEMO_FRAMES = 90
 
 
 def demo_photo() -> np.ndarray:
-    """The Grace Hopper portrait that ships with matplotlib (no download needed)."""
-    import matplotlib.cbook
-
-    return cv2.imread(str(matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)))
+    """The Grace Hopper portrait (US Navy, public domain; the copy matplotlib ships as sample data),
+    kept in models/ so the demo needs neither a download nor matplotlib."""
+    return cv2.imread(str(DEMO_PHOTO))
 
 
 def demo_frames(
