@@ -77,6 +77,8 @@ class ExpressionClassifier:
     get traced. ONNX Runtime takes any batch size as it is.
     """
 
+    CHUNK = 256
+
     def __init__(self, model_path: str | os.PathLike = DEFAULT_MODEL_PATH):
         self.model, self.class_names = load_model(model_path)
         self.path = Path(model_path)
@@ -84,6 +86,9 @@ class ExpressionClassifier:
         self(np.zeros((1, IMAGE_SIZE, IMAGE_SIZE), np.uint8))  # trace once before timing starts
 
     def __call__(self, faces) -> np.ndarray:
+        if len(faces) > self.CHUNK:  # a folder's worth of faces: bounded memory, same results
+            parts = [self(faces[i : i + self.CHUNK]) for i in range(0, len(faces), self.CHUNK)]
+            return np.concatenate(parts)
         batch = to_model_input(faces)
         n = len(batch)
         if n == 0:

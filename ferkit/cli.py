@@ -94,6 +94,10 @@ def run_main(work, *args):
         fail(str(exc))
     except KeyboardInterrupt:
         fail("interrupted", code=130)
+    except BrokenPipeError:  # the reader of our output went away (| head): stop quietly, as Unix tools do
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        raise SystemExit(0) from None
     except MemoryError:
         fail("out of memory; use a smaller --limit / --train-limit or close other programs", code=1)
     except OSError as exc:  # a full disk, a folder removed mid-run: the file and the reason, no traceback

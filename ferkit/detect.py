@@ -16,6 +16,19 @@ from .faces import to_grey
 from .paths import DEFAULT_YUNET
 
 DEFAULT_CASCADE = Path(cv2.data.haarcascades) / "haarcascade_frontalface_default.xml"
+# Below this many pixels a side no detector finds a face (and OpenCV refuses an empty resize).
+SMALLEST_FRAME = 8
+
+
+def downscaled(frame: np.ndarray, scale: float) -> np.ndarray | None:
+    """The frame scaled by ``scale`` (area averaging), or None when it would be too small to hold
+    a face (a 1x1 image, a tiny --detect-scale)."""
+    if scale == 1:
+        return frame if min(frame.shape[:2]) >= SMALLEST_FRAME else None
+    size = (int(round(frame.shape[1] * scale)), int(round(frame.shape[0] * scale)))
+    if min(size) < SMALLEST_FRAME:
+        return None
+    return cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
 
 
 @dataclass
@@ -52,11 +65,9 @@ class FaceDetector:
     def detect(self, frame: np.ndarray):
         """(boxes, None): the Haar cascade finds no landmarks."""
         grey = to_grey(frame)
-        small = (
-            grey
-            if self.scale == 1
-            else cv2.resize(grey, None, fx=self.scale, fy=self.scale, interpolation=cv2.INTER_AREA)
-        )
+        small = downscaled(grey, self.scale)
+        if small is None:
+            return np.zeros((0, 4), int), None
         side = max(int(self.min_face * self.scale), 12)
         boxes = self.classifier.detectMultiScale(
             small, scaleFactor=self.scale_factor, minNeighbors=self.min_neighbors, minSize=(side, side)
@@ -115,29 +126,57 @@ class YuNetDetector:
 
     def detect(self, frame: np.ndarray):
         """(boxes (N, 4) int, eyes (N, 2, 2) float: each face's two eye centres as (x, y))."""
-        if frame.ndim == 2 or frame.shape[2] == 1:
-            frame = cv2.cvtColor(frame.reshape(frame.shape[:2]), cv2.COLOR_GRAY2BGR)
-        elif frame.shape[2] == 4:
-            frame = cv2.cvtColor(frame, cv2.COLOR_BGRA2BGR)
-        small = (
-            frame
-            if self.scale == 1
-            else cv2.resize(frame, None, fx=self.scale, fy=self.scale, interpolation=cv2.INTER_AREA)
-        )
+        return self._detect_at(_as_bgr(frame), self.scale)
+
+    def _detect_at(self, frame: np.ndarray, scale: float, keep_scores: bool = False):
+        small = downscaled(frame, scale)
+        if small is None:
+            return (np.zeros((0, 4), int), np.zeros((0, 2, 2))) + ((np.zeros(0),) if keep_scores else ())
         size = (small.shape[1], small.shape[0])
         if size != self._input_size:
             self.net.setInputSize(size)
             self._input_size = size
         _, faces = self.net.detect(small)
         if faces is None or len(faces) == 0:
-            return np.zeros((0, 4), int), np.zeros((0, 2, 2))
-        faces = faces[:, :14] / self.scale
-        faces = faces[np.minimum(faces[:, 2], faces[:, 3]) >= self.min_face]
+            return (np.zeros((0, 4), int), np.zeros((0, 2, 2))) + ((np.zeros(0),) if keep_scores else ())
+        scores = faces[:, 14].copy()
+        faces = faces[:, :14] / scale
+        big_enough = np.minimum(faces[:, 2], faces[:, 3]) >= self.min_face
+        faces, scores = faces[big_enough], scores[big_enough]
         x, y, w, h = faces[:, 0], faces[:, 1], faces[:, 2], faces[:, 3]
         dx, dy, side = self.framing
         cx, cy, s = x + w / 2 + dx * w, y + h / 2 + dy * w, side * w
         boxes = np.round(np.stack([cx - s / 2, cy - s / 2, s, s], axis=1)).astype(int)
-        return boxes, faces[:, 4:8].reshape(-1, 2, 2)
+        eyes = faces[:, 4:8].reshape(-1, 2, 2)
+        return (boxes, eyes, scores) if keep_scores else (boxes, eyes)
+
+    def detect_still(self, frame: np.ndarray):
+        """``detect`` for a single image, where time matters less than finding every face: YuNet
+        finds faces of about 10-300 pixels in the image it sees, so a photo is searched at full
+        size and at every third of that down to ~320 pixels (a 40-pixel face in an 8000-pixel
+        photo, and a face that fills a phone photo), and the boxes are merged by non-maximum
+        suppression. ``scale`` does not apply here."""
+        frame = _as_bgr(frame)
+        scales, long_side = [1.0], max(frame.shape[:2])
+        while long_side * scales[-1] / 3 >= 320:
+            scales.append(scales[-1] / 3)
+        found = [self._detect_at(frame, s, keep_scores=True) for s in scales]
+        boxes = np.concatenate([f[0] for f in found])
+        eyes = np.concatenate([f[1] for f in found])
+        scores = np.concatenate([f[2] for f in found])
+        if len(boxes) <= 1:
+            return boxes, eyes
+        keep = cv2.dnn.NMSBoxes(boxes.tolist(), scores.tolist(), self.score_threshold, self.nms_threshold)
+        keep = np.sort(np.asarray(keep, int).reshape(-1))
+        return boxes[keep], eyes[keep]
+
+
+def _as_bgr(frame: np.ndarray) -> np.ndarray:
+    if frame.ndim == 2 or frame.shape[2] == 1:
+        return cv2.cvtColor(frame.reshape(frame.shape[:2]), cv2.COLOR_GRAY2BGR)
+    if frame.shape[2] == 4:
+        return cv2.cvtColor(frame, cv2.COLOR_BGRA2BGR)
+    return frame
 
 
 DETECTORS = {"yunet": YuNetDetector, "haar": FaceDetector}

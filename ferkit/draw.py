@@ -19,14 +19,17 @@ COLOURS = {
 }
 
 
-def draw(frame: np.ndarray, boxes, probabilities, class_names, fps: float | None, bars: bool) -> np.ndarray:
+def draw(frame: np.ndarray, boxes, probabilities, class_names, fps: float | None, bars: bool, ids=None) -> np.ndarray:
+    """The frame with a box and label per face; ``ids`` (one per face, or None) are drawn before
+    the label as #N, the names of the report's face_N files and of the log's face column."""
     canvas = frame if frame.ndim == 3 and frame.shape[2] == 3 else cv2.cvtColor(to_grey(frame), cv2.COLOR_GRAY2BGR)
     canvas = canvas.copy()
-    for (x, y, w, h), proba in zip(boxes, probabilities):
+    ids = list(ids) if ids is not None else [None] * len(boxes)
+    for (x, y, w, h), proba, face_id in zip(boxes, probabilities, ids):
         best = int(np.argmax(proba))
         colour = COLOURS.get(class_names[best], (0, 255, 0))
         cv2.rectangle(canvas, (x, y), (x + w, y + h), colour, 2)
-        label = f"{class_names[best]} {proba[best]:.0%}"
+        label = ("" if face_id is None else f"#{face_id} ") + f"{class_names[best]} {proba[best]:.0%}"
         (tw, th), _ = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, 0.6, 2)
         top = max(y - th - 8, 0)
         cv2.rectangle(canvas, (x, top), (x + tw + 6, top + th + 8), colour, -1)
@@ -34,7 +37,12 @@ def draw(frame: np.ndarray, boxes, probabilities, class_names, fps: float | None
         if bars:
             draw_bars(canvas, (x, y, w, h), proba, class_names)
     if fps is not None:
-        cv2.putText(canvas, f"{fps:5.1f} FPS", (10, 24), cv2.FONT_HERSHEY_SIMPLEX, 0.7, (0, 255, 0), 2)
+        draw_fps(canvas, fps)
+    return canvas
+
+
+def draw_fps(canvas: np.ndarray, fps: float) -> np.ndarray:
+    cv2.putText(canvas, f"{fps:5.1f} FPS", (10, 24), cv2.FONT_HERSHEY_SIMPLEX, 0.7, (0, 255, 0), 2)
     return canvas
 
 

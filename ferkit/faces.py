@@ -11,6 +11,50 @@ CLASS_NAMES: tuple[str, ...] = ("angry", "disgust", "fear", "happy", "neutral", 
 IMAGE_SIZE = 48
 
 
+def as_image(image) -> np.ndarray:
+    """Any image a user can reasonably hold as a uint8 grey, BGR or BGRA array: uint8; uint16
+    (scaled by 1/257); other integers within 0-255; floats in [0, 1] (scaled by 255) or [0, 255].
+    Anything else is one ``SourceError`` saying why (an empty array, two channels, booleans,
+    NaN, values out of range)."""
+    from .errors import SourceError
+
+    if image is None or not hasattr(image, "shape"):
+        raise SourceError(
+            f"no image to look at (got {type(image).__name__}); give a path, a PIL image or a numpy array "
+            f"(cv2.imread returns None for a missing or unreadable file: check the path)."
+        )
+    image = np.asarray(image)
+    if image.ndim == 3 and image.shape[2] == 1:
+        image = image[:, :, 0]
+    if image.ndim not in (2, 3) or image.size == 0 or (image.ndim == 3 and image.shape[2] not in (3, 4)):
+        raise SourceError(
+            f"an image of shape {image.shape} is not grey (H, W), BGR (H, W, 3) or BGRA (H, W, 4); "
+            f"convert it (two channels, say, are not an image this model can read)."
+        )
+    if image.dtype == np.uint8:
+        return image
+    if image.dtype == np.bool_:
+        raise SourceError("a boolean array is a mask, not an image; give grey or colour pixels (uint8 0-255)")
+    if image.dtype == np.uint16:
+        return (image.astype(np.uint32) // 257).astype(np.uint8)
+    if np.issubdtype(image.dtype, np.floating):
+        if not np.isfinite(image).all():
+            raise SourceError("the image holds NaN or infinite values; give finite pixel values")
+        low, high = float(image.min()), float(image.max())
+        if low >= 0 and high <= 1:  # the [0, 1] convention of skimage, PIL's F mode, matplotlib
+            return np.round(image * 255).astype(np.uint8)
+        if low >= 0 and high <= 255:
+            return np.round(image).astype(np.uint8)
+        raise SourceError(f"float pixels range over [{low:g}, {high:g}]; give values in [0, 1] or [0, 255]")
+    if np.issubdtype(image.dtype, np.integer):
+        if image.min() >= 0 and image.max() <= 255:
+            return image.astype(np.uint8)
+        raise SourceError(
+            f"{image.dtype} pixels range over [{image.min()}, {image.max()}]; give uint8 (0-255) or uint16 pixels"
+        )
+    raise SourceError(f"pixels of type {image.dtype} are not an image; give uint8, uint16 or float pixels")
+
+
 def prepare_face(image: np.ndarray) -> np.ndarray:
     """Turn one face crop of any size, grey or colour, into the 48x48 uint8 grey image the
     model was trained on. Used for dataset images and for live crops alike."""
@@ -22,8 +66,8 @@ def prepare_face(image: np.ndarray) -> np.ndarray:
         image = cv2.cvtColor(image, code)
     if image.ndim != 2 or min(image.shape) < 1:
         raise ValueError(f"expected a grey or BGR image, got an array of shape {image.shape}")
-    if image.dtype != np.uint8:
-        image = np.clip(image, 0, 255).astype(np.uint8)
+    if image.dtype != np.uint8:  # a float face in [0, 1] would otherwise turn black
+        image = as_image(image)
     if image.shape != (IMAGE_SIZE, IMAGE_SIZE):
         shrinking = image.shape[0] > IMAGE_SIZE or image.shape[1] > IMAGE_SIZE
         image = cv2.resize(

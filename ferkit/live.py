@@ -19,7 +19,7 @@ from . import cli
 from .classify import ExpressionClassifier
 from .data import IMAGE_SUFFIXES
 from .detect import DETECTORS, FaceDetector, YuNetDetector
-from .draw import draw
+from .draw import draw, draw_fps
 from .errors import Interrupted, SourceError
 from .facelog import FaceLog
 from .recognizer import Pipeline, Recognizer
@@ -73,13 +73,13 @@ def progress_bar(frames, total: int | None, enabled: bool):
 
 
 def run(args) -> dict:
-    frames, source_fps, still, total = open_source(args.source)
+    frames, source_fps, still, total = open_source(args.source, camera=(args.width, args.height, args.fps))
     if not args.no_display:
         open_window(WINDOW)
     pipeline = build_pipeline(args)
     class_names = pipeline.recognizer.class_names
-    if still:
-        pipeline.detect_every, pipeline.smoother.window = 1, 1
+    if still:  # every image on its own: searched at several scales, no smoothing or tracks across images
+        pipeline.detect_every, pipeline.smoother.window, pipeline.still = 1, 1, True
     log = FaceLog(args.log, class_names) if args.log else None
     output = AnnotatedOutput(args.output, source_fps) if args.output else None
     timeline = ExpressionTimeline(class_names) if args.report else None
@@ -94,12 +94,17 @@ def run(args) -> dict:
     try:
         for frame in frames:
             boxes, proba, ids = pipeline.process(frame)
+            if still:
+                ids = list(range(len(boxes)))
             now = time.perf_counter()
             fps = 1 / max(now - last, 1e-6) if fps is None else 0.9 * fps + 0.1 / max(now - last, 1e-6)
             last = now
             # Video time: frame number over the file's rate; a camera's frames come in real time.
             seconds = n_frames / source_fps if is_file and source_fps else now - started
-            canvas = draw(frame, boxes, proba, class_names, None if still else fps, args.bars)
+            # The frame rate is drawn on the screen only, unless asked for in the saved file too.
+            canvas = draw(
+                frame, boxes, proba, class_names, fps if args.burn_fps and not still else None, args.bars, ids
+            )
             if log:
                 log.write(n_frames, seconds, pipeline.recognizer.faces(boxes, proba, ids))
             if timeline:
@@ -107,7 +112,8 @@ def run(args) -> dict:
             if output:
                 output.write(canvas)
             n_frames, n_faces = n_frames + 1, n_faces + len(boxes)
-            if not args.no_display and not show(WINDOW, canvas, wait=still):
+            on_screen = canvas if still or args.burn_fps else draw_fps(canvas.copy(), fps)
+            if not args.no_display and not show(WINDOW, on_screen, wait=still):
                 break
             if args.max_frames and n_frames >= args.max_frames:
                 break
@@ -160,7 +166,15 @@ def parse_args(argv=None):
     p.add_argument("--cascade", type=Path, default=FaceDetector.cascade, help="Haar cascade XML (--detector haar)")
     p.add_argument("--no-align", action="store_true", help="do not rotate faces upright by their eyes (YuNet)")
     p.add_argument("--no-display", action="store_true", help="run without a window")
-    p.add_argument("--output", help="write the annotated video (.mp4/.avi) or image (.jpg/.png)")
+    p.add_argument(
+        "--output",
+        help="write the annotated video (.mp4/.mkv/.mov: H.264 with PyAV installed, which browsers play; .webm: "
+        "VP9; .avi: MJPG) or image (.jpg/.png)",
+    )
+    p.add_argument("--burn-fps", action="store_true", help="also draw the frame rate into --output (always on screen)")
+    p.add_argument("--width", type=int, help="ask the camera for this frame width (a webcam --source)")
+    p.add_argument("--height", type=int, help="ask the camera for this frame height")
+    p.add_argument("--fps", type=float, help="ask the camera for this frame rate")
     p.add_argument("--log", help="write one row per face per frame (.csv, or .jsonl for JSON lines)")
     p.add_argument(
         "--report", type=Path, help="write a per-face timeline plot and a summary CSV into this folder at the end"
@@ -203,6 +217,10 @@ def parse_args(argv=None):
         p.error("--scale-factor must be greater than 1")
     if not 0 < args.score_threshold < 1:
         p.error("--score-threshold must be between 0 and 1")
+    for flag in ("width", "height", "fps"):
+        value = getattr(args, flag)
+        if value is not None and not (0 < value <= 16384):
+            p.error(f"--{flag} must be a positive number (and at most 16384)")
     if args.max_frames < 0:
         p.error("--max-frames must be at least 0 (0 = until the end)")
     if args.min_neighbors < 0:

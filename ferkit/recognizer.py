@@ -5,22 +5,25 @@ detection every few frames and per-face smoothing. ``realtime.py`` uses exactly 
     import cv2
     from ferkit import Recognizer
 
-    recognizer = Recognizer()                      # models/fer_cnn.keras + the YuNet detector
-    for face in recognizer(cv2.imread("photo.jpg")):
+    recognizer = Recognizer()                      # models/fer_cnn.onnx + the YuNet detector
+    for face in recognizer("photo.jpg"):           # a path, a PIL image or a numpy array
         print(face.box, face.label, f"{face.confidence:.0%}")
+    recognizer(["a.jpg", "b.png"])                 # a list: a list of results, one model call
 """
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 
+import cv2
 import numpy as np
 
 from .classify import ExpressionClassifier
 from .detect import YuNetDetector
 from .errors import SourceError
-from .faces import crop_faces, to_grey
+from .faces import as_image, crop_faces, to_grey
 from .paths import DEFAULT_MODEL_PATH
 from .track import FaceSmoother
 
@@ -57,9 +60,12 @@ class Recognizer:
         self.align = align
         self.class_names = self.classifier.class_names
 
-    def detect(self, frame: np.ndarray):
-        """(boxes, eyes or None) for a frame; eyes only when aligning and the detector finds them."""
-        if hasattr(self.detector, "detect"):
+    def detect(self, frame: np.ndarray, still: bool = False):
+        """(boxes, eyes or None) for a frame; eyes only when aligning and the detector finds them.
+        ``still``: a single image, searched at several scales where the detector can."""
+        if still and hasattr(self.detector, "detect_still"):
+            boxes, eyes = self.detector.detect_still(frame)
+        elif hasattr(self.detector, "detect"):
             boxes, eyes = self.detector.detect(frame)
         else:
             boxes, eyes = self.detector(frame), None
@@ -86,16 +92,42 @@ class Recognizer:
             )
         return results
 
-    def __call__(self, image: np.ndarray) -> list[Face]:
-        """Every face in a BGR, BGRA or grey image with its expression."""
-        if image is None or not hasattr(image, "shape") or np.asarray(image).ndim not in (2, 3) or not image.size:
-            raise SourceError(
-                "no image to look at (got None or an empty array); cv2.imread returns None for a missing or "
-                "unreadable file: check the path."
-            )
-        image = np.asarray(image)
-        boxes, eyes = self.detect(image)
-        return self.faces(boxes, self.classify(to_grey(image), boxes, eyes))
+    def __call__(self, image):
+        """Every face in an image with its expression. ``image``: a path, a PIL image, or an array
+        (grey, BGR or BGRA; uint8, uint16 or float); or a list of those, for a list of results
+        with the faces of all the images classified in one model call."""
+        if isinstance(image, (list, tuple)):
+            return self.batch(image)
+        return self.batch([image])[0]
+
+    def batch(self, images) -> list[list[Face]]:
+        frames = [load_image(image) for image in images]
+        found = [self.detect(frame, still=True) for frame in frames]
+        crops = [c for frame, (boxes, eyes) in zip(frames, found) for c in crop_faces(to_grey(frame), boxes, eyes)]
+        proba = self.classifier(crops)
+        results, start = [], 0
+        for boxes, _ in found:
+            results.append(self.faces(boxes, proba[start : start + len(boxes)]))
+            start += len(boxes)
+        return results
+
+
+def load_image(image) -> np.ndarray:
+    """An array for a path (any format OpenCV reads), a PIL image (as BGR) or an array; one
+    ``SourceError`` for anything else."""
+    if isinstance(image, (str, os.PathLike)):
+        path = Path(image).expanduser()
+        if not path.is_file():
+            raise SourceError(f"image {path} not found; check the path")
+        data = np.fromfile(path, np.uint8)  # also reads names OpenCV's imread cannot (non-ASCII)
+        frame = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+        if frame is None:
+            raise SourceError(f"{path} is not an image OpenCV can read (JPEG, PNG, BMP, TIFF, WebP, ...)")
+        return as_image(frame)
+    if hasattr(image, "convert") and hasattr(image, "mode"):  # a PIL image, without importing PIL
+        rgb = np.asarray(image.convert("RGBA" if "A" in image.mode else "RGB"))
+        return cv2.cvtColor(rgb, cv2.COLOR_RGBA2BGRA if rgb.shape[2] == 4 else cv2.COLOR_RGB2BGR)
+    return as_image(image)
 
 
 @dataclass
@@ -106,14 +138,16 @@ class Pipeline:
     recognizer: Recognizer
     smoother: FaceSmoother = field(default_factory=FaceSmoother)
     detect_every: int = 2
+    still: bool = False  # single images: detection at several scales (Recognizer.detect)
     boxes: np.ndarray = field(default_factory=lambda: np.zeros((0, 4), int))
     eyes: np.ndarray | None = None
     frame_index: int = 0
 
     def process(self, frame: np.ndarray):
         """Return (boxes, smoothed probabilities, face ids) for one frame."""
+        frame = as_image(frame)
         if self.frame_index % self.detect_every == 0:
-            self.boxes, self.eyes = self.recognizer.detect(frame)
+            self.boxes, self.eyes = self.recognizer.detect(frame, self.still)
         self.frame_index += 1
         proba = self.recognizer.classify(to_grey(frame), self.boxes, self.eyes)
         smoothed, ids = self.smoother.update(self.boxes, proba)
