@@ -41,10 +41,14 @@ def parse_args(argv=None):
         p.error("give at least two models to average")
     cli.check_output_file(p, "--out", args.out, {".keras"})
     cli.refuse_same(p, {"--out": args.out}, {f"member {i + 1}": m for i, m in enumerate(args.models)})
+    onnx = [str(m) for m in args.models if m.suffix.lower() == ".onnx"]
+    if onnx:
+        p.error(f"{onnx[0]} is an ONNX export; average the .keras models, then export the average with export.py")
     return args
 
 
 def compare(args) -> dict:
+    cli.import_keras_quietly()
     loaded = [load_model(path) for path in args.models]
     names = {names for _, names in loaded}
     if len(names) != 1:

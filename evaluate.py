@@ -68,6 +68,7 @@ def parse_args(argv=None):
         "--reliability": args.reliability,
     }
     cli.refuse_same(p, outputs, {"--model": args.model, "--data": args.data})
+    cli.refuse_duplicates(p, outputs)
     if args.calibrate and args.model.suffix.lower() == ".onnx":
         p.error(
             "--calibrate folds a temperature into a .keras model; calibrate models/fer_cnn.keras (say), then "

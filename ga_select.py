@@ -63,13 +63,19 @@ def parse_args(argv=None):
     )
     p.add_argument("--population", type=int, default=D.population, help="subsets per generation")
     p.add_argument("--generations", type=int, default=D.generations, help="most generations per seed")
-    p.add_argument("--crossover", type=float, default=D.crossover, help="chance a pair of parents is crossed")
-    p.add_argument("--mutation", type=float, default=D.mutation, help="chance a child is mutated")
+    p.add_argument(
+        "--crossover", type=cli.finite_float, default=D.crossover, help="chance a pair of parents is crossed"
+    )
+    p.add_argument("--mutation", type=cli.finite_float, default=D.mutation, help="chance a child is mutated")
     p.add_argument("--max-features", type=int, default=D.max_features, help="largest subset the GA may choose")
     p.add_argument("--min-features", type=int, default=D.min_features, help="smallest subset the GA may choose")
-    p.add_argument("--init-ranked", type=float, default=D.init_ranked, help="share of first masks from rankings")
+    p.add_argument(
+        "--init-ranked", type=cli.finite_float, default=D.init_ranked, help="share of first masks from rankings"
+    )
     p.add_argument("--trees", type=int, default=D.trees, help="trees per fitness forest")
-    p.add_argument("--max-samples", type=float, default=D.max_samples, help="bootstrap share per fitness tree")
+    p.add_argument(
+        "--max-samples", type=cli.finite_float, default=D.max_samples, help="bootstrap share per fitness tree"
+    )
     p.add_argument("--min-samples-leaf", type=int, default=D.min_samples_leaf, help="leaf size of the fitness trees")
     p.add_argument(
         "--fitness-samples", type=int, default=D.fitness_samples, help="training rows used for fitness (0 = all)"
@@ -93,8 +99,8 @@ def parse_args(argv=None):
     for name in ("train_limit", "test_limit"):
         if getattr(args, name) < 0:
             p.error(f"--{name.replace('_', '-')} must be at least 0 (0 = all)")
-    if args.size < XCEPTION_MIN_SIZE:
-        p.error(f"--size must be at least {XCEPTION_MIN_SIZE} (Xception's smallest input)")
+    if not XCEPTION_MIN_SIZE <= args.size <= 299:
+        p.error(f"--size must be between {XCEPTION_MIN_SIZE} (Xception's smallest input) and 299 (its native size)")
     cli.check(p, lambda: ga_config(args, seed=0).validate(XCEPTION_FEATURES))
     cli.check_output_dir(p, "--models-dir", args.models_dir)
     cli.check_output_dir(p, "--plots-dir", args.plots_dir)
@@ -205,6 +211,7 @@ def run(args) -> dict:
     if args.test_limit:
         idx = stratified_subset(test.y, args.test_limit, seed=0)
         test = Split(test.x[idx], test.y[idx])
+    cli.import_keras_quietly()
     model = load_xception(args.weights, args.size)
     extract_started = time.time()
     x_train = cached_features(train.x, train.y, args.weights, args.size, args.cache_dir, model, "train features")

@@ -12,12 +12,13 @@ interruption to resume (``--fresh`` starts over).
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from ferkit import cli
 from ferkit.checkpoint_folder import CheckpointFolder
 from ferkit.classify import TTA_MODES
-from ferkit.errors import CheckpointError
+from ferkit.errors import CheckpointError, ParameterError
 from ferkit.networks import ARCHITECTURES, AUGMENTATIONS
 from ferkit.report import format_report
 from ferkit.trainconfig import OPTIMIZERS, PRESETS, SCHEDULES, TrainConfig
@@ -45,9 +46,11 @@ def parse_args(argv=None) -> TrainConfig:
         help="a named recipe (its settings become the defaults; flags you give override them): "
         + "; ".join(f"{name}: " + " ".join(f"{k}={v}" for k, v in preset.items()) for name, preset in PRESETS.items()),
     )
-    p.add_argument("--lr", type=float, default=D.lr, help="(peak) learning rate")
+    p.add_argument("--lr", type=cli.finite_float, default=D.lr, help="(peak) learning rate")
     p.add_argument("--optimizer", choices=OPTIMIZERS, default=D.optimizer, help="sgd: Nesterov momentum 0.9")
-    p.add_argument("--weight-decay", type=float, default=D.weight_decay, help="decoupled weight decay (0 = off)")
+    p.add_argument(
+        "--weight-decay", type=cli.finite_float, default=D.weight_decay, help="decoupled weight decay (0 = off)"
+    )
     p.add_argument("--warmup-epochs", type=int, default=D.warmup_epochs, help="linear warm-up before the cosine decay")
     p.add_argument(
         "--schedule",
@@ -62,10 +65,10 @@ def parse_args(argv=None) -> TrainConfig:
         default=D.init_from,
         help="start from the weights of a saved model of the same --arch (a warm restart)",
     )
-    p.add_argument("--lr-factor", type=float, default=D.lr_factor, help="ReduceLROnPlateau factor")
+    p.add_argument("--lr-factor", type=cli.finite_float, default=D.lr_factor, help="ReduceLROnPlateau factor")
     p.add_argument("--lr-patience", type=int, default=D.lr_patience, help="ReduceLROnPlateau patience (epochs)")
-    p.add_argument("--min-lr", type=float, default=D.min_lr)
-    p.add_argument("--label-smoothing", type=float, default=D.label_smoothing)
+    p.add_argument("--min-lr", type=cli.finite_float, default=D.min_lr)
+    p.add_argument("--label-smoothing", type=cli.finite_float, default=D.label_smoothing)
     p.add_argument(
         "--augment",
         nargs="?",
@@ -75,7 +78,7 @@ def parse_args(argv=None) -> TrainConfig:
         help="light (the flag alone): random flip/shift/rotate/zoom; strong: also box scale +-15%%, "
         "brightness, contrast, blur and random erasing; none: off (to override a --preset)",
     )
-    p.add_argument("--mixup", type=float, default=D.mixup, help="mixup alpha (0 = off; 0.2 is typical)")
+    p.add_argument("--mixup", type=cli.finite_float, default=D.mixup, help="mixup alpha (0 = off; 0.2 is typical)")
     p.add_argument("--class-weights", action="store_true", help="weight classes by inverse frequency")
     p.add_argument(
         "--teacher",
@@ -91,7 +94,9 @@ def parse_args(argv=None) -> TrainConfig:
         default=D.teacher_tta,
         help="how the teachers read each training face (once, before training)",
     )
-    p.add_argument("--distill", type=float, default=D.distill, help="the teachers' share of the targets, in (0, 1]")
+    p.add_argument(
+        "--distill", type=cli.finite_float, default=D.distill, help="the teachers' share of the targets, in (0, 1]"
+    )
     p.add_argument(
         "--tta",
         nargs="?",
@@ -104,7 +109,7 @@ def parse_args(argv=None) -> TrainConfig:
     p.add_argument("--limit", type=int, default=D.limit, help="train on a stratified subset of N images")
     p.add_argument(
         "--val-fraction",
-        type=float,
+        type=cli.finite_float,
         default=D.val_fraction,
         help="share of train held out for validation when the data has no validation split",
     )
@@ -149,13 +154,26 @@ def parse_args(argv=None) -> TrainConfig:
         p.set_defaults(**PRESETS[preset])
     args = p.parse_args(argv)
     args.__dict__.pop("preset")
+    given = {
+        a.dest for a in p._actions if any(o in (argv if argv is not None else sys.argv[1:]) for o in a.option_strings)
+    }
+    from_preset = set(PRESETS[preset]) - given if preset else set()
+    if "warmup_epochs" in from_preset and args.warmup_epochs >= args.epochs:
+        # A preset's warm-up is sized for its own length; fit it to a shorter run instead of refusing it.
+        fitted = max(0, (args.epochs - 1) // 4)
+        print(f"note: --preset {preset}'s {args.warmup_epochs} warm-up epochs shortened to {fitted} for {args.epochs}")
+        args.warmup_epochs = fitted
     if args.augment == "none":
         args.augment = False
     if args.teacher_tta == "none":
         args.teacher_tta = False
     overwrite = args.__dict__.pop("overwrite")
     config = TrainConfig(**vars(args))
-    cli.check(p, config.validate)
+    try:
+        config.validate()
+    except ParameterError as exc:
+        came = f" (set by --preset {preset}; give the flag to override it)" if exc.param in from_preset else ""
+        p.error(exc.as_flag() + came)
     for flag, folder in (("--models-dir", config.models_dir), ("--plots-dir", config.plots_dir)):
         cli.check_output_dir(p, flag, folder)
     cli.check_output_dir(p, "--checkpoint-dir", config.checkpoint_dir)
@@ -211,6 +229,7 @@ def report(metrics: dict) -> None:
 
 
 def _train(config: TrainConfig) -> dict:
+    cli.import_keras_quietly()
     from ferkit.training import train  # imports Keras (and its backend): after the arguments are read
 
     return train(config)

@@ -17,7 +17,8 @@ def replacing(path: Path, suffix: str):
     on failure it is removed, so readers only ever see a complete file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=suffix)
+    remove_stale(path.parent, f".{path.name}.tmp-*")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.tmp-{os.getpid()}-", suffix=suffix)
     os.close(fd)
     umask = os.umask(0)
     os.umask(umask)
@@ -44,7 +45,30 @@ def partial_name(path: Path) -> Path:
     """Where a file being written goes until it is complete: a hidden name beside ``path`` with
     the same extension (video writers and image encoders choose their format by it)."""
     path = Path(path)
+    remove_stale(path.parent, f".{path.stem}.partial-*{path.suffix}")
     return path.with_name(f".{path.stem}.partial-{os.getpid()}{path.suffix}")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: alive
+        return True
+    return True
+
+
+def remove_stale(folder: Path, pattern: str) -> None:
+    """Remove the temporary files matching ``pattern`` that a killed process of ours left behind
+    (their name carries the writer's process id; a live writer's files are left alone)."""
+    for leftover in Path(folder).glob(pattern):
+        tail = (
+            leftover.name.split(".partial-")[-1] if ".partial-" in leftover.name else leftover.name.split(".tmp-")[-1]
+        )
+        pid = tail.split("-")[0].split(".")[0]
+        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            leftover.unlink(missing_ok=True)
 
 
 def finish(partial: Path, path: Path) -> Path:

@@ -20,7 +20,8 @@ OWN_PATTERNS = (
     "epoch[0-9]*.keras",
     "teacher.npz",
     "teacher.npz.damaged",
-    "tmp*.keras",  # atomic writes cut short by a kill (ferkit.atomic.replacing)
+    ".*.tmp-*",  # atomic writes cut short by a kill (ferkit.atomic.replacing)
+    "tmp*.keras",  # the same, as older versions named them
     "tmp*.tmp",
     "tmp*.tmp.npz",
 )

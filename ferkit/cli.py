@@ -5,6 +5,7 @@ package's errors into one line on stderr and an exit code. Only scripts call ``r
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import signal
 import sys
@@ -25,6 +26,18 @@ def parser(doc: str | None) -> argparse.ArgumentParser:
     # No abbreviations: a misspelt --epoch must be an error, not silently --epochs (or worse,
     # a run with default outputs that replaces the shipped model).
     return argparse.ArgumentParser(description=doc, formatter_class=_HelpFormatter, allow_abbrev=False)
+
+
+def finite_float(text: str) -> float:
+    """An argparse type: a float that is a real number (NaN and infinity pass every range check
+    written as comparisons, and then train on NaN or hang)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text} is not a finite number")
+    return value
 
 
 def add_common(p: argparse.ArgumentParser, *names: str) -> None:
@@ -99,7 +112,7 @@ def run_main(work, *args):
         os.dup2(devnull, sys.stdout.fileno())
         raise SystemExit(0) from None
     except MemoryError:
-        fail("out of memory; use a smaller --limit / --train-limit or close other programs", code=1)
+        fail("out of memory; use less data (a smaller limit of this script's) or close other programs", code=1)
     except OSError as exc:  # a full disk, a folder removed mid-run: the file and the reason, no traceback
         where = f" ({exc.filename})" if exc.filename else ""
         fail(f"{exc.strerror or exc}{where}; check the disk and the folder's permissions, then rerun", code=1)
@@ -165,6 +178,18 @@ def refuse_same(p: argparse.ArgumentParser, outputs: dict, inputs: dict) -> None
                 p.error(
                     f"{out_flag} {out} is also the {in_flag}; writing it would destroy the input. Choose another name"
                 )
+
+
+def refuse_duplicates(p: argparse.ArgumentParser, outputs: dict) -> None:
+    """Refuse two outputs with one path: the second would silently overwrite the first."""
+    seen = {}
+    for flag, path in outputs.items():
+        if path is None:
+            continue
+        key = Path(path).expanduser().resolve()
+        if key in seen:
+            p.error(f"{seen[key]} and {flag} both name {path}; give each output its own file")
+        seen[key] = flag
 
 
 @contextmanager

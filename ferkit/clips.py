@@ -119,6 +119,20 @@ def hard_frames(frames_per_scene: int = 12, size: tuple[int, int] = DEMO_SIZE, s
             yield frame, np.array(boxes, int).reshape(-1, 4), scene
 
 
+def small_face_stills(n: int = 24, size: tuple[int, int] = (1280, 720), sides=(32, 46), seed: int = 1):
+    """Stills with one small face each (``sides`` px, at a random place): (frame, true boxes,
+    "small") like ``hard_frames``, for the smallest faces a photo search must find."""
+    rng = np.random.default_rng(seed)
+    photo = demo_photo()
+    width, height = size
+    for _ in range(n):
+        frame = _background(rng, size)
+        side = rng.uniform(*sides)
+        centre = (rng.uniform(0.1, 0.9) * width, rng.uniform(0.15, 0.85) * height)
+        box = _place(frame, photo, side, centre, rng.uniform(-5, 5))
+        yield frame, np.array([box], int), "small"
+
+
 def match_faces(found: np.ndarray, truth: np.ndarray) -> int:
     """How many true faces a detector found. A true box (the visible part of the face) counts
     when a found box's centre lies in it and the found box's side is between half its shorter

@@ -93,6 +93,12 @@ def canonical_class(name: str, where: Path) -> str:
 
 
 def _class_dirs(folder: Path) -> list[tuple[str, Path]]:
+    for entry in folder.iterdir():  # a class that cannot be read must not vanish from training silently
+        if entry.is_symlink() and not entry.name.startswith(".") and not entry.exists():
+            raise DatasetError(
+                f"{entry} is a link that leads nowhere (broken, or a loop); fix or remove it: a class folder "
+                f"that cannot be read would leave its class out of the data."
+            )
     dirs = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not dirs:
         raise DatasetError(
@@ -218,8 +224,19 @@ def _decode_to_disk(items, path: Path, progress: bool) -> tuple[np.ndarray, np.n
 
 def _read_csv(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     usage_group = {"training": TRAIN, "publictest": VAL, "privatetest": TEST}
+    try:
+        return _read_csv_rows(path, usage_group)
+    except UnicodeDecodeError as exc:
+        raise DatasetError(
+            f"{path} is not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset {exc.start}); save it as "
+            f"UTF-8 CSV (the FER2013 csv is plain ASCII)."
+        ) from None
+
+
+def _read_csv_rows(path: Path, usage_group: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     xs, ys, groups = [], [], []
-    with open(path, newline="") as f:
+    # utf-8-sig: spreadsheet programs' "CSV UTF-8" starts with a byte-order mark.
+    with open(path, newline="", encoding="utf-8-sig") as f:
         reader = csv.DictReader(f)
         columns = {c.strip().lower(): c for c in (reader.fieldnames or [])}
         if "emotion" not in columns or "pixels" not in columns:
@@ -231,7 +248,7 @@ def _read_csv(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
             try:
                 code = int(row[columns["emotion"]])
                 pixels = np.array(row[columns["pixels"]].split(), dtype=np.int64)
-            except (TypeError, ValueError):
+            except (TypeError, ValueError, AttributeError):  # AttributeError: a row with no pixels column
                 raise DatasetError(
                     f"{path}, line {line}: emotion must be an integer and pixels "
                     f"space-separated integers; fix or remove that row."

@@ -3,14 +3,14 @@ probabilities: it takes the same faces and gives the same seven outputs as a sin
 
 from __future__ import annotations
 
-import keras
-
 from .errors import ModelFileError
 
 
-def average_models(members: list) -> keras.Model:
-    """One functional model whose output is the mean of the members' class probabilities.
+def average_models(members: list):
+    """One functional Keras model whose output is the mean of the members' class probabilities.
     The members are renamed (nested models need unique names)."""
+    import keras
+
     shapes = {tuple(m.input_shape[1:]) for m in members}
     outputs = {m.output_shape[-1] for m in members}
     if len(shapes) != 1 or len(outputs) != 1:

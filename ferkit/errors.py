@@ -47,6 +47,10 @@ class ParameterError(FerError, ValueError):
         return f"--{self.param.replace('_', '-')} {self.problem}"
 
 
+class TrainingDiverged(FerError, RuntimeError):
+    """The training loss stopped being a number; the message says which setting to change."""
+
+
 class Interrupted(FerError):
     """Work stopped by the user (Ctrl-C); what was finished is saved and the message says where.
     Scripts exit with code 130 for it."""

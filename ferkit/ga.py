@@ -81,7 +81,11 @@ class GAConfig:
             ("fitness_samples", self.fitness_samples >= 0, "must be at least 0 (0 = all)"),
             ("candidates", self.candidates >= 1, "must be at least 1"),
             ("patience", self.patience >= 1, "must be at least 1"),
-            ("jobs", self.jobs >= 1, "must be at least 1"),
+            (
+                "jobs",
+                1 <= self.jobs <= 4 * (os.cpu_count() or 1),
+                f"must be between 1 and {4 * (os.cpu_count() or 1)} (4 per core: each holds the features)",
+            ),
         ]
         for param, ok, problem in checks:
             if not ok:
@@ -104,11 +108,29 @@ def _init_fitness_data(x, y, config: GAConfig) -> None:
     _FIT.update(x=x, y=y, config=config)
 
 
+def _end_with_parent() -> None:
+    """On Linux, have the kernel send this worker SIGTERM when the main process dies (even by
+    SIGKILL): otherwise it lives on and prints BrokenPipe tracebacks into the user's terminal."""
+    import ctypes
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() == 1:  # the parent died before prctl took effect
+        os._exit(0)
+
+
 def _init_worker(x=None, y=None, config=None) -> None:
     # Ctrl-C goes to the main process, which stops the pool; workers must not print tracebacks,
     # and the pool's own SIGTERM must simply end them (not the parent's stop-like-Ctrl-C handler).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    _end_with_parent()
     if x is not None:
         _init_fitness_data(x, y, config)
 

@@ -161,7 +161,10 @@ def parse_args(argv=None):
     )
     p.add_argument("--yunet", type=Path, default=YuNetDetector.model, help="YuNet .onnx model (shipped in models/)")
     p.add_argument(
-        "--score-threshold", type=float, default=YuNetDetector.score_threshold, help="YuNet's face score cut-off"
+        "--score-threshold",
+        type=cli.finite_float,
+        default=YuNetDetector.score_threshold,
+        help="YuNet's face score cut-off",
     )
     p.add_argument("--cascade", type=Path, default=FaceDetector.cascade, help="Haar cascade XML (--detector haar)")
     p.add_argument("--no-align", action="store_true", help="do not rotate faces upright by their eyes (YuNet)")
@@ -174,7 +177,7 @@ def parse_args(argv=None):
     p.add_argument("--burn-fps", action="store_true", help="also draw the frame rate into --output (always on screen)")
     p.add_argument("--width", type=int, help="ask the camera for this frame width (a webcam --source)")
     p.add_argument("--height", type=int, help="ask the camera for this frame height")
-    p.add_argument("--fps", type=float, help="ask the camera for this frame rate")
+    p.add_argument("--fps", type=cli.finite_float, help="ask the camera for this frame rate")
     p.add_argument("--log", help="write one row per face per frame (.csv, or .jsonl for JSON lines)")
     p.add_argument(
         "--report", type=Path, help="write a per-face timeline plot and a summary CSV into this folder at the end"
@@ -194,12 +197,15 @@ def parse_args(argv=None):
     )
     p.add_argument(
         "--detect-scale",
-        type=float,
+        type=cli.finite_float,
         default=YuNetDetector.scale,
         help="downscale factor of the frame the detector sees",
     )
     p.add_argument(
-        "--scale-factor", type=float, default=FaceDetector.scale_factor, help="Haar detectMultiScale scaleFactor"
+        "--scale-factor",
+        type=cli.finite_float,
+        default=FaceDetector.scale_factor,
+        help="Haar detectMultiScale scaleFactor",
     )
     p.add_argument(
         "--min-neighbors", type=int, default=FaceDetector.min_neighbors, help="Haar detectMultiScale minNeighbors"

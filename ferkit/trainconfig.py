@@ -5,6 +5,7 @@ share with its checkpoint. No Keras here, so ``train_cnn.py --help`` answers at 
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -110,6 +111,20 @@ class TrainConfig:
 
     def validate(self) -> None:
         """Raise ``ParameterError`` for the first setting out of range."""
+        for name in (
+            "lr",
+            "min_lr",
+            "weight_decay",
+            "label_smoothing",
+            "mixup",
+            "distill",
+            "val_fraction",
+            "lr_factor",
+        ):
+            if not math.isfinite(getattr(self, name)):
+                raise ParameterError(name, "must be a finite number")
+        if not 0 <= self.seed < 2**32:
+            raise ParameterError("seed", "must be between 0 and 4294967295 (NumPy's seed range)")
         checks = [
             ("arch", self.arch in ARCHITECTURES, f"must be one of {', '.join(ARCHITECTURES)}"),
             ("schedule", self.schedule in SCHEDULES, f"must be one of {', '.join(SCHEDULES)}"),

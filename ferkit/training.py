@@ -20,7 +20,7 @@ from .classify import accuracy, predict_proba, tta_options
 from .data import load_dataset, stratified_subset
 from .distill import blend_targets, cached_teacher_probabilities
 from .distribute import Plan, data_parallel, split_cpu
-from .errors import Interrupted, ModelFileError, ParameterError
+from .errors import Interrupted, ModelFileError, ParameterError, TrainingDiverged
 from .modelfile import copy_weights, inference_copy, load_model, save_model
 from .networks import build_model
 from .report import classification_summary, plot_confusion, plot_history
@@ -53,6 +53,11 @@ def warm_start(model, path: Path) -> None:
             f"the model to start from ({path}) is {source.name!r} but this run builds {model.name!r}; "
             f"train with the architecture it was trained with ({source.name.removeprefix('fer_')})."
         )
+    if source.output_shape[-1] != model.output_shape[-1]:
+        raise ModelFileError(
+            f"the model to start from ({path}) gives {source.output_shape[-1]} classes but this data has "
+            f"{model.output_shape[-1]}; start from a model trained on these classes, or leave --init-from out."
+        )
     copy_weights(source, model)
 
 
@@ -82,6 +87,19 @@ def class_weight_for(y: np.ndarray, num_classes: int) -> dict[int, float]:
     counts = np.bincount(y, minlength=num_classes).astype(float)
     weights = len(y) / (num_classes * np.maximum(counts, 1))
     return {i: float(w) for i, w in enumerate(weights)}
+
+
+class StopOnNaN(keras.callbacks.Callback):
+    """A loss that is no longer a number (a learning rate far too high) stops the run with one
+    clear error before the epoch's checkpoint, so no NaN model is ever saved."""
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not np.isfinite(loss):
+            raise TrainingDiverged(
+                f"the training loss became {loss} (batch {batch + 1}); the learning rate is too high for this "
+                f"model: lower --lr (the last good epoch's checkpoint is kept; add --fresh to start over)"
+            )
 
 
 def checkpoint_dir_for(config: TrainConfig) -> Path:
@@ -175,7 +193,13 @@ def _fit(config: TrainConfig, data, train_split, plan: Plan, folder: CheckpointF
                 initial_epoch=state["epoch"],
                 callbacks=[
                     c
-                    for c in (EpochRandomness(batches, config.seed), plateau, *restore, plan.writer and checkpoint)
+                    for c in (
+                        StopOnNaN(),
+                        EpochRandomness(batches, config.seed),
+                        plateau,
+                        *restore,
+                        plan.writer and checkpoint,
+                    )
                     if c
                 ],
                 verbose=1 if sys.stdout.isatty() else 2,

@@ -15,7 +15,7 @@ from ferkit import classify, clips, detect, networks, track, video
 from ferkit.classify import predict_proba
 from ferkit.faces import CLASS_NAMES, crop_faces, eye_angle, prepare_face, to_grey
 from ferkit.modelfile import read_class_names, save_model
-from ferkit.paths import DEFAULT_MODEL_PATH
+from ferkit.paths import DEFAULT_MODEL_PATH, INT8_MODEL_PATH, KERAS_MODEL_PATH
 
 
 @pytest.fixture(scope="module")
@@ -159,14 +159,15 @@ def test_missing_window_support_says_how_to_get_it(model_path, monkeypatch, caps
     assert "no window support" in err and "--no-display" in err
 
 
-SHIPPED = DEFAULT_MODEL_PATH
+SHIPPED = KERAS_MODEL_PATH
 
 
 @pytest.mark.skipif(not SHIPPED.exists(), reason="no shipped model at models/fer_cnn.keras")
 def test_shipped_model_is_small_safe_and_labels_the_demo_face(tmp_path):
     import keras
 
-    assert SHIPPED.stat().st_size < 20 * 2**20
+    for shipped in (SHIPPED, DEFAULT_MODEL_PATH, INT8_MODEL_PATH):
+        assert shipped.stat().st_size < 20 * 2**20
     model = keras.models.load_model(SHIPPED, safe_mode=True, compile=False)
     assert model.output_shape == (None, 7) and read_class_names(SHIPPED) == CLASS_NAMES
     log = tmp_path / "demo.jsonl"

@@ -1,0 +1,195 @@
+"""Everyday jobs: a folder of photos into a table, the API on paths, PIL images, lists and any
+reasonable array, stills searched at several scales, browser-playable video, quick --help."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+from conftest import ROOT
+
+import analyze
+import realtime
+from ferkit import Pipeline, Recognizer, clips
+from ferkit.classify import ExpressionClassifier
+from ferkit.errors import SourceError
+from ferkit.paths import DEFAULT_MODEL_PATH
+
+pytestmark = pytest.mark.skipif(not DEFAULT_MODEL_PATH.exists(), reason="no shipped model")
+
+
+@pytest.fixture(scope="module")
+def recognizer():
+    return Recognizer()
+
+
+@pytest.fixture
+def photos(tmp_path):
+    """Six photos with one face each, two levels deep, and a file that is not an image."""
+    root = tmp_path / "photos"
+    (root / "trip" / "day2").mkdir(parents=True)
+    for i, frame in enumerate(clips.demo_frames(6)):
+        folder = root if i < 2 else root / "trip" if i < 4 else root / "trip" / "day2"
+        cv2.imwrite(str(folder / f"p{i}.{'png' if i % 2 else 'jpg'}"), frame)
+    (root / "notes.jpg").write_text("not an image")
+    return root
+
+
+def test_a_folder_of_photos_becomes_one_row_per_face(photos, tmp_path, capsys):
+    out = tmp_path / "results.csv"
+    summary = analyze.main([str(photos), "--log", str(out), "--annotate", str(tmp_path / "ann"), "--quiet"])
+    rows = list(csv.DictReader(out.open()))
+    assert summary["images"] == 6 and summary["faces"] == 6 and len(rows) == 6
+    assert summary["unreadable"] == [str(photos / "notes.jpg")]
+    assert {r["file"] for r in rows} == {
+        "p0.jpg",
+        "p1.png",
+        "trip/p2.jpg",
+        "trip/p3.png",
+        "trip/day2/p4.jpg",
+        "trip/day2/p5.png",
+    }
+    for row in rows:
+        probabilities = [float(row[c]) for c in ("angry", "disgust", "fear", "happy", "neutral", "sad", "surprise")]
+        assert abs(sum(probabilities) - 1) < 2e-3 and row["face"] == "0"
+        assert float(row["confidence"]) == max(probabilities) and int(row["w"]) > 40
+        assert cv2.imread(str(tmp_path / "ann" / row["file"])) is not None  # named after its source
+    assert "skipped" in capsys.readouterr().err
+
+    analyze.main([str(photos / "p0.jpg"), "--log", "-", "--quiet"])  # rows on the terminal
+    printed = capsys.readouterr().out.strip().splitlines()
+    assert printed[0].startswith("file,face,x,y,w,h,label,confidence") and printed[1].startswith("p0.jpg,0,")
+    analyze.main([str(photos / "p1.png"), "--log", str(tmp_path / "r.jsonl"), "--quiet"])
+    row = json.loads((tmp_path / "r.jsonl").read_text())
+    assert row["file"] == "p1.png" and len(row["probabilities"]) == 7
+
+
+def test_the_api_takes_paths_pil_images_arrays_and_lists(recognizer, photos, monkeypatch):
+    from PIL import Image
+
+    frame = cv2.imread(str(photos / "p0.jpg"))
+    reference = recognizer(frame)
+    assert len(reference) == 1
+    for image in (
+        photos / "p0.jpg",
+        str(photos / "p0.jpg"),
+        Image.open(photos / "p0.jpg"),
+        frame.astype(np.float32) / 255,
+        frame.astype(np.float64),
+        frame.astype(np.uint16) * 257,
+        cv2.cvtColor(frame, cv2.COLOR_BGR2BGRA),
+    ):
+        faces = recognizer(image)
+        assert len(faces) == 1 and faces[0].label == reference[0].label, type(image)
+        assert abs(faces[0].confidence - reference[0].confidence) < 0.02
+    calls = []
+    original = ExpressionClassifier.__call__
+    monkeypatch.setattr(ExpressionClassifier, "__call__", lambda self, f: calls.append(len(f)) or original(self, f))
+    many = recognizer([photos / "p0.jpg", frame, np.zeros((40, 60), np.uint8), photos / "trip" / "p2.jpg"])
+    assert [len(f) for f in many] == [1, 1, 0, 1] and calls == [3]  # the faces of all images in one call
+    assert many[0][0].label == reference[0].label
+
+
+@pytest.mark.parametrize(
+    "bad, why",
+    [
+        (None, "no image"),
+        (np.zeros((9, 9, 2), np.uint8), "not grey"),
+        (np.zeros((9, 9), bool), "mask"),
+        (np.full((9, 9), np.nan, np.float32), "NaN"),
+        (np.full((9, 9), 1000, np.int64), "range over"),
+        (np.full((9, 9), -2.0), "range over"),
+        ("no/such/photo.jpg", "not found"),
+    ],
+)
+def test_an_image_the_api_cannot_read_is_one_typed_error(recognizer, bad, why):
+    with pytest.raises(SourceError, match=why):
+        recognizer(bad)
+    with pytest.raises(SourceError):
+        Pipeline(recognizer).process(bad if not isinstance(bad, str) else None)
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (1, 1, 3), (3, 500, 3), (7, 7)])
+def test_tiny_images_have_no_faces_and_no_error(recognizer, shape):
+    assert recognizer(np.zeros(shape, np.uint8)) == []
+    assert len(Pipeline(recognizer).process(np.zeros(shape, np.uint8))[0]) == 0
+
+
+def test_stills_find_small_faces_and_faces_that_fill_a_large_photo(recognizer):
+    small = list(clips.small_face_stills(8, size=(1280, 720), sides=(32, 40)))
+    found = sum(
+        clips.match_faces(np.array([f.box for f in recognizer(frame)]).reshape(-1, 4), truth)
+        for frame, truth, _ in small
+    )
+    assert found == len(small)
+    photo = clips.demo_photo()  # a phone-sized photo (4032 px) whose face is ~1600 px
+    big = cv2.resize(photo, None, fx=1600 / clips.DEMO_FACE[2], fy=1600 / clips.DEMO_FACE[2])
+    canvas = np.full((3024, 4032, 3), 90, np.uint8)
+    canvas[: min(3024, big.shape[0]), : min(4032, big.shape[1])] = big[:3024, :4032]
+    faces = recognizer(canvas)
+    assert len(faces) == 1 and faces[0].box[2] > 1200
+
+
+def test_saved_video_is_h264_without_the_fps_counter_and_with_face_ids(tmp_path):
+    av = pytest.importorskip("av")
+    out = tmp_path / "demo.mp4"
+    realtime.main(["--source", "demo", "--no-display", "--max-frames", "12", "--quiet", "--output", str(out)])
+    with av.open(str(out)) as container:
+        stream = container.streams.video[0]
+        assert stream.codec_context.name == "h264" and stream.codec_context.pix_fmt == "yuv420p"
+        frames = [f.to_ndarray(format="bgr24") for f in container.decode(stream)]
+    assert len(frames) == 12
+    # No FPS counter in the file: the top-left corner, where the screen shows it, has no green text.
+    corner = frames[5][:30, :120].astype(int)
+    assert not np.any((corner[..., 1] > 200) & (corner[..., 0] < 60) & (corner[..., 2] < 60))
+    burnt = tmp_path / "burnt.mp4"
+    realtime.main(
+        ["--source", "demo", "--no-display", "--max-frames", "12", "--quiet", "--output", str(burnt), "--burn-fps"]
+    )
+    with av.open(str(burnt)) as container:
+        frame = list(container.decode(video=0))[5].to_ndarray(format="bgr24")[:30, :120].astype(int)
+    assert np.any((frame[..., 1] > 200) & (frame[..., 0] < 80) & (frame[..., 2] < 80))
+
+
+def test_without_pyav_the_opencv_writer_still_writes_the_video(tmp_path, monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_av(name, *args, **kwargs):
+        if name == "av":
+            raise ImportError("no av")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_av)
+    out = tmp_path / "demo.mp4"
+    realtime.main(["--source", "demo", "--no-display", "--max-frames", "5", "--quiet", "--output", str(out)])
+    capture = cv2.VideoCapture(str(out))
+    assert int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) == 5
+
+
+HELP = """
+import sys, importlib
+name = sys.argv[1]
+module = importlib.import_module(name)
+try:
+    module.parse_args(["--help"])
+except SystemExit:
+    pass
+heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("tensorflow", "keras", "jax", "torch"))
+print("heavy:", heavy)
+"""
+
+
+@pytest.mark.parametrize("script", ["train_cnn", "evaluate", "ensemble", "realtime", "ga_select", "analyze", "export"])
+def test_help_loads_no_deep_learning_framework(script):
+    # --help answers in well under a second when nothing imports TensorFlow before the arguments are read.
+    out = subprocess.run([sys.executable, "-c", HELP, script], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-1500:]
+    assert "usage:" in out.stdout and "heavy: []" in out.stdout
+    assert "oneDNN" not in out.stderr and "absl" not in out.stderr
