@@ -24,7 +24,7 @@ from .atomic import atomic_savez, replacing, set_aside, try_cache_write
 from .errors import DatasetError, ParameterError
 from .faces import CLASS_NAMES, IMAGE_SIZE, prepare_face
 from .paths import DEFAULT_CACHE_DIR
-from .store import FaceRows, write_faces
+from .store import FaceRows, face_checksum, write_faces
 
 ALIASES = {
     "anger": "angry",
@@ -378,9 +378,11 @@ def _load_raw_on_disk(layout, paths, items, key: str, cache_dir: Path | None, pr
         try:
             with np.load(labels_file) as data:
                 y, group = data["y"], data["group"]
+                crc = int(data["crc"]) if "crc" in data.files else None
             x = FaceRows(faces_file)
-            if len(x) == len(y) == len(group):
+            if len(x) == len(y) == len(group) and crc in (None, face_checksum(faces_file)):
                 return x, y, group
+            x.close()
             set_aside(faces_file, "face file")
         except Exception:  # cut short, or labels damaged
             set_aside(faces_file, "face file")
@@ -390,7 +392,7 @@ def _load_raw_on_disk(layout, paths, items, key: str, cache_dir: Path | None, pr
         write_faces(faces_file, [x], most=len(x))
     else:
         y, group = _decode_to_disk(items, faces_file, progress)
-    atomic_savez(labels_file, y=y, group=group)
+    atomic_savez(labels_file, y=y, group=group, crc=np.int64(face_checksum(faces_file)))
     return FaceRows(faces_file), y, group
 
 

@@ -55,10 +55,24 @@ def long_clip(tmp_path_factory):
     return video.write_video(clips.demo_frames(1500, size=(320, 240)), tmp_path_factory.mktemp("v") / "long.avi")
 
 
+def default_signals() -> None:
+    """In the child: the default disposition of SIGINT and SIGTERM, whatever the test runner's
+    shell gave us (``cmd &`` in a script, nohup and some CI runners start with SIGINT ignored,
+    and a child inherits that)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 def start(*args, cwd=ROOT):
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     return subprocess.Popen(
-        [PYTHON, *map(str, args)], cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        [PYTHON, *map(str, args)],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=default_signals,
     )
 
 
