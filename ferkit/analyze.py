@@ -190,3 +190,9 @@ def parse_args(argv=None):
 
 def main(argv=None) -> dict:
     return cli.run_main(analyze, parse_args(argv))
+
+
+def entry() -> None:
+    """The installed console command: ``main`` returns its results for callers and tests, and a
+    console script would turn a returned value into an exit status."""
+    main()

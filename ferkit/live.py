@@ -255,5 +255,7 @@ def main(argv=None) -> dict:
     return cli.run_main(run, args)
 
 
-if __name__ == "__main__":
+def entry() -> None:
+    """The installed console command: ``main`` returns its results for callers and tests, and a
+    console script would turn a returned value into an exit status."""
     main()

@@ -1,6 +1,7 @@
-"""A hostile-input and fault sweep over the five scripts, as a careless user would run them.
+"""A hostile-input and fault sweep over the scripts and the Python API, as a careless user would
+run them: paths, files, CSVs, numbers, outputs, signals, concurrency and API inputs.
 
-    python tools/hostile_sweep.py [--keep]
+    python tools/hostile_sweep.py [--keep] [--only train,api,...]
 
 Builds a scratch folder (small generated dataset, models, clips, damaged files), runs each case
 as a subprocess with a time limit, and prints one row per case: what was done, the exit code,
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import inspect
 import json
 import os
 import shutil
@@ -26,7 +28,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
+from ferkit.paths import PROJECT_DIR
+
+ROOT = PROJECT_DIR
 CLASSES = ("angry", "disgust", "fear", "happy", "neutral", "sad", "surprise")
 WEIGHTS = ROOT.parent / "shared" / "weights" / "xception_imagenet_notop.weights.h5"
 
@@ -77,7 +81,12 @@ class Sweep:
             if signal_after:
                 sig, condition = signal_after
                 deadline = time.time() + timeout
-                while not condition() and proc.poll() is None and time.time() < deadline:
+                takes_proc = len(inspect.signature(condition).parameters) == 1
+                while (
+                    not (condition(proc) if takes_proc else condition())
+                    and proc.poll() is None
+                    and time.time() < deadline
+                ):
                     time.sleep(0.1)
                 proc.send_signal(sig)
             out, err = proc.communicate(timeout=timeout)
@@ -126,7 +135,10 @@ def main() -> None:
     p.add_argument("--keep", action="store_true", help="keep the scratch folder")
     args = p.parse_args()
     scratch = Path(tempfile.mkdtemp(prefix="fer-sweep-"))
-    shipped = [ROOT / "models" / "fer_cnn.keras", ROOT / "models" / "fer_cnn_metrics.json"]
+    shipped = [
+        ROOT / "models" / name
+        for name in ("fer_cnn.keras", "fer_cnn.onnx", "fer_cnn.int8.onnx", "fer_cnn_metrics.json")
+    ]
     s = Sweep(scratch, always_keep=shipped)  # no case may touch the shipped model
     data = make_dataset(scratch / "data")
     cache = scratch / "cache"
@@ -135,7 +147,6 @@ def main() -> None:
     blocker.write_text("not a folder")
     common = ["--data", data, "--cache-dir", cache]
 
-    sys.path.insert(0, str(ROOT))
     import keras
 
     from ferkit import clips, video
@@ -454,7 +465,14 @@ def main() -> None:
             check=lambda: None if list(cache.glob("xception-*.damaged")) else "cache not set aside",
         )
 
+    more_cases(s, scratch, data, cache, out, blocker, model, other, five, clip, long_clip, photos)
+
     passed = sum(row[3] == "pass" for row in s.rows)
+    kinds = {}
+    for row in s.rows:
+        kind = row[3].split()[0].rstrip(":")
+        kinds[kind] = kinds.get(kind, 0) + 1
+    print("verdicts: " + ", ".join(f"{k} {v}" for k, v in sorted(kinds.items())))
     print(f"\n{passed} of {len(s.rows)} cases as expected; scratch {scratch}")
     if not args.keep:
         shutil.rmtree(scratch, ignore_errors=True)
@@ -462,3 +480,332 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+API = """
+import numpy as np
+from ferkit import Pipeline, Recognizer, cli
+
+def go():
+    image = {image}
+    faces = Recognizer()(image)
+    Pipeline(Recognizer()).process(image) if not isinstance(image, (str, list)) else None
+    print("faces", len(faces) if not isinstance(image, list) else [len(f) for f in faces])
+
+cli.run_main(go)
+"""
+
+DTYPES = {
+    "uint8": ("frame", "ok"),
+    "uint16": ("frame.astype(np.uint16) * 257", "ok"),
+    "float32 in [0, 1]": ("frame.astype(np.float32) / 255", "ok"),
+    "float64 in [0, 255]": ("frame.astype(np.float64)", "ok"),
+    "int64 in range": ("frame.astype(np.int64)", "ok"),
+    "int64 out of range": ("frame.astype(np.int64) * 1000 + 1", "refused"),
+    "bool": ("frame > 100", "refused"),
+    "float NaN": ("frame * np.nan", "refused"),
+    "float negative": ("frame.astype(np.float32) - 300", "refused"),
+    "int8 negative": ("(frame // 2).astype(np.int8) - 100", "refused"),
+    "complex": ("frame.astype(np.complex64)", "refused"),
+}
+SHAPES = {
+    "grey": ("cv2.cvtColor(DEMO, cv2.COLOR_BGR2GRAY)", "ok"),
+    "BGR": ("DEMO", "ok"),
+    "BGRA": ("cv2.cvtColor(DEMO, cv2.COLOR_BGR2BGRA)", "ok"),
+    "grey (H, W, 1)": ("cv2.cvtColor(DEMO, cv2.COLOR_BGR2GRAY)[..., None]", "ok"),
+    "two channels": ("DEMO[..., :2]", "refused"),
+    "1x1": ("DEMO[:1, :1]", "ok"),
+    "empty": ("DEMO[:0, :0]", "refused"),
+    "five channels": ("np.concatenate([DEMO, DEMO[..., :2]], axis=2)", "refused"),
+    "4-D batch": ("DEMO[None]", "refused"),
+}
+
+
+def more_cases(s, scratch, data, cache, out, blocker, model, other, five, clip, long_clip, photos) -> None:
+    """The second sweep: every float flag with NaN / infinity / text, CSVs as people save them,
+    folders of odd photos, the checkpoint folder pointed at things it must not delete, every image
+    the API may be handed, and signals and a second run during long work."""
+    from ferkit import clips
+    from ferkit.paths import DEFAULT_MODEL_PATH, INT8_MODEL_PATH
+
+    T, R, G, E, A, X = "train_cnn.py", "realtime.py", "ga_select.py", "evaluate.py", "analyze.py", "export.py"
+    N_SCRIPT = "ensemble.py"
+    places = ["--models-dir", out, "--plots-dir", out, "--cache-dir", cache]
+    common = ["--data", data, "--cache-dir", cache]
+    onnx = ["--model", DEFAULT_MODEL_PATH]
+
+    # Numbers: NaN and infinity pass range checks written as comparisons; text and fractions where
+    # integers belong; values out of any sensible range.
+    for flag in ("--lr", "--min-lr", "--weight-decay", "--label-smoothing", "--mixup", "--distill", "--val-fraction",
+                 "--lr-factor"):  # fmt: skip
+        for value in ("nan", "inf", "-inf", "abc"):
+            s.run(f"train: {flag} {value}", [T, *common, *places, flag, value], "refused")
+    for flag in ("--epochs", "--batch-size", "--limit", "--seed", "--width", "--lr-patience", "--warmup-epochs",
+                 "--cpu-devices"):  # fmt: skip
+        for value in ("1.5", "x"):
+            s.run(f"train: {flag} {value}", [T, *common, *places, flag, value], "refused")
+    for flag, value in (("--seed", "-1"), ("--seed", str(2**40)), ("--width", "4"), ("--width", "1000")):
+        s.run(f"train: {flag} {value}", [T, *common, *places, flag, value], "refused")
+    for flag in ("--detect-scale", "--scale-factor", "--score-threshold", "--fps"):
+        for value in ("nan", "inf", "-inf", "abc"):
+            s.run(f"realtime: {flag} {value}", [R, "--source", "demo", "--no-display", flag, value], "refused")
+    for flag, value in (("--width", "0"), ("--height", "-5"), ("--fps", "0"), ("--width", "99999")):
+        s.run(f"realtime: {flag} {value}", [R, "--source", "demo", "--no-display", flag, value], "refused")
+    for flag, value in (("--size", "2000"), ("--jobs", "100000"), ("--mutation", "nan"), ("--crossover", "inf"),
+                        ("--max-samples", "nan"), ("--population", "1e9")):  # fmt: skip
+        s.run(f"ga: {flag} {value}", [G, *common, flag, value], "refused")
+    for flag, value in (("--batch", "0"), ("--min-face", "0"), ("--batch", "x")):
+        s.run(f"analyze: {flag} {value}", [A, photos, flag, value], "refused")
+
+    # Export to ONNX.
+    s.run("export: model missing", [X, scratch / "none.keras"], "refused")
+    s.run("export: an .onnx given as the model", [X, DEFAULT_MODEL_PATH], "refused")
+    s.run("export: --int8 without --data", [X, model, "--int8"], "refused", [model])
+    s.run("export: --out .txt", [X, model, "--out", out / "m.txt"], "refused", [model])
+    s.run("export: --out is the model", [X, model, "--out", model], "refused", [model])
+    s.run(
+        "export: float32 and int8, checked",
+        [X, model, "--out", out / "exp.onnx", "--int8", *common],
+        "ok",
+        [model, data],
+        check=lambda: None if (out / "exp.int8.onnx").exists() else "no int8 file",
+    )
+
+    # CSVs as people save them, read by evaluate.py with the ONNX model (no TensorFlow: quick).
+    px = " ".join(["9"] * 2304)
+    good = "".join(f"{i % 7},{px},{('Training', 'PublicTest', 'PrivateTest')[i % 3]}\n" for i in range(42))
+    csvs = {
+        "byte-order mark": (b"\xef\xbb\xbfemotion,pixels,Usage\n" + good.encode(), "ok"),
+        "CRLF line ends": (("emotion,pixels,Usage\r\n" + good.replace("\n", "\r\n")).encode(), "ok"),
+        "extra column": (("emotion,pixels,Usage,source\n" + good.replace("\n", ",web\n")).encode(), "ok"),
+        "quoted pixels": (("emotion,pixels,Usage\n" + "".join(
+            f'{i % 7},"{px}",{("Training", "PublicTest", "PrivateTest")[i % 3]}\n' for i in range(42))).encode(), "ok"),
+        "label-only row": (b"emotion,pixels,Usage\n3\n", "refused"),
+        "a Latin-1 byte": (("emotion,pixels,Usage\n" + good).encode() + b"3,\xe9\n", "refused"),
+        "empty file": (b"", "refused"),
+        "header only": (b"emotion,pixels,Usage\n", "refused"),
+        "letters in pixels": (b"emotion,pixels,Usage\n1,a b c,Training\n", "refused"),
+        "pixel 300": (("emotion,pixels,Usage\n1," + " ".join(["300"] * 2304) + ",Training\n").encode(), "refused"),
+        "emotion 3.0": (("emotion,pixels,Usage\n3.0," + px + ",Training\n").encode(), "refused"),
+        "tab separated": (("emotion\tpixels\tUsage\n" + good.replace(",", "\t")).encode(), "refused"),
+        "no test rows": (("emotion,pixels,Usage\n" + "".join(f"{i % 7},{px},Training\n" for i in range(14))).encode(),
+                         "refused"),
+        "utf-16": ("emotion,pixels,Usage\n".encode("utf-16") + good.encode("utf-16"), "refused"),
+    }  # fmt: skip
+    for name, (body, expect) in csvs.items():
+        path = scratch / f"csv_{name.replace(' ', '_')}.csv"
+        path.write_bytes(body)
+        s.run(f"evaluate: csv with {name}", [E, "--data", path, *onnx, "--cache-dir", cache], expect, [path])
+
+    # Folders of photos as people have them, through analyze.py.
+    odd = scratch / "odd_photos"
+    (odd / "a" / "b" / "c" / "d").mkdir(parents=True)
+    frame = next(clips.demo_frames(1))
+    cv2.imwrite(str(odd / "plain.jpg"), frame)
+    cv2.imwrite(str(odd / "a" / "b" / "c" / "d" / "deep.png"), frame)
+    cv2.imwrite(str(odd / "ünïcödé fotó.jpg"), frame)
+    cv2.imwrite(str(odd / "grey.png"), cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY))
+    cv2.imwrite(str(odd / "alpha.png"), cv2.cvtColor(frame, cv2.COLOR_BGR2BGRA))
+    cv2.imwrite(str(odd / "sixteen.png"), frame.astype(np.uint16) * 257)
+    cv2.imwrite(str(odd / "tiny.png"), frame[:1, :1])
+    cv2.imwrite(str(odd / "png_named.jpg"), frame)
+    (odd / "png_named.jpg").write_bytes(cv2.imencode(".png", frame)[1].tobytes())
+    jpeg = cv2.imencode(".jpg", frame)[1].tobytes()
+    (odd / "cut.jpg").write_bytes(jpeg[: len(jpeg) // 3])
+    (odd / "zero.jpg").write_bytes(b"")
+    (odd / "folder.jpg").mkdir()
+    (odd / "notes.txt").write_text("not an image")
+    os.symlink(odd / "a", odd / "a" / "b" / "loop")
+    big = cv2.resize(frame, (8000, 5333))
+    cv2.imwrite(str(odd / "huge.jpg"), big)
+    no_images = scratch / "no_images"
+    no_images.mkdir()
+    (no_images / "readme.txt").write_text("x")
+
+    def rows_in(path: Path, least: int):
+        lines = path.read_text().strip().splitlines() if path.exists() else []
+        return None if len(lines) - 1 >= least else f"{len(lines) - 1} rows"
+
+    s.run("analyze: source missing", [A, scratch / "nope"], "refused")
+    s.run("analyze: empty folder", [A, scratch / "empty"], "refused")
+    s.run("analyze: folder without images", [A, no_images], "refused", [no_images])
+    s.run("analyze: --log .txt", [A, photos, "--log", out / "r.txt"], "refused", [photos])
+    s.run("analyze: --log is a folder", [A, photos, "--log", out], "refused", [photos])
+    s.run("analyze: --annotate is a file", [A, photos, "--annotate", blocker], "refused", [photos, blocker])
+    s.run("analyze: --annotate is the source", [A, photos, "--annotate", photos], "refused", [photos])
+    s.run("analyze: --log is a source image", [A, photos / "a.jpg", "--log", photos / "a.jpg"], "refused", [photos])
+    s.run(
+        "analyze: odd folder (unicode, deep, 16-bit, alpha, cut, empty, loop, 8000 px)",
+        [A, odd, "--log", out / "odd.csv", "--annotate", out / "odd_ann", "--quiet"],
+        "ok",
+        [odd],
+        timeout=400,
+        check=lambda: rows_in(out / "odd.csv", 8),
+    )
+    s.run(
+        "analyze: annotations inside the source are skipped on the next run",
+        [A, odd, "--log", out / "odd2.csv", "--annotate", odd / "ann", "--quiet"],
+        "ok",
+        timeout=400,
+        check=lambda: rows_in(out / "odd2.csv", 8),
+    )
+    s.run(
+        "analyze: again, with the annotations already there",
+        [A, odd, "--log", out / "odd3.csv", "--annotate", odd / "ann", "--quiet"],
+        "ok",
+        timeout=400,
+        check=lambda: None if (out / "odd3.csv").read_text() == (out / "odd2.csv").read_text() else "rows differ",
+    )
+    s.run("analyze: rows on the terminal", [A, photos / "a.jpg", "--log", "-", "--quiet"], "ok", [photos])
+    s.run("analyze: jsonl", [A, photos, "--log", out / "r.jsonl", "--quiet"], "ok", [photos])
+    s.run("analyze: one file, unreadable", [A, photos / "c.jpg"], "ok", [photos])
+    s.run("analyze: a damaged .onnx model", [A, photos, "--model", scratch / "yunet_bad.onnx"], "refused", [photos])
+    s.run("analyze: the int8 model", [A, photos, "--model", INT8_MODEL_PATH, "--quiet"], "ok", [photos])
+    s.run("analyze: a .keras model", [A, photos, "--model", model, "--quiet"], "ok", [photos, model])
+
+    # realtime.py outputs.
+    mixed = scratch / "mixed_sizes"
+    mixed.mkdir()
+    for i, size in enumerate([(640, 480), (320, 240), (500, 700), (641, 481)]):
+        cv2.imwrite(str(mixed / f"{i}.png"), next(clips.demo_frames(1, size=size)))
+    rt = ["--no-display", "--quiet"]
+    s.run(
+        "realtime: stills of four sizes into one video",
+        [R, "--source", mixed, *rt, "--output", out / "mixed.avi"],
+        "ok",
+        [mixed],
+        check=lambda: playable(out / "mixed.avi", 4),
+    )
+    for suffix in (".mp4", ".mkv", ".webm", ".mov"):
+        s.run(f"realtime: demo to {suffix}", [R, "--source", "demo", *rt, "--max-frames", "10", "--output",
+                                              out / f"demo{suffix}"], "ok")  # fmt: skip
+    s.run("realtime: --burn-fps", [R, "--source", "demo", *rt, "--max-frames", "5", "--burn-fps", "--output",
+                                   out / "burn.mp4"], "ok")  # fmt: skip
+    s.run("realtime: a 1x1 image", [R, "--source", odd / "tiny.png", *rt], "ok")
+    s.run("realtime: an 8000-pixel photo", [R, "--source", odd / "huge.jpg", *rt, "--output", out / "huge.jpg"], "ok",
+          timeout=400)  # fmt: skip
+    s.run("realtime: --detect-scale tiny", [R, "--source", "demo", *rt, "--detect-scale", "0.001", "--max-frames",
+                                            "3"], "ok")  # fmt: skip
+    s.run("realtime: --log -", [R, "--source", "demo", *rt, "--log", "-"], "refused")
+    s.run("realtime: the int8 model", [R, "--source", "demo", *rt, "--model", INT8_MODEL_PATH, "--max-frames", "5"],
+          "ok")  # fmt: skip
+
+    # evaluate.py with ONNX models and outputs.
+    s.run("evaluate: the ONNX model", [E, *common, *onnx], "ok", [data])
+    s.run("evaluate: the int8 model", [E, *common, "--model", INT8_MODEL_PATH], "ok", [data])
+    s.run("evaluate: a damaged .onnx", [E, *common, "--model", scratch / "yunet_bad.onnx"], "refused")
+    (scratch / "text.onnx").write_text("hello")
+    s.run("evaluate: a text file named .onnx", [E, *common, "--model", scratch / "text.onnx"], "refused")
+    s.run("evaluate: --calibrate an ONNX model", [E, *common, *onnx, "--calibrate", out / "c.keras"], "refused")
+    s.run(
+        "evaluate: one path for two plots",
+        [E, *common, *onnx, "--confusion", out / "p.png", "--reliability", out / "p.png"],
+        "refused",
+    )
+    s.run("ensemble: an ONNX member", [N_SCRIPT, model, DEFAULT_MODEL_PATH, *common], "refused", [model])
+
+    # The checkpoint folder pointed at things it must never delete.
+    user_files = scratch / "my_files"
+    user_files.mkdir()
+    (user_files / "thesis.tex").write_text("years of work")
+    tiny = [*common, "--models-dir", out, "--plots-dir", out / "plots", "--batch-size", "16", "--arch", "vgg"]
+    for name, folder in (("the dataset", data), ("a folder of the user's files", user_files), ("the photos", photos),
+                         ("a file", blocker)):  # fmt: skip
+        s.run(f"train: --checkpoint-dir is {name}", [T, *tiny, "--name", "ck", "--checkpoint-dir", folder], "refused",
+              [folder])  # fmt: skip
+    s.run("train: --checkpoint-dir is the models folder", [T, *tiny, "--name", "ck", "--checkpoint-dir", out],
+          "refused")  # fmt: skip
+    s.run("train: --checkpoint-dir is the plots folder",
+          [T, *tiny, "--name", "ck", "--checkpoint-dir", out / "plots"], "refused")  # fmt: skip
+    s.run("train: --fresh into a folder of the user's files",
+          [T, *tiny, "--name", "ck", "--checkpoint-dir", user_files, "--fresh"], "refused", [user_files])  # fmt: skip
+    empty_given = scratch / "empty_given"
+    empty_given.mkdir()
+    s.run(
+        "train: an empty --checkpoint-dir is used and left in place",
+        [T, *tiny, "--name", "ck1", "--epochs", "1", "--checkpoint-dir", empty_given],
+        "ok",
+        [data],
+        check=lambda: None if empty_given.is_dir() and not list(empty_given.iterdir()) else "folder not as given",
+    )
+    s.run("train: NaN loss (--lr 1e30)", [T, *tiny, "--name", "nan", "--epochs", "2", "--lr", "1e30"], "refused",
+          check=lambda: None if not (out / "nan.keras").exists() else "NaN model saved")  # fmt: skip
+    s.run("train: --init-from a 5-class model", [T, *tiny, "--name", "i5", "--init-from", five], "refused", [five])
+    s.run("train: preset warm-up on a 2-epoch run", [T, *tiny, "--name", "pre", "--preset", "strong", "--arch", "vgg",
+                                                     "--epochs", "2", "--limit", "70"], "ok")  # fmt: skip
+    loop = scratch / "loop_class"
+    make_dataset(loop, 2)
+    os.rename(loop / "train" / "sad", scratch / "sad_elsewhere")
+    os.symlink(loop / "train" / "sad", loop / "train" / "sad")
+    s.run("train: a class folder that is a looping link", [T, "--data", loop, *places, "--name", "lp"], "refused")
+
+    # The Python API, with every image a user may hold.
+    for dname, (dexpr, dexpect) in DTYPES.items():
+        for sname, (sexpr, sexpect) in SHAPES.items():
+            image = dexpr.replace("frame", f"({sexpr})")
+            expect = "ok" if dexpect == sexpect == "ok" else "refused"
+            setup = "import cv2\nfrom ferkit import clips\nDEMO = next(clips.demo_frames(1))\n"
+            s.run(f"api: {dname}, {sname}", ["-c", setup + API.format(image=image)], expect)
+    for name, expr, expect in (
+        ("None", "None", "refused"),
+        ("a missing path", "'no/such.jpg'", "refused"),
+        ("bytes", "b'abc'", "refused"),
+        ("a list with a bad item", "['no/such.jpg']", "refused"),
+        ("an empty list", "[]", "ok"),
+        ("a nested list", "[[1, 2], [3, 4]]", "refused"),
+    ):
+        s.run(f"api: {name}", ["-c", API.format(image=expr)], expect)
+
+    # Signals and a second run during long work.
+    many = scratch / "many_photos"
+    many.mkdir()
+    for i, frame in enumerate(clips.demo_frames(400, size=(320, 240))):
+        cv2.imwrite(str(many / f"{i:04d}.jpg"), frame)
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        name = signal.Signals(sig).name
+        log = out / f"many_{name}.csv"
+        s.run(
+            f"analyze: {name} mid-folder",
+            [A, many, "--log", log],
+            "interrupted",
+            [many],
+            signal_after=(
+                sig,
+                lambda: any(len(p.read_text().splitlines()) > 30 for p in out.glob(".many_*.partial-*")),
+            ),
+            check=lambda log=log: rows_in(log, 30),
+        )
+    s.run(
+        "analyze: SIGKILL mid-folder",
+        [A, many, "--log", out / "killed.csv"],
+        "killed",
+        [many],
+        signal_after=(
+            signal.SIGKILL,
+            lambda: any(len(p.read_text().splitlines()) > 30 for p in out.glob(".killed.partial-*")),
+        ),  # fmt: skip
+        check=lambda: None if not (out / "killed.csv").exists() else "half file under the final name",
+    )
+    s.run(
+        "analyze: the same command after SIGKILL",
+        [A, many, "--log", out / "killed.csv", "--quiet"],
+        "ok",
+        check=lambda: None if not list(out.glob(".killed.partial-*")) else "the killed run's partial file is left",
+    )
+    lock = out / "checkpoints" / "busy" / ".lock"
+    first = subprocess.Popen([sys.executable, T, *tiny, "--name", "busy", "--epochs", "200"], cwd=ROOT,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    deadline = time.time() + 240
+    while not lock.exists() and time.time() < deadline and first.poll() is None:
+        time.sleep(0.2)
+    s.run("train: a second run on a busy checkpoint folder", [T, *tiny, "--name", "busy", "--epochs", "200"],
+          "refused")  # fmt: skip
+    first.send_signal(signal.SIGTERM)
+    first.wait(timeout=120)
+
+    def loading_tensorflow(proc) -> bool:
+        maps = Path(f"/proc/{proc.pid}/maps")
+        return maps.exists() and "tensorflow" in maps.read_text()
+
+    s.run("train: SIGINT while TensorFlow loads", [T, *tiny, "--name", "imp", "--epochs", "1"], "interrupted",
+          signal_after=(signal.SIGINT, loading_tensorflow))  # fmt: skip

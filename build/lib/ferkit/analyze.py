@@ -1,0 +1,192 @@
+"""Photos into a table: every face in a folder of images (searched recursively) or in the files
+given, one row per face with the file name, box, label, confidence and the seven probabilities,
+as CSV or JSON lines, on the terminal or in a file; optionally annotated copies named after the
+sources. The faces of a batch of images are classified in one model call.
+
+    ferkit-analyze photos/                          # rows on the terminal (CSV)
+    ferkit-analyze photos/ --log results.csv --annotate annotated/
+    python analyze.py photos/ a.jpg --log results.jsonl
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+import time
+from pathlib import Path
+
+import cv2
+
+from . import cli
+from .atomic import finish, partial_name, replacing
+from .classify import ExpressionClassifier
+from .data import IMAGE_SUFFIXES
+from .detect import YuNetDetector
+from .draw import draw
+from .errors import Interrupted, SourceError
+from .recognizer import Recognizer, load_image
+
+
+def find_images(sources, skip: Path | None = None) -> list[tuple[Path, Path]]:
+    """(file, name in the table) for every image under the sources, in a stable order. Names are
+    relative to the folder given (so annotated copies keep the folder layout)."""
+    found = []
+    for source in map(Path, sources):
+        source = source.expanduser()
+        if source.is_dir():
+            files = sorted(p for p in source.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            if skip is not None:
+                files = [p for p in files if skip.resolve() not in p.resolve().parents]
+            found += [(p, p.relative_to(source)) for p in files]
+        elif source.is_file():
+            found.append((source, Path(source.name)))
+        else:
+            raise SourceError(f"{source} not found; give image files or folders of images")
+    if not found:
+        raise SourceError(
+            f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in {', '.join(map(str, sources))}; check the path"
+        )
+    return found
+
+
+class ResultTable:
+    """Rows of faces as CSV or JSON lines (by the file's extension), to a file written under a
+    partial name and moved onto its own at ``close`` (also after Ctrl-C), or to a stream."""
+
+    def __init__(self, path: str, class_names, stream=None):
+        self.class_names = class_names
+        self.jsonl = path.lower().endswith((".jsonl", ".json", ".ndjson"))
+        if path == "-":
+            self.path, self.partial, self.file = None, None, stream or sys.stdout
+        else:
+            self.path = Path(path)
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.partial = partial_name(self.path)
+            self.file = open(self.partial, "w", newline="")  # noqa: SIM115 (open for the whole run)
+        if not self.jsonl:
+            self.writer = csv.writer(self.file)
+            self.writer.writerow(["file", "face", "x", "y", "w", "h", "label", "confidence", *class_names])
+
+    def write(self, name: str, faces) -> None:
+        for index, face in enumerate(faces):
+            probabilities = {n: round(p, 4) for n, p in face.probabilities.items()}
+            if self.jsonl:
+                row = {
+                    "file": name,
+                    "face": index,
+                    "box": list(face.box),
+                    "label": face.label,
+                    "confidence": round(face.confidence, 4),
+                    "probabilities": probabilities,
+                }
+                self.file.write(json.dumps(row) + "\n")
+            else:
+                self.writer.writerow(
+                    [name, index, *face.box, face.label, round(face.confidence, 4), *probabilities.values()]
+                )
+        self.file.flush()
+
+    def close(self) -> None:
+        if self.partial is not None and not self.file.closed:
+            self.file.close()
+            finish(self.partial, self.path)
+
+
+def analyze(args) -> dict:
+    images = find_images(args.sources, skip=args.annotate)
+    with cli.native_logs_silenced():
+        recognizer = Recognizer(ExpressionClassifier(args.model), YuNetDetector(min_face=args.min_face))
+    table = ResultTable(args.log, recognizer.class_names)
+    from tqdm import tqdm
+
+    bar = tqdm(total=len(images), unit="img", file=sys.stderr, disable=args.quiet, leave=False)
+    started, n_images, n_faces, unreadable, interrupted = time.perf_counter(), 0, 0, [], False
+    try:
+        for start in range(0, len(images), args.batch):
+            chunk, frames = [], []
+            for path, name in images[start : start + args.batch]:
+                try:
+                    frames.append(load_image(path))
+                    chunk.append((path, name))
+                except SourceError as exc:
+                    unreadable.append(str(path))
+                    bar.write(f"warning: skipped: {exc}", file=sys.stderr)
+            for (_, name), frame, faces in zip(chunk, frames, recognizer.batch(frames) if frames else []):
+                table.write(name.as_posix(), faces)
+                if args.annotate:
+                    canvas = draw(
+                        frame,
+                        [f.box for f in faces],
+                        [list(f.probabilities.values()) for f in faces],
+                        recognizer.class_names,
+                        None,
+                        args.bars,
+                        ids=range(len(faces)),
+                    )
+                    target = args.annotate / name
+                    with replacing(target, target.suffix) as tmp:
+                        if not cv2.imwrite(tmp, canvas):
+                            raise SourceError(f"cannot write {target}; check the folder --annotate")
+                n_faces += len(faces)
+            n_images += len(chunk)
+            bar.update(len(chunk) + len(images[start : start + args.batch]) - len(chunk))
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        bar.close()
+        table.close()
+    seconds = time.perf_counter() - started
+    summary = {
+        "images": n_images,
+        "faces": n_faces,
+        "unreadable": unreadable,
+        "seconds": round(seconds, 2),
+        "images_per_second": n_images / seconds if seconds else 0.0,
+    }
+    written = [str(p) for p in (table.path, args.annotate) if p]
+    if interrupted:
+        raise Interrupted(
+            f"interrupted after {n_images} of {len(images)} images"
+            + (f"; {', '.join(written)} hold everything up to there" if written else "")
+        )
+    print(
+        f"{n_images} images, {n_faces} faces"
+        + (f", {len(unreadable)} unreadable (skipped)" if unreadable else "")
+        + f", {summary['images_per_second']:.1f} images/s"
+        + (f"; wrote {', '.join(written)}" if written else ""),
+        file=sys.stderr,
+    )
+    return summary
+
+
+def parse_args(argv=None):
+    p = cli.parser(__doc__)
+    p.add_argument("sources", nargs="+", help="image files and folders of images (searched recursively)")
+    p.add_argument(
+        "--log",
+        default="-",
+        help="where the rows go: - for the terminal (default), FILE.csv, or FILE.jsonl for JSON lines",
+    )
+    p.add_argument("--annotate", type=Path, help="also write annotated copies here, named after their sources")
+    p.add_argument("--bars", action="store_true", help="draw all class probabilities beside each face (--annotate)")
+    cli.add_common(p, "model")
+    p.add_argument("--min-face", type=int, default=YuNetDetector.min_face, help="smallest face side in pixels")
+    p.add_argument("--batch", type=int, default=32, help="images whose faces are classified in one model call")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    args = p.parse_args(argv)
+    if args.batch < 1 or args.min_face < 1:
+        p.error("--batch and --min-face must be at least 1")
+    if args.log != "-":
+        cli.check_output_file(p, "--log", args.log, {".csv", ".jsonl", ".json", ".ndjson"})
+    cli.check_output_dir(p, "--annotate", args.annotate)
+    cli.refuse_same(
+        p,
+        {"--log": None if args.log == "-" else args.log, "--annotate": args.annotate},
+        {f"source {i + 1}": s for i, s in enumerate(args.sources)},
+    )
+    return args
+
+
+def main(argv=None) -> dict:
+    return cli.run_main(analyze, parse_args(argv))

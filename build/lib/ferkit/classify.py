@@ -1,0 +1,99 @@
+"""From face crops to the seven class probabilities with a saved model: batch prediction for
+evaluation (with optional mirror and crop TTA) and the one-compiled-call classifier for live frames."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from .data import Split
+from .faces import IMAGE_SIZE, to_model_input
+from .modelfile import is_onnx, load_model
+from .paths import DEFAULT_MODEL_PATH
+
+# Test-time augmentation modes (besides none), and how reports name each setting.
+TTA_MODES = ("flip", "crops")
+TTA_NAMES = {
+    None: "single pass",
+    False: "single pass",
+    True: "flip TTA",
+    "flip": "flip TTA",
+    "crops": "12-view crop TTA",
+}
+
+
+def tta_options(tta) -> dict:
+    """``predict_proba``'s keywords for a TTA setting: None / False, True / "flip", or "crops"."""
+    return {"flip_tta": bool(tta), "crops": tta == "crops"}
+
+
+# Crop TTA: the centre and four corners, CROP_SIZE pixels square, each scaled back to the input
+# size (a 9% zoom, inside the training augmentation's +-10%).
+CROP_SIZE = 44
+
+
+def _crop_views(batch: np.ndarray):
+    import cv2
+
+    m = IMAGE_SIZE - CROP_SIZE
+    for top, left in ((m // 2, m // 2), (0, 0), (0, m), (m, 0), (m, m)):
+        crops = batch[:, top : top + CROP_SIZE, left : left + CROP_SIZE, 0]
+        yield np.stack([cv2.resize(c, (IMAGE_SIZE, IMAGE_SIZE), interpolation=cv2.INTER_LINEAR) for c in crops])[
+            ..., None
+        ]
+
+
+def predict_proba(
+    model, x, *, flip_tta: bool = False, crops: bool = False, batch_size: int = 256, chunk: int = 8192
+) -> np.ndarray:
+    """Class probabilities for uint8 (N, 48, 48) faces (an array, or rows read from disk).
+    flip_tta averages with the mirror image; crops also with five 44-pixel crops (centre,
+    corners) of each, so 12 views with flip_tta. Converted ``chunk`` faces at a time, so memory
+    does not grow with N."""
+    parts = []
+    for start in range(0, len(x), chunk):
+        batch = to_model_input(np.asarray(x[start : start + chunk]))
+        views = [batch, *(_crop_views(batch) if crops else ())]
+        if flip_tta:
+            views += [v[:, :, ::-1] for v in views]
+        proba = sum(np.asarray(model.predict(v, batch_size=batch_size, verbose=0), np.float64) for v in views)
+        parts.append(proba / len(views))
+    return np.concatenate(parts) if parts else np.zeros((0, model.output_shape[-1]))
+
+
+def accuracy(model, split: Split, *, flip_tta: bool = False, crops: bool = False) -> float:
+    """Share of a split's faces whose most probable class is the true one."""
+    return float(np.mean(predict_proba(model, split.x, flip_tta=flip_tta, crops=crops).argmax(1) == split.y))
+
+
+class ExpressionClassifier:
+    """The saved model behind one call for all faces of a frame: an ``.onnx`` file (the default,
+    run by ONNX Runtime) or a ``.keras`` file.
+
+    Keras' ``model.predict`` builds a dataset and costs ~70 ms per call; ``predict_on_batch``
+    reuses a compiled function, and batches are padded to a power of two so only a few shapes
+    get traced. ONNX Runtime takes any batch size as it is.
+    """
+
+    CHUNK = 256
+
+    def __init__(self, model_path: str | os.PathLike = DEFAULT_MODEL_PATH):
+        self.model, self.class_names = load_model(model_path)
+        self.path = Path(model_path)
+        self._pad = not is_onnx(model_path)
+        self(np.zeros((1, IMAGE_SIZE, IMAGE_SIZE), np.uint8))  # trace once before timing starts
+
+    def __call__(self, faces) -> np.ndarray:
+        if len(faces) > self.CHUNK:  # a folder's worth of faces: bounded memory, same results
+            parts = [self(faces[i : i + self.CHUNK]) for i in range(0, len(faces), self.CHUNK)]
+            return np.concatenate(parts)
+        batch = to_model_input(faces)
+        n = len(batch)
+        if n == 0:
+            return np.zeros((0, len(self.class_names)))
+        padded = 1 << (n - 1).bit_length() if self._pad else n
+        if padded != n:
+            batch = np.concatenate([batch, np.zeros((padded - n, *batch.shape[1:]), batch.dtype)])
+        return np.asarray(self.model.predict_on_batch(batch))[:n]

@@ -1,0 +1,233 @@
+"""What the top-level scripts share: the common arguments (declared once, with their defaults
+from the package), range checks that name the flag, and the one place a script turns the
+package's errors into one line on stderr and an exit code. Only scripts call ``run_main``."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import signal
+import sys
+import tempfile
+import threading
+from contextlib import contextmanager
+from pathlib import Path
+
+from .errors import FerError, Interrupted, ParameterError
+from .paths import DEFAULT_CACHE_DIR, DEFAULT_DATA, DEFAULT_MODEL_PATH, MODELS_DIR, PLOTS_DIR
+
+
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """The module docstring as written, and every option's default in --help."""
+
+
+def parser(doc: str | None) -> argparse.ArgumentParser:
+    # No abbreviations: a misspelt --epoch must be an error, not silently --epochs (or worse,
+    # a run with default outputs that replaces the shipped model).
+    return argparse.ArgumentParser(description=doc, formatter_class=_HelpFormatter, allow_abbrev=False)
+
+
+def finite_float(text: str) -> float:
+    """An argparse type: a float that is a real number (NaN and infinity pass every range check
+    written as comparisons, and then train on NaN or hang)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text} is not a finite number")
+    return value
+
+
+def add_common(p: argparse.ArgumentParser, *names: str) -> None:
+    """Declare the shared arguments a script takes: any of data, model, cache_dir, models_dir,
+    plots_dir."""
+    declared = {
+        "data": lambda: p.add_argument(
+            "--data",
+            default=DEFAULT_DATA,
+            help="FER2013 folder (train/ + test/), train/ + validation/, fer2013.csv, or a folder of "
+            "class folders (default data/fer2013)",
+        ),
+        "model": lambda: p.add_argument(
+            "--model",
+            type=Path,
+            default=DEFAULT_MODEL_PATH,
+            help="saved model: .onnx (ONNX Runtime, no TensorFlow needed) or .keras (default models/fer_cnn.onnx, "
+            "the shipped model's export)",
+        ),
+        "cache_dir": lambda: p.add_argument(
+            "--cache-dir", type=Path, default=DEFAULT_CACHE_DIR, help="decoded-image and feature cache"
+        ),
+        "models_dir": lambda: p.add_argument("--models-dir", type=Path, default=MODELS_DIR, help="where models go"),
+        "plots_dir": lambda: p.add_argument("--plots-dir", type=Path, default=PLOTS_DIR, help="where plots go"),
+    }
+    for name in names:
+        declared[name]()
+
+
+def check(p: argparse.ArgumentParser, validate) -> None:
+    """Run a package ``validate()`` at parse time; a bad setting becomes argparse's usage error
+    naming the flag (exit code 2)."""
+    try:
+        validate()
+    except ParameterError as exc:
+        p.error(exc.as_flag())
+
+
+def fail(message: str, code: int = 2):
+    """Print one clear error line and exit."""
+    print(f"error: {message}", file=sys.stderr)
+    raise SystemExit(code)
+
+
+def _stop_on_sigterm() -> None:
+    """SIGTERM (``kill``, ``timeout``, a closing terminal) stops the work like Ctrl-C does, so
+    outputs are finalised and what is done is saved."""
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, handler)
+
+
+def run_main(work, *args):
+    """Call ``work(*args)``; the package's errors become one line and exit code 2, an
+    interruption (Ctrl-C, SIGTERM) exit code 130, a failing disk or folder exit code 1."""
+    _stop_on_sigterm()
+    try:
+        return work(*args)
+    except Interrupted as exc:
+        fail(str(exc), code=130)
+    except ParameterError as exc:
+        fail(exc.as_flag())
+    except FerError as exc:
+        fail(str(exc))
+    except KeyboardInterrupt:
+        fail("interrupted", code=130)
+    except BrokenPipeError:  # the reader of our output went away (| head): stop quietly, as Unix tools do
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        raise SystemExit(0) from None
+    except MemoryError:
+        fail("out of memory; use less data (a smaller limit of this script's) or close other programs", code=1)
+    except OSError as exc:  # a full disk, a folder removed mid-run: the file and the reason, no traceback
+        where = f" ({exc.filename})" if exc.filename else ""
+        fail(f"{exc.strerror or exc}{where}; check the disk and the folder's permissions, then rerun", code=1)
+
+
+def _writable_folder(folder: Path) -> str | None:
+    """Why files cannot be created in ``folder`` (or in the folder it would be created in), or None."""
+    folder = folder.expanduser()
+    probe = folder
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir():
+        return f"{probe} is a file, not a folder"
+    try:  # a real write, not os.access: it also tells the truth for root and read-only mounts
+        with tempfile.TemporaryFile(dir=probe):
+            pass
+    except OSError as exc:
+        return f"{probe} is not writable ({exc.strerror})"
+    return None
+
+
+def check_output_dir(p: argparse.ArgumentParser, flag: str, folder) -> None:
+    """Refuse, before any work, an output folder that is a file or cannot be written."""
+    if folder is None:
+        return
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        p.error(f"{flag} {folder} is a file; give a folder")
+    problem = _writable_folder(folder)
+    if problem:
+        p.error(f"{flag} {folder}: {problem}; give a folder you can write to")
+
+
+def check_output_file(p: argparse.ArgumentParser, flag: str, path, suffixes=None) -> None:
+    """Refuse, before any work, an output file that is a folder, has an unsupported extension
+    or cannot be created."""
+    if path is None:
+        return
+    path = Path(path)
+    if path.is_dir():
+        p.error(f"{flag} {path} is a folder; give a file name")
+    if suffixes and path.suffix.lower() not in suffixes:
+        p.error(
+            f"{flag} {path}: unsupported extension {path.suffix or '(none)'}; use one of {', '.join(sorted(suffixes))}"
+        )
+    problem = _writable_folder(path.parent if str(path.parent) else Path("."))
+    if problem:
+        p.error(f"{flag} {path}: {problem}; choose another place")
+
+
+def refuse_same(p: argparse.ArgumentParser, outputs: dict, inputs: dict) -> None:
+    """Refuse an output path that is one of the inputs: writing it would destroy the input."""
+
+    def same(a: Path, b: Path) -> bool:
+        try:
+            return a.exists() and b.exists() and os.path.samefile(a, b) or a.resolve() == b.resolve()
+        except OSError:
+            return False
+
+    for out_flag, out in outputs.items():
+        for in_flag, inp in inputs.items():
+            if out is not None and inp is not None and same(Path(out).expanduser(), Path(inp).expanduser()):
+                p.error(
+                    f"{out_flag} {out} is also the {in_flag}; writing it would destroy the input. Choose another name"
+                )
+
+
+def refuse_duplicates(p: argparse.ArgumentParser, outputs: dict) -> None:
+    """Refuse two outputs with one path: the second would silently overwrite the first."""
+    seen = {}
+    for flag, path in outputs.items():
+        if path is None:
+            continue
+        key = Path(path).expanduser().resolve()
+        if key in seen:
+            p.error(f"{seen[key]} and {flag} both name {path}; give each output its own file")
+        seen[key] = flag
+
+
+@contextmanager
+def native_logs_silenced(enabled: bool = True):
+    """Send the process's native stderr (file descriptor 2) to /dev/null for the duration:
+    TensorFlow's C++ start-up lines ("oneDNN custom operations are on", absl's notice) are
+    written there before any Python setting can stop them. Python errors still propagate."""
+    if not enabled:
+        yield
+        return
+    sys.stderr.flush()
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+def import_keras_quietly() -> None:
+    """Import Keras (and its backend) without TensorFlow's start-up lines on the terminal, unless
+    the user asked for them with TF_CPP_MIN_LOG_LEVEL. Scripts call it where they first need Keras,
+    inside ``run_main``, so a Ctrl-C during the import is a clean exit too."""
+    if "keras" in sys.modules:
+        return
+    quiet_tensorflow(False)
+    with native_logs_silenced("TF_CPP_MIN_LOG_LEVEL" not in _user_env):
+        import keras  # noqa: F401
+
+
+_user_env = dict(os.environ)  # what the user set, before quiet_tensorflow() sets defaults
+
+
+def quiet_tensorflow(verbose: bool) -> None:
+    """Unless ``verbose``, keep TensorFlow's Python and C++ log lines out of the terminal; call
+    before anything imports keras."""
+    if not verbose:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")

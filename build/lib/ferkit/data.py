@@ -1,0 +1,498 @@
+"""FER datasets: the four layouts on disk, the decoded-image cache, and the train / validation /
+test splits every script uses.
+
+Layouts: ``ROOT/train`` + ``ROOT/test`` (Kaggle; ``PublicTest_`` files become validation and
+``PrivateTest_`` files the test set), ``ROOT/train`` + ``ROOT/validation``, ``fer2013.csv``
+(the Usage column gives the splits), a folder of class folders (split automatically), or an
+``.npz`` of decoded faces written by ``export_npz`` (to carry a dataset to another machine).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import os
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from .atomic import atomic_savez, replacing, set_aside, try_cache_write
+from .errors import DatasetError, ParameterError
+from .faces import CLASS_NAMES, IMAGE_SIZE, prepare_face
+from .paths import DEFAULT_CACHE_DIR
+from .store import FaceRows, face_checksum, write_faces
+
+ALIASES = {
+    "anger": "angry",
+    "angry": "angry",
+    "disgust": "disgust",
+    "disgusted": "disgust",
+    "fear": "fear",
+    "fearful": "fear",
+    "scared": "fear",
+    "happy": "happy",
+    "happiness": "happy",
+    "joy": "happy",
+    "neutral": "neutral",
+    "sad": "sad",
+    "sadness": "sad",
+    "surprise": "surprise",
+    "surprised": "surprise",
+}
+# fer2013.csv label codes (not alphabetical): 0 Angry, 1 Disgust, 2 Fear, 3 Happy, 4 Sad,
+# 5 Surprise, 6 Neutral.
+CSV_CODE_TO_NAME = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".pgm", ".tif", ".tiff", ".webp"}
+_CACHE_VERSION = 1
+# Images decoded per step when the faces go straight to disk (stream=True): memory stays at one chunk.
+STREAM_CHUNK = 8192
+
+# Which split a decoded image belongs to before any split is made.
+TRAIN, VAL, TEST, UNASSIGNED = 0, 1, 2, 3
+
+
+@dataclass
+class Split:
+    """Images as uint8 (N, 48, 48) and integer labels indexing CLASS_NAMES. ``x`` is an array,
+    or ``store.FaceRows`` (read from disk on demand) when the data was loaded with stream=True."""
+
+    x: np.ndarray | FaceRows
+    y: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def subset(self, index) -> Split:
+        return Split(self.x.subset(index) if isinstance(self.x, FaceRows) else self.x[index], self.y[index])
+
+
+@dataclass
+class Dataset:
+    train: Split
+    val: Split
+    test: Split
+    source: str
+    layout: str
+    val_note: str
+    class_names: tuple[str, ...] = CLASS_NAMES
+
+
+def canonical_class(name: str, where: Path) -> str:
+    key = name.strip().lower()
+    if key not in ALIASES:
+        raise DatasetError(
+            f"unknown class folder '{name}' in {where}. Class folders must be named one of "
+            f"{', '.join(CLASS_NAMES)} (aliases such as anger, happiness, sadness, surprised "
+            f"are accepted); rename or remove it."
+        )
+    return ALIASES[key]
+
+
+def _class_dirs(folder: Path) -> list[tuple[str, Path]]:
+    for entry in folder.iterdir():  # a class that cannot be read must not vanish from training silently
+        if entry.is_symlink() and not entry.name.startswith(".") and not entry.exists():
+            raise DatasetError(
+                f"{entry} is a link that leads nowhere (broken, or a loop); fix or remove it: a class folder "
+                f"that cannot be read would leave its class out of the data."
+            )
+    dirs = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not dirs:
+        raise DatasetError(
+            f"no class folders in {folder}. Expected one sub-folder per expression "
+            f"({', '.join(CLASS_NAMES)}) holding the face images."
+        )
+    return [(canonical_class(d.name, folder), d) for d in dirs]
+
+
+def _image_files(folder: Path) -> list[os.DirEntry]:
+    return sorted(
+        (e for e in os.scandir(folder) if e.is_file() and Path(e.name).suffix.lower() in IMAGE_SUFFIXES),
+        key=lambda e: e.name,
+    )
+
+
+def _group_from_name(filename: str, default: int) -> int:
+    if filename.startswith("PublicTest_"):
+        return VAL
+    if filename.startswith("PrivateTest_"):
+        return TEST
+    if filename.startswith("Training_"):
+        return TRAIN
+    return default
+
+
+def _collect_folder(folder: Path, default_group: int, require_all_nonempty: bool):
+    """List (path, label, group, stat) for every image under folder/<class>/."""
+    items = []
+    for name, class_dir in _class_dirs(folder):
+        files = _image_files(class_dir)
+        if not files and require_all_nonempty:
+            raise DatasetError(
+                f"class folder {class_dir} has no images (.jpg/.png). Add images or remove the empty folder."
+            )
+        label = CLASS_NAMES.index(name)
+        for e in files:
+            st = e.stat()
+            items.append((e.path, label, _group_from_name(e.name, default_group), st.st_size, st.st_mtime_ns))
+    return items
+
+
+def detect_layout(root: Path) -> tuple[str, dict[str, Path]]:
+    """Return the layout name and the folders or file it reads."""
+    if not root.exists():
+        raise DatasetError(
+            f"dataset path {root} does not exist. Download FER2013 (see README, 'Getting the "
+            f"data') and pass its folder or fer2013.csv with --data."
+        )
+    if root.is_file():
+        if root.suffix.lower() == ".npz":
+            return "npz", {"npz": root}
+        if root.suffix.lower() != ".csv":
+            raise DatasetError(
+                f"{root} is a file but not a .csv or .npz; pass a dataset folder, fer2013.csv or an .npz "
+                f"written by tools/export_npz.py."
+            )
+        return "csv", {"csv": root}
+    subdirs = {p.name.lower(): p for p in root.iterdir() if p.is_dir()}
+    if "train" in subdirs:
+        evaluation = {k: subdirs[k] for k in ("validation", "val", "test") if k in subdirs}
+        if not evaluation:
+            raise DatasetError(
+                f"{root} has train/ but no test/ or validation/ folder. Add one, or pass "
+                f"{subdirs['train']} itself to split it automatically."
+            )
+        return "folders", {"train": subdirs["train"], **evaluation}
+    csvs = sorted(root.glob("*.csv"))
+    if len(csvs) == 1 and not subdirs:
+        return "csv", {"csv": csvs[0]}
+    return "class_folders", {"all": root}
+
+
+def _decode(path: str) -> np.ndarray | None:
+    image = cv2.imread(path, cv2.IMREAD_GRAYSCALE)
+    return None if image is None else prepare_face(image)
+
+
+def _decode_files(items, progress: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    paths = [it[0] for it in items]
+    with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 2) * 2)) as pool:
+        results = pool.map(_decode, paths, chunksize=64)
+        if progress:
+            from tqdm import tqdm
+
+            results = tqdm(results, total=len(paths), desc="decoding images", unit="img")
+        images = list(results)
+    ok = [i for i, im in enumerate(images) if im is not None]
+    skipped = len(images) - len(ok)
+    if skipped:
+        bad = [paths[i] for i, im in enumerate(images) if im is None][:3]
+        warnings.warn(f"skipped {skipped} unreadable image(s), e.g. {', '.join(bad)}", stacklevel=3)
+    x = np.stack([images[i] for i in ok]) if ok else np.zeros((0, IMAGE_SIZE, IMAGE_SIZE), np.uint8)
+    y = np.array([items[i][1] for i in ok], np.int64)
+    group = np.array([items[i][2] for i in ok], np.int64)
+    return x, y, group, skipped
+
+
+def _decode_to_disk(items, path: Path, progress: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Decode images a chunk at a time straight into the face file ``path``; returns the labels
+    and groups of the faces written (unreadable images skipped, as in memory)."""
+    ys, groups = [], []
+
+    def chunks():
+        bar = None
+        if progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=len(items), desc="decoding images to disk", unit="img")
+        for start in range(0, len(items), STREAM_CHUNK):
+            x, y, group, _ = _decode_files(items[start : start + STREAM_CHUNK], progress=False)
+            ys.append(y)
+            groups.append(group)
+            if bar:
+                bar.update(min(STREAM_CHUNK, len(items) - start))
+            yield x
+        if bar:
+            bar.close()
+
+    write_faces(path, chunks(), most=len(items))
+    return np.concatenate(ys), np.concatenate(groups)
+
+
+def _read_csv(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    usage_group = {"training": TRAIN, "publictest": VAL, "privatetest": TEST}
+    try:
+        return _read_csv_rows(path, usage_group)
+    except UnicodeDecodeError as exc:
+        raise DatasetError(
+            f"{path} is not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset {exc.start}); save it as "
+            f"UTF-8 CSV (the FER2013 csv is plain ASCII)."
+        ) from None
+
+
+def _read_csv_rows(path: Path, usage_group: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    xs, ys, groups = [], [], []
+    # utf-8-sig: spreadsheet programs' "CSV UTF-8" starts with a byte-order mark.
+    with open(path, newline="", encoding="utf-8-sig") as f:
+        reader = csv.DictReader(f)
+        columns = {c.strip().lower(): c for c in (reader.fieldnames or [])}
+        if "emotion" not in columns or "pixels" not in columns:
+            raise DatasetError(
+                f"{path} has columns {reader.fieldnames}; expected the fer2013.csv columns "
+                f"'emotion,pixels,Usage' (Usage optional)."
+            )
+        for line, row in enumerate(reader, start=2):
+            try:
+                code = int(row[columns["emotion"]])
+                pixels = np.array(row[columns["pixels"]].split(), dtype=np.int64)
+            except (TypeError, ValueError, AttributeError):  # AttributeError: a row with no pixels column
+                raise DatasetError(
+                    f"{path}, line {line}: emotion must be an integer and pixels "
+                    f"space-separated integers; fix or remove that row."
+                ) from None
+            if not 0 <= code < len(CSV_CODE_TO_NAME):
+                raise DatasetError(
+                    f"{path}, line {line}: emotion code {code} is not in 0-6 "
+                    f"(0 Angry, 1 Disgust, 2 Fear, 3 Happy, 4 Sad, 5 Surprise, 6 Neutral)."
+                )
+            if pixels.size != IMAGE_SIZE * IMAGE_SIZE:
+                raise DatasetError(
+                    f"{path}, line {line}: {pixels.size} pixels, expected {IMAGE_SIZE * IMAGE_SIZE} "
+                    f"({IMAGE_SIZE}x{IMAGE_SIZE} grey). Is this the FER2013 csv?"
+                )
+            if pixels.min() < 0 or pixels.max() > 255:
+                raise DatasetError(f"{path}, line {line}: pixel values must be 0-255.")
+            usage = row.get(columns.get("usage", ""), "") or ""
+            xs.append(pixels.astype(np.uint8).reshape(IMAGE_SIZE, IMAGE_SIZE))
+            ys.append(CLASS_NAMES.index(CSV_CODE_TO_NAME[code]))
+            groups.append(usage_group.get(usage.strip().lower(), UNASSIGNED))
+    if not xs:
+        raise DatasetError(f"{path} has a header but no rows.")
+    return np.stack(xs), np.array(ys, np.int64), np.array(groups, np.int64)
+
+
+def _read_npz(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Decoded faces in one file (``export_npz``): x uint8 (N, 48, 48), y (class indices), group."""
+    try:
+        with np.load(path) as data:
+            missing = [k for k in ("x", "y") if k not in data.files and not (k == "x" and "x_up" in data.files)]
+            if missing:
+                raise DatasetError(f"{path} lacks the array {missing[0]!r}; write it with tools/export_npz.py.")
+            # x_up: each pixel minus the one above it (PNG's "Up" filter), which zlib packs tighter.
+            x = np.cumsum(data["x_up"], axis=1, dtype=np.uint8) if "x_up" in data.files else data["x"]
+            y = data["y"]
+            group = data["group"] if "group" in data.files else np.full(len(y), UNASSIGNED)
+            names = tuple(data["class_names"].tolist()) if "class_names" in data.files else CLASS_NAMES
+    except DatasetError:
+        raise
+    except Exception as exc:  # not a zip, cut short, bit-flipped
+        raise DatasetError(f"{path} cannot be read as an .npz ({type(exc).__name__}); export it again.") from None
+    if names != CLASS_NAMES:
+        raise DatasetError(f"{path} has classes {', '.join(names)}; expected {', '.join(CLASS_NAMES)}, in that order.")
+    if (
+        x.dtype != np.uint8
+        or x.ndim != 3
+        or x.shape[1:] != (IMAGE_SIZE, IMAGE_SIZE)
+        or not len(x) == len(y) == len(group)
+    ):
+        raise DatasetError(
+            f"{path} holds x {x.dtype} {x.shape}, y {y.shape}, group {group.shape}; expected uint8 (N, 48, 48) "
+            f"faces with N labels and N groups. Write it with tools/export_npz.py."
+        )
+    if len(y) and (y.min() < 0 or y.max() >= len(CLASS_NAMES) or group.min() < TRAIN or group.max() > UNASSIGNED):
+        raise DatasetError(f"{path}: labels must be 0-{len(CLASS_NAMES) - 1} and groups 0-{UNASSIGNED}.")
+    return x, y.astype(np.int64), group.astype(np.int64)
+
+
+def export_npz(root: str | os.PathLike, path: str | os.PathLike, cache_dir: Path | None = DEFAULT_CACHE_DIR) -> Path:
+    """Write every decoded face of a dataset, with its label and split, into one compressed .npz
+    that ``load_dataset`` reads as a dataset: the way to carry the data to a GPU machine. Faces
+    are stored as differences from the row above (FER2013: 62 MiB, against 75 MiB as they are)."""
+    layout, paths = detect_layout(Path(root).expanduser())
+    x, y, group = _load_raw(layout, paths, Path(cache_dir) if cache_dir else None, progress=True)
+    path = Path(path)
+    with replacing(path, ".tmp.npz") as tmp:
+        x = np.asarray(x)
+        x_up = np.diff(x, axis=1, prepend=np.zeros((len(x), 1, x.shape[2]), np.uint8)).astype(np.uint8)
+        np.savez_compressed(tmp, x_up=x_up, y=y, group=group, class_names=np.array(CLASS_NAMES))
+    return path
+
+
+def _fingerprint(parts) -> str:
+    h = hashlib.sha256(f"v{_CACHE_VERSION}".encode())
+    for part in parts:
+        h.update(repr(part).encode())
+    return h.hexdigest()[:20]
+
+
+def _load_raw(layout: str, paths: dict[str, Path], cache_dir: Path | None, progress: bool, stream: bool = False):
+    """Decode every image once; later calls with unchanged sources read the cache. With
+    ``stream`` the faces go to (and come back as) a face file read on demand (``FaceRows``)."""
+    if layout in ("csv", "npz"):
+        st = paths[layout].stat()
+        key = _fingerprint([layout, str(paths[layout].resolve()), st.st_size, st.st_mtime_ns])
+        if layout == "npz" and not stream:
+            return _read_npz(paths["npz"])  # as fast as a cache of it would be
+    else:
+        items = []
+        for role, folder in paths.items():
+            default = {"train": TRAIN, "validation": VAL, "val": VAL, "test": TEST}.get(role, UNASSIGNED)
+            if layout == "folders" and role in ("validation", "val") and "test" not in paths:
+                default = TEST  # train/ + validation/ only: validation/ is the held-out set.
+            items += _collect_folder(folder, default, require_all_nonempty=role in ("train", "all"))
+        if not items:
+            raise DatasetError(f"no images found under {', '.join(map(str, paths.values()))}.")
+        key = _fingerprint(
+            [layout, sorted((str(Path(p).resolve()), s, m) for p, _, _, s, m in items), [(i[1], i[2]) for i in items]]
+        )
+    if stream:
+        return _load_raw_on_disk(layout, paths, None if layout in ("csv", "npz") else items, key, cache_dir, progress)
+    cache_file = cache_dir / f"fer-{key}.npz" if cache_dir else None
+    if cache_file and cache_file.exists():
+        try:
+            with np.load(cache_file) as data:
+                x, y, group = data["x"], data["y"], data["group"]
+            if x.ndim == 3 and x.shape[1:] == (IMAGE_SIZE, IMAGE_SIZE) and len(x) == len(y) == len(group):
+                return x, y, group
+            set_aside(cache_file, "image cache")
+        except Exception:  # truncated or bit-flipped: BadZipFile, OSError, ValueError, zlib.error, ...
+            set_aside(cache_file, "image cache")
+    if layout == "csv":
+        x, y, group = _read_csv(paths["csv"])
+    else:
+        x, y, group, _ = _decode_files(items, progress)
+    if cache_file:
+        try_cache_write(atomic_savez, cache_file, x=x, y=y, group=group)
+    return x, y, group
+
+
+def _load_raw_on_disk(layout, paths, items, key: str, cache_dir: Path | None, progress: bool):
+    """The stream=True cache: faces in ``fer-KEY.faces.npy``, labels in ``fer-KEY.labels.npz``."""
+    if cache_dir is None:
+        raise DatasetError("reading faces from disk (--stream) needs a cache folder; give --cache-dir.")
+    faces_file, labels_file = cache_dir / f"fer-{key}.faces.npy", cache_dir / f"fer-{key}.labels.npz"
+    if faces_file.exists() and labels_file.exists():
+        try:
+            with np.load(labels_file) as data:
+                y, group = data["y"], data["group"]
+                crc = int(data["crc"]) if "crc" in data.files else None
+            x = FaceRows(faces_file)
+            if len(x) == len(y) == len(group) and crc in (None, face_checksum(faces_file)):
+                return x, y, group
+            x.close()
+            set_aside(faces_file, "face file")
+        except Exception:  # cut short, or labels damaged
+            set_aside(faces_file, "face file")
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    if layout in ("csv", "npz"):
+        x, y, group = _read_csv(paths["csv"]) if layout == "csv" else _read_npz(paths["npz"])
+        write_faces(faces_file, [x], most=len(x))
+    else:
+        y, group = _decode_to_disk(items, faces_file, progress)
+    atomic_savez(labels_file, y=y, group=group, crc=np.int64(face_checksum(faces_file)))
+    return FaceRows(faces_file), y, group
+
+
+def stratified_subset(y: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
+    """Indices of n samples (all if n >= len(y)) keeping class proportions; every present class
+    keeps >= 1 (so n must be at least the number of classes). Shares are rounded by largest
+    remainder, so exactly n come back."""
+    if n >= len(y):
+        return np.arange(len(y))
+    rng = np.random.default_rng(seed)
+    classes, sizes = np.unique(y, return_counts=True)
+    if n < len(classes):
+        raise ParameterError("limit", f"({n}) must be at least the number of classes present ({len(classes)})")
+    share = n * sizes / len(y)
+    k = np.minimum(sizes, np.maximum(1, np.floor(share).astype(int)))
+    while k.sum() != n:  # hand out (or take back) one face at a time by largest remainder
+        room = share - k
+        if k.sum() < n:
+            i = np.argmax(np.where(k < sizes, room, -np.inf))
+            k[i] += 1
+        else:
+            i = np.argmin(np.where(k > 1, room, np.inf))
+            k[i] -= 1
+    chosen = [rng.permutation(np.flatnonzero(y == c))[:size] for c, size in zip(classes, k)]
+    return np.sort(np.concatenate(chosen))
+
+
+def _stratified_split(indices: np.ndarray, y: np.ndarray, fraction: float, seed: int):
+    """Split indices into (rest, held_out) with `fraction` of each class held out."""
+    rng = np.random.default_rng(seed)
+    held = []
+    for c in np.unique(y[indices]):
+        idx = rng.permutation(indices[y[indices] == c])
+        k = int(round(fraction * len(idx)))
+        if len(idx) >= 2:
+            k = min(max(k, 1), len(idx) - 1)
+        else:
+            k = 0
+        held.append(idx[:k])
+    held = np.sort(np.concatenate(held)) if held else np.array([], np.int64)
+    rest = np.setdiff1d(indices, held)
+    return rest, held
+
+
+def load_dataset(
+    root: str | os.PathLike,
+    *,
+    val_fraction: float = 0.1,
+    test_fraction: float = 0.1,
+    seed: int = 0,
+    cache_dir: str | os.PathLike | None = DEFAULT_CACHE_DIR,
+    progress: bool = True,
+    stream: bool = False,
+) -> Dataset:
+    """Load FER-style data from any supported layout into train / validation / test splits.
+
+    Layouts: ``ROOT/train`` + ``ROOT/test`` (Kaggle; ``PublicTest_`` files become validation and
+    ``PrivateTest_`` files the test set), ``ROOT/train`` + ``ROOT/validation``, ``fer2013.csv``
+    (the Usage column gives the splits), or a folder of class folders (stratified split).
+    Where no validation split exists, ``val_fraction`` of the training images (per class) are
+    held out for it; the test split is never used for validation. With ``stream`` the decoded
+    faces stay on disk (in the cache folder) and each split's ``x`` reads its rows on demand, so
+    memory does not grow with the dataset (image folders are decoded a chunk at a time; a CSV or
+    .npz, one file already, is read whole once to write the face file).
+    """
+    root = Path(root).expanduser()
+    if not 0 < val_fraction < 1 or not 0 < test_fraction < 1:
+        raise DatasetError("val_fraction and test_fraction must be between 0 and 1.")
+    layout, paths = detect_layout(root)
+    x, y, group = _load_raw(layout, paths, Path(cache_dir) if cache_dir else None, progress, stream)
+    if len(y) == 0:
+        raise DatasetError(f"no readable images in {root}.")
+
+    train_idx = np.flatnonzero(group == TRAIN)
+    val_idx = np.flatnonzero(group == VAL)
+    test_idx = np.flatnonzero(group == TEST)
+    spare = np.flatnonzero(group == UNASSIGNED)
+    if len(spare) and not len(train_idx):
+        train_idx, test_idx = _stratified_split(spare, y, test_fraction, seed)
+    elif len(spare):
+        train_idx = np.sort(np.concatenate([train_idx, spare]))
+    if not len(train_idx):
+        raise DatasetError(f"{root} has no training images; add a train/ folder or Training rows.")
+    if not len(test_idx):
+        raise DatasetError(
+            f"{root} has no test images. Add a test/ folder (or PrivateTest rows), or pass a plain "
+            f"folder of class folders to split it automatically (files named Training_* always count as "
+            f"training images, so a FER2013 train/ folder alone cannot be split)."
+        )
+    if len(val_idx):
+        val_note = "validation: the dataset's own validation split"
+    else:
+        train_idx, val_idx = _stratified_split(train_idx, y, val_fraction, seed + 1)
+        val_note = f"validation: {val_fraction:.0%} of the training images, stratified"
+    everything = Split(x, y)
+    return Dataset(
+        train=everything.subset(train_idx),
+        val=everything.subset(val_idx),
+        test=everything.subset(test_idx),
+        source=str(root),
+        layout=layout,
+        val_note=val_note,
+    )

@@ -1,0 +1,107 @@
+"""A trained ``.keras`` model written as ONNX for the light runtime (``onnxmodel``): the float32
+graph through Keras' own exporter, and an int8 copy by static quantization calibrated on training
+faces. Both carry the class names and the calibration inside, as ONNX metadata. Exporting needs
+Keras with TensorFlow and ``tf2onnx``; running the files needs only ONNX Runtime."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from .atomic import replacing
+from .errors import ModelFileError
+from .faces import to_model_input
+from .modelfile import load_model, read_calibration
+from .onnxmodel import CALIBRATION_KEY, CLASS_NAMES_KEY, SOURCE_KEY
+
+# Faces the int8 activations' ranges are measured on (a stratified draw of the training split):
+# beyond a few hundred the ranges, and the accuracy, no longer move.
+CALIBRATION_FACES = 1024
+
+
+def _write_metadata(path: Path, entries: dict) -> None:
+    import onnx
+
+    model = onnx.load(str(path))
+    kept = [p for p in model.metadata_props if p.key not in entries]
+    del model.metadata_props[:]
+    model.metadata_props.extend(kept)
+    for key, value in entries.items():
+        model.metadata_props.add(key=key, value=value)
+    with replacing(path, ".tmp.onnx") as tmp:
+        onnx.save(model, tmp)
+
+
+def _metadata(keras_path: Path, class_names, kind: str) -> dict:
+    calibration = read_calibration(keras_path)
+    entries = {
+        CLASS_NAMES_KEY: json.dumps(list(class_names)),
+        SOURCE_KEY: json.dumps({"from": keras_path.name, "kind": kind}),
+    }
+    if calibration is not None:
+        entries[CALIBRATION_KEY] = json.dumps(calibration)
+    return entries
+
+
+def export_onnx(keras_path: str | os.PathLike, out_path: str | os.PathLike) -> Path:
+    """Write the float32 ONNX graph of a saved ``.keras`` model, atomically."""
+    keras_path, out_path = Path(keras_path), Path(out_path)
+    model, class_names = load_model(keras_path)
+    try:
+        import tf2onnx  # noqa: F401 (Keras' ONNX export on TensorFlow goes through it)
+    except ImportError:
+        raise ModelFileError("exporting to ONNX needs tf2onnx: pip install tf2onnx onnx") from None
+    model.predict_on_batch(np.zeros((1, *model.input_shape[1:]), np.float32))  # traced once before export
+    with replacing(out_path, ".tmp.onnx") as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # tf2onnx probes np.object
+        model.export(tmp, format="onnx", verbose=False)
+        _write_metadata(Path(tmp), _metadata(keras_path, class_names, "float32"))
+    return out_path
+
+
+def quantize_int8(
+    fp32_path: str | os.PathLike, out_path: str | os.PathLike, faces: np.ndarray, keras_path: str | os.PathLike
+) -> Path:
+    """Static int8 quantization (QDQ, per-channel weights) of an exported float32 graph, with the
+    activation ranges measured on ``faces`` (uint8 (N, 48, 48) training faces)."""
+    import onnx
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    from .onnxmodel import OnnxModel
+
+    fp32_path, out_path = Path(fp32_path), Path(out_path)
+    input_name = OnnxModel(fp32_path).input_name
+    batches = [to_model_input(faces[i : i + 64]) for i in range(0, len(faces), 64)]
+
+    class Faces(CalibrationDataReader):
+        def __init__(self):
+            self.left = iter(batches)
+
+        def get_next(self):
+            batch = next(self.left, None)
+            return None if batch is None else {input_name: batch}
+
+    with tempfile.TemporaryDirectory() as scratch, replacing(out_path, ".tmp.onnx") as tmp:
+        prepared = Path(scratch) / "prepared.onnx"
+        quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
+        # The softmax stays float: quantized to 1/256 steps its outputs would not sum to one.
+        softmax = [n.name for n in onnx.load(str(prepared)).graph.node if n.op_type == "Softmax"]
+        quantize_static(
+            str(prepared),
+            tmp,
+            Faces(),
+            quant_format=QuantFormat.QDQ,
+            per_channel=True,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            nodes_to_exclude=softmax,
+        )
+        _, class_names = load_model(fp32_path)
+        _write_metadata(Path(tmp), _metadata(Path(keras_path), class_names, "int8"))
+    return out_path

@@ -1,0 +1,130 @@
+"""What a face is to the model: the seven class names in output order, the 48x48 grey crop,
+and the one way any image or box becomes model input. Training, evaluation, feature extraction
+and the live demo all go through these functions, so they cannot drift apart."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+CLASS_NAMES: tuple[str, ...] = ("angry", "disgust", "fear", "happy", "neutral", "sad", "surprise")
+IMAGE_SIZE = 48
+
+
+def as_image(image) -> np.ndarray:
+    """Any image a user can reasonably hold as a uint8 grey, BGR or BGRA array: uint8; uint16
+    (scaled by 1/257); other integers within 0-255; floats in [0, 1] (scaled by 255) or [0, 255].
+    Anything else is one ``SourceError`` saying why (an empty array, two channels, booleans,
+    NaN, values out of range)."""
+    from .errors import SourceError
+
+    if image is None or not hasattr(image, "shape"):
+        raise SourceError(
+            f"no image to look at (got {type(image).__name__}); give a path, a PIL image or a numpy array "
+            f"(cv2.imread returns None for a missing or unreadable file: check the path)."
+        )
+    image = np.asarray(image)
+    if image.ndim == 3 and image.shape[2] == 1:
+        image = image[:, :, 0]
+    if image.ndim not in (2, 3) or image.size == 0 or (image.ndim == 3 and image.shape[2] not in (3, 4)):
+        raise SourceError(
+            f"an image of shape {image.shape} is not grey (H, W), BGR (H, W, 3) or BGRA (H, W, 4); "
+            f"convert it (two channels, say, are not an image this model can read)."
+        )
+    if image.dtype == np.uint8:
+        return image
+    if image.dtype == np.bool_:
+        raise SourceError("a boolean array is a mask, not an image; give grey or colour pixels (uint8 0-255)")
+    if image.dtype == np.uint16:
+        return (image.astype(np.uint32) // 257).astype(np.uint8)
+    if np.issubdtype(image.dtype, np.floating):
+        if not np.isfinite(image).all():
+            raise SourceError("the image holds NaN or infinite values; give finite pixel values")
+        low, high = float(image.min()), float(image.max())
+        if low >= 0 and high <= 1:  # the [0, 1] convention of skimage, PIL's F mode, matplotlib
+            return np.round(image * 255).astype(np.uint8)
+        if low >= 0 and high <= 255:
+            return np.round(image).astype(np.uint8)
+        raise SourceError(f"float pixels range over [{low:g}, {high:g}]; give values in [0, 1] or [0, 255]")
+    if np.issubdtype(image.dtype, np.integer):
+        if image.min() >= 0 and image.max() <= 255:
+            return image.astype(np.uint8)
+        raise SourceError(
+            f"{image.dtype} pixels range over [{image.min()}, {image.max()}]; give uint8 (0-255) or uint16 pixels"
+        )
+    raise SourceError(f"pixels of type {image.dtype} are not an image; give uint8, uint16 or float pixels")
+
+
+def prepare_face(image: np.ndarray) -> np.ndarray:
+    """Turn one face crop of any size, grey or colour, into the 48x48 uint8 grey image the
+    model was trained on. Used for dataset images and for live crops alike."""
+    image = np.asarray(image)
+    if image.ndim == 3 and image.shape[2] == 1:
+        image = image[:, :, 0]
+    if image.ndim == 3:
+        code = cv2.COLOR_BGRA2GRAY if image.shape[2] == 4 else cv2.COLOR_BGR2GRAY
+        image = cv2.cvtColor(image, code)
+    if image.ndim != 2 or min(image.shape) < 1:
+        raise ValueError(f"expected a grey or BGR image, got an array of shape {image.shape}")
+    if image.dtype != np.uint8:  # a float face in [0, 1] would otherwise turn black
+        image = as_image(image)
+    if image.shape != (IMAGE_SIZE, IMAGE_SIZE):
+        shrinking = image.shape[0] > IMAGE_SIZE or image.shape[1] > IMAGE_SIZE
+        image = cv2.resize(
+            image,
+            (IMAGE_SIZE, IMAGE_SIZE),
+            interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR,
+        )
+    return image
+
+
+def to_model_input(faces) -> np.ndarray:
+    """Stack face crops (a list of any-size crops, or a uint8 (N, 48, 48) array) into the
+    float32 (N, 48, 48, 1) batch the CNN takes. Pixels stay 0-255; the model rescales."""
+    if isinstance(faces, np.ndarray) and faces.ndim == 3 and faces.shape[1:] == (IMAGE_SIZE, IMAGE_SIZE):
+        batch = faces
+    elif len(faces):
+        batch = np.stack([prepare_face(f) for f in faces])
+    else:
+        batch = np.zeros((0, IMAGE_SIZE, IMAGE_SIZE), np.uint8)
+    return batch.astype(np.float32)[..., None]
+
+
+def to_grey(frame: np.ndarray) -> np.ndarray:
+    """A grey uint8 view of a grey, BGR or BGRA frame."""
+    if frame.ndim == 2:
+        return frame
+    if frame.shape[2] == 1:
+        return frame[:, :, 0]
+    return cv2.cvtColor(frame, cv2.COLOR_BGRA2GRAY if frame.shape[2] == 4 else cv2.COLOR_BGR2GRAY)
+
+
+def eye_angle(eyes: np.ndarray) -> float:
+    """Degrees the face is tilted: the angle of the line from one eye to the other, (2, 2) as
+    (x, y) of the eye on the image's left, then the other."""
+    (x0, y0), (x1, y1) = sorted(map(tuple, np.asarray(eyes, float)))
+    return float(np.degrees(np.arctan2(y1 - y0, x1 - x0)))
+
+
+def upright_crop(grey: np.ndarray, box, eyes) -> np.ndarray:
+    """The face in ``box`` rotated about the box centre so that its eyes are level: one affine
+    warp straight into a box-sized crop (pixels outside the frame repeat the border)."""
+    x, y, w, h = (float(v) for v in box)
+    centre = (x + w / 2, y + h / 2)
+    matrix = cv2.getRotationMatrix2D(centre, eye_angle(eyes), 1.0)
+    matrix[:, 2] += (w / 2 - centre[0], h / 2 - centre[1])
+    size = (max(int(round(w)), 1), max(int(round(h)), 1))
+    return cv2.warpAffine(grey, matrix, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+
+def crop_faces(grey: np.ndarray, boxes: np.ndarray, eyes: np.ndarray | None = None) -> list[np.ndarray]:
+    """The pixels inside each (x, y, w, h) box, clipped to the frame; with ``eyes`` ((N, 2, 2)
+    eye positions) each face is rotated upright first (``upright_crop``)."""
+    if eyes is not None:
+        return [upright_crop(grey, box, e) for box, e in zip(boxes, eyes)]
+    height, width = grey.shape
+    crops = []
+    for x, y, w, h in boxes:
+        x0, y0, x1, y1 = max(x, 0), max(y, 0), min(x + w, width), min(y + h, height)
+        crops.append(grey[y0:y1, x0:x1])
+    return crops

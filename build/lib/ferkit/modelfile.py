@@ -1,0 +1,141 @@
+"""Model files: a Keras model saved atomically with its class names inside the ``.keras``
+archive, loaded back with clear errors, and the lean float32 copy of a trained model that ships."""
+
+from __future__ import annotations
+
+import json
+import os
+import zipfile
+from pathlib import Path
+
+from .atomic import replacing
+from .errors import ModelFileError
+from .faces import CLASS_NAMES, IMAGE_SIZE
+from .paths import DEFAULT_MODEL_PATH, KERAS_MODEL_PATH, PROJECT_DIR
+
+CLASS_NAMES_ENTRY = "fer_class_names.json"
+CALIBRATION_ENTRY = "fer_calibration.json"
+
+
+def save_model(model, path: str | os.PathLike, class_names=CLASS_NAMES, calibration: dict | None = None) -> Path:
+    """Save a Keras model with its class names (and, when given, how it was calibrated) inside
+    the .keras archive, atomically."""
+    path = Path(path)
+    with replacing(path, ".tmp.keras") as tmp:
+        model.save(tmp)
+        with zipfile.ZipFile(tmp, "a") as archive:
+            archive.writestr(CLASS_NAMES_ENTRY, json.dumps(list(class_names)))
+            if calibration is not None:
+                archive.writestr(CALIBRATION_ENTRY, json.dumps(calibration))
+    return path
+
+
+def is_onnx(path: str | os.PathLike) -> bool:
+    return Path(path).suffix.lower() == ".onnx"
+
+
+def read_calibration(path: str | os.PathLike) -> dict | None:
+    """How a saved model was calibrated (temperature, where it was fitted, ECE), or None."""
+    if is_onnx(path):
+        from .onnxmodel import OnnxModel
+
+        return OnnxModel(path).calibration()
+    with zipfile.ZipFile(path) as archive:
+        if CALIBRATION_ENTRY not in archive.namelist():
+            return None
+        return json.loads(archive.read(CALIBRATION_ENTRY))
+
+
+def read_class_names(path: str | os.PathLike) -> tuple[str, ...]:
+    with zipfile.ZipFile(path) as archive:
+        if CLASS_NAMES_ENTRY not in archive.namelist():
+            return CLASS_NAMES
+        return tuple(json.loads(archive.read(CLASS_NAMES_ENTRY)))
+
+
+def _shown(path: Path) -> str:
+    try:
+        return str(path.relative_to(PROJECT_DIR))
+    except ValueError:
+        return str(path)
+
+
+def load_model(path: str | os.PathLike = DEFAULT_MODEL_PATH):
+    """Load a saved classifier and its class names; clear errors for missing or foreign files.
+    A ``.keras`` file loads with Keras; an ``.onnx`` file (``export.py``) with ONNX Runtime, so
+    neither TensorFlow nor Keras is imported for it."""
+    path = Path(path)
+    if not path.exists():
+        raise ModelFileError(
+            f"model file {path} not found. Train one with `python train_cnn.py --data "
+            f"PATH/TO/fer2013` (it writes {_shown(KERAS_MODEL_PATH)}), or give the path "
+            f"of a saved .keras or .onnx model."
+        )
+    if is_onnx(path):
+        from .onnxmodel import load_onnx
+
+        model, class_names = load_onnx(path)
+        check_classifier(model, class_names, path)
+        return model, class_names
+    if not zipfile.is_zipfile(path):
+        raise ModelFileError(f"{path} is not a Keras 3 .keras file; re-save it with model.save('x.keras').")
+    import keras
+
+    try:
+        model = keras.models.load_model(path, compile=False)
+        class_names = read_class_names(path)
+    except Exception as exc:  # keras raises many types for foreign or corrupt files
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelFileError(
+            f"could not load {path} ({first_line[:200]}); the file is damaged or not a Keras 3 model. "
+            f"Restore it (git checkout models/) or train one with train_cnn.py."
+        ) from None
+    check_classifier(model, class_names, path)
+    return model, class_names
+
+
+def check_classifier(model, class_names, path) -> None:
+    """Refuse a model that does not take 48x48 grey faces or whose outputs do not match its
+    class names: anything else would fail deep inside Keras or give silently wrong labels."""
+    expected = (None, IMAGE_SIZE, IMAGE_SIZE, 1)
+    inputs = getattr(model, "input_shape", None)
+    if isinstance(inputs, list) or tuple(inputs or ()) != expected:
+        raise ModelFileError(
+            f"{path} takes inputs of shape {inputs}; this project's models take {IMAGE_SIZE}x{IMAGE_SIZE} grey "
+            f"faces {expected}. Use a model trained by train_cnn.py."
+        )
+    outputs = getattr(model, "output_shape", None)
+    if isinstance(outputs, list) or len(outputs or ()) != 2 or outputs[-1] != len(class_names):
+        raise ModelFileError(
+            f"{path} gives outputs of shape {outputs} but names {len(class_names)} classes; "
+            f"use a model trained by train_cnn.py."
+        )
+
+
+def require_classes(class_names, expected, path, fix: str = "evaluate it on data with its classes") -> None:
+    """Refuse a model whose classes are not the data's (same names, same order)."""
+    if tuple(class_names) != tuple(expected):
+        raise ModelFileError(
+            f"{path} labels {len(class_names)} classes ({', '.join(class_names)}) but the data has "
+            f"{len(expected)} ({', '.join(expected)}); {fix}."
+        )
+
+
+def copy_weights(source, target) -> None:
+    """Copy weights layer by layer (matched by name) from one model into another of its architecture."""
+    for layer in target.layers:
+        if layer.weights:
+            layer.set_weights(source.get_layer(layer.name).get_weights())
+
+
+def inference_copy(trained):
+    """A float32, uncompiled copy of the trained model without augmentation or optimizer state:
+    what gets shipped (smaller file, no training-only layers)."""
+    import keras
+
+    from .networks import build_model
+
+    keras.mixed_precision.set_global_policy("float32")
+    clean = build_model(num_classes=trained.output_shape[-1], augment=False, arch=trained.name.removeprefix("fer_"))
+    copy_weights(trained, clean)
+    return clean

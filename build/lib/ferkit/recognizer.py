@@ -1,0 +1,154 @@
+"""The public face of the package: a ``Recognizer`` (face detector + expression model) that turns
+a BGR image into a list of ``Face`` results, and the ``Pipeline`` that runs it over a video with
+detection every few frames and per-face smoothing. ``realtime.py`` uses exactly these objects.
+
+    import cv2
+    from ferkit import Recognizer
+
+    recognizer = Recognizer()                      # models/fer_cnn.onnx + the YuNet detector
+    for face in recognizer("photo.jpg"):           # a path, a PIL image or a numpy array
+        print(face.box, face.label, f"{face.confidence:.0%}")
+    recognizer(["a.jpg", "b.png"])                 # a list: a list of results, one model call
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from .classify import ExpressionClassifier
+from .detect import YuNetDetector
+from .errors import SourceError
+from .faces import as_image, crop_faces, to_grey
+from .paths import DEFAULT_MODEL_PATH
+from .track import FaceSmoother
+
+
+@dataclass(frozen=True)
+class Face:
+    """One face found in an image: its box (x, y, w, h) in image pixels, the most probable
+    expression with its probability, and all seven probabilities by class name."""
+
+    box: tuple[int, int, int, int]
+    label: str
+    confidence: float
+    probabilities: dict[str, float]
+    track_id: int | None = None
+
+
+class Recognizer:
+    """Finds faces in an image and classifies each one's expression.
+
+    ``model`` is a saved ``.keras`` file (default: the shipped model) or an
+    ``ExpressionClassifier``; ``detector`` a ``YuNetDetector`` (default), a ``FaceDetector``
+    (Haar) or any callable from a frame to (x, y, w, h) boxes. With ``align`` (default) and a
+    detector that finds eyes, each face is rotated upright before it is classified.
+    """
+
+    def __init__(
+        self,
+        model: str | os.PathLike | ExpressionClassifier = DEFAULT_MODEL_PATH,
+        detector=None,
+        align: bool = True,
+    ):
+        self.classifier = model if isinstance(model, ExpressionClassifier) else ExpressionClassifier(model)
+        self.detector = detector if detector is not None else YuNetDetector()
+        self.align = align
+        self.class_names = self.classifier.class_names
+
+    def detect(self, frame: np.ndarray, still: bool = False):
+        """(boxes, eyes or None) for a frame; eyes only when aligning and the detector finds them.
+        ``still``: a single image, searched at several scales where the detector can."""
+        if still and hasattr(self.detector, "detect_still"):
+            boxes, eyes = self.detector.detect_still(frame)
+        elif hasattr(self.detector, "detect"):
+            boxes, eyes = self.detector.detect(frame)
+        else:
+            boxes, eyes = self.detector(frame), None
+        return boxes, (eyes if self.align else None)
+
+    def classify(self, grey: np.ndarray, boxes: np.ndarray, eyes: np.ndarray | None = None) -> np.ndarray:
+        """Class probabilities (N, 7) for the faces in these boxes of a grey frame, in one call."""
+        return self.classifier(crop_faces(grey, boxes, eyes))
+
+    def faces(self, boxes, probabilities, ids=None) -> list[Face]:
+        """``Face`` results from boxes and their probabilities."""
+        ids = ids if ids is not None else [None] * len(boxes)
+        results = []
+        for box, proba, track_id in zip(boxes, probabilities, ids):
+            best = int(np.argmax(proba))
+            results.append(
+                Face(
+                    box=tuple(int(v) for v in box),
+                    label=self.class_names[best],
+                    confidence=float(proba[best]),
+                    probabilities={n: float(p) for n, p in zip(self.class_names, proba)},
+                    track_id=track_id,
+                )
+            )
+        return results
+
+    def __call__(self, image):
+        """Every face in an image with its expression. ``image``: a path, a PIL image, or an array
+        (grey, BGR or BGRA; uint8, uint16 or float); or a list of those, for a list of results
+        with the faces of all the images classified in one model call."""
+        if isinstance(image, (list, tuple)):
+            return self.batch(image)
+        return self.batch([image])[0]
+
+    def batch(self, images) -> list[list[Face]]:
+        frames = [load_image(image) for image in images]
+        found = [self.detect(frame, still=True) for frame in frames]
+        crops = [c for frame, (boxes, eyes) in zip(frames, found) for c in crop_faces(to_grey(frame), boxes, eyes)]
+        proba = self.classifier(crops)
+        results, start = [], 0
+        for boxes, _ in found:
+            results.append(self.faces(boxes, proba[start : start + len(boxes)]))
+            start += len(boxes)
+        return results
+
+
+def load_image(image) -> np.ndarray:
+    """An array for a path (any format OpenCV reads), a PIL image (as BGR) or an array; one
+    ``SourceError`` for anything else."""
+    if isinstance(image, (str, os.PathLike)):
+        path = Path(image).expanduser()
+        if not path.is_file():
+            raise SourceError(f"image {path} not found; check the path")
+        data = np.fromfile(path, np.uint8)  # also reads names OpenCV's imread cannot (non-ASCII)
+        frame = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+        if frame is None:
+            raise SourceError(f"{path} is not an image OpenCV can read (JPEG, PNG, BMP, TIFF, WebP, ...)")
+        return as_image(frame)
+    if hasattr(image, "convert") and hasattr(image, "mode"):  # a PIL image, without importing PIL
+        rgb = np.asarray(image.convert("RGBA" if "A" in image.mode else "RGB"))
+        return cv2.cvtColor(rgb, cv2.COLOR_RGBA2BGRA if rgb.shape[2] == 4 else cv2.COLOR_RGB2BGR)
+    return as_image(image)
+
+
+@dataclass
+class Pipeline:
+    """A video's frames through a ``Recognizer``: detect every ``detect_every`` frames (boxes are
+    reused in between), classify all faces in one call, smooth per face."""
+
+    recognizer: Recognizer
+    smoother: FaceSmoother = field(default_factory=FaceSmoother)
+    detect_every: int = 2
+    still: bool = False  # single images: detection at several scales (Recognizer.detect)
+    boxes: np.ndarray = field(default_factory=lambda: np.zeros((0, 4), int))
+    eyes: np.ndarray | None = None
+    frame_index: int = 0
+
+    def process(self, frame: np.ndarray):
+        """Return (boxes, smoothed probabilities, face ids) for one frame."""
+        frame = as_image(frame)
+        if self.frame_index % self.detect_every == 0:
+            self.boxes, self.eyes = self.recognizer.detect(frame, self.still)
+        self.frame_index += 1
+        proba = self.recognizer.classify(to_grey(frame), self.boxes, self.eyes)
+        smoothed, ids = self.smoother.update(self.boxes, proba)
+        return self.boxes, smoothed, ids

@@ -1,0 +1,303 @@
+"""A training run: build or resume the model, fit it under a device plan with per-epoch
+checkpoints, then evaluate the best epoch and write the outputs (model, metrics, curves,
+confusion matrix). The settings live in ``trainconfig``, the batches in ``batches``, the
+checkpoints in ``checkpoint``; their names are re-exported here for callers of this module."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from .atomic import atomic_write_text
+from .batches import EpochBatches, EpochRandomness, FaceBatches, epoch_seed
+from .checkpoint import CheckpointFolder, EpochCheckpoint, RestorePlateau, load_checkpoint, seed_states
+from .classify import accuracy, predict_proba, tta_options
+from .data import load_dataset, stratified_subset
+from .distill import blend_targets, cached_teacher_probabilities
+from .distribute import Plan, data_parallel, split_cpu
+from .errors import Interrupted, ModelFileError, ParameterError, TrainingDiverged
+from .modelfile import copy_weights, inference_copy, load_model, save_model
+from .networks import build_model
+from .report import classification_summary, plot_confusion, plot_history
+from .trainconfig import OPTIMIZERS, PRESETS, RESUME_KEYS, SCHEDULES, TrainConfig
+
+__all__ = [
+    "OPTIMIZERS",
+    "PRESETS",
+    "RESUME_KEYS",
+    "SCHEDULES",
+    "CheckpointFolder",
+    "EpochBatches",
+    "EpochCheckpoint",
+    "EpochRandomness",
+    "FaceBatches",
+    "RestorePlateau",
+    "TrainConfig",
+    "epoch_seed",
+    "load_checkpoint",
+    "seed_states",
+    "train",
+]
+
+
+def warm_start(model, path: Path) -> None:
+    """Load the weights of the saved model at ``path`` into a freshly built ``model``."""
+    source, _ = load_model(path)
+    if source.name != model.name:
+        raise ModelFileError(
+            f"the model to start from ({path}) is {source.name!r} but this run builds {model.name!r}; "
+            f"train with the architecture it was trained with ({source.name.removeprefix('fer_')})."
+        )
+    if source.output_shape[-1] != model.output_shape[-1]:
+        raise ModelFileError(
+            f"the model to start from ({path}) gives {source.output_shape[-1]} classes but this data has "
+            f"{model.output_shape[-1]}; start from a model trained on these classes, or leave --init-from out."
+        )
+    copy_weights(source, model)
+
+
+def learning_rate_for(config: TrainConfig, steps_per_epoch: int):
+    if config.schedule == "cosine":
+        warmup = config.warmup_epochs * steps_per_epoch
+        return keras.optimizers.schedules.CosineDecay(
+            0.0 if warmup else config.lr,
+            decay_steps=config.epochs * steps_per_epoch - warmup,
+            warmup_target=config.lr if warmup else None,
+            warmup_steps=warmup,
+        )
+    return config.lr
+
+
+def optimizer_for(config: TrainConfig, steps_per_epoch: int):
+    """Adam (the seed's), AdamW (decoupled weight decay) or SGD with Nesterov momentum 0.9."""
+    lr, decay = learning_rate_for(config, steps_per_epoch), config.weight_decay or None
+    if config.optimizer == "sgd":
+        return keras.optimizers.SGD(lr, momentum=0.9, nesterov=True, weight_decay=decay)
+    if config.optimizer == "adamw":
+        return keras.optimizers.AdamW(lr, weight_decay=config.weight_decay)
+    return keras.optimizers.Adam(lr, weight_decay=decay)
+
+
+def class_weight_for(y: np.ndarray, num_classes: int) -> dict[int, float]:
+    counts = np.bincount(y, minlength=num_classes).astype(float)
+    weights = len(y) / (num_classes * np.maximum(counts, 1))
+    return {i: float(w) for i, w in enumerate(weights)}
+
+
+class StopOnNaN(keras.callbacks.Callback):
+    """A loss that is no longer a number (a learning rate far too high) stops the run with one
+    clear error before the epoch's checkpoint, so no NaN model is ever saved."""
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not np.isfinite(loss):
+            raise TrainingDiverged(
+                f"the training loss became {loss} (batch {batch + 1}); the learning rate is too high for this "
+                f"model: lower --lr (the last good epoch's checkpoint is kept; add --fresh to start over)"
+            )
+
+
+def checkpoint_dir_for(config: TrainConfig) -> Path:
+    return Path(config.checkpoint_dir or Path(config.models_dir) / "checkpoints" / config.name)
+
+
+def _fit(config: TrainConfig, data, train_split, plan: Plan, folder: CheckpointFolder):
+    """Build or resume the model and run ``fit`` under ``plan``; returns (history, seconds)."""
+    num_classes = len(data.class_names)
+    if config.distribute:
+        print(f"data parallel: {plan.description}, {config.batch_size // plan.replicas} faces each per step")
+        if len(train_split) < config.batch_size:
+            raise ParameterError(
+                "batch_size",
+                f"({config.batch_size}) must not exceed the {len(train_split)} training faces when distributed",
+            )
+
+    settings = config.settings()
+    ckpt_dir = folder.path
+    one_hot = np.eye(num_classes, dtype=np.float32)
+    weights = None
+    if config.class_weights:
+        per_class = class_weight_for(train_split.y, num_classes)
+        weights = np.array([per_class[int(c)] for c in train_split.y], np.float32)
+    batches = EpochBatches(
+        train_split.x,
+        one_hot[train_split.y],
+        config.batch_size,
+        config.seed,
+        weights,
+        config.mixup,
+        full_batches_only=plan.replicas > 1,
+        shard=plan.shard,
+    )
+    with plan.scope():  # the variables live on every device
+        model, state = load_checkpoint(ckpt_dir, settings)
+        if model is None:
+            model = build_model(
+                num_classes, augment=config.augment, arch=config.arch, sync_bn=plan.sync_bn, width=config.width
+            )
+            if config.init_from:
+                warm_start(model, Path(config.init_from))
+            # Distributed validation pads its last batch with zero-weight faces; only weighted
+            # metrics leave them out (plain ones ignore sample weights).
+            accuracy_metric = {"metrics" if plan.replicas == 1 else "weighted_metrics": ["accuracy"]}
+            model.compile(
+                optimizer=optimizer_for(config, len(batches)),
+                loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
+                **accuracy_metric,
+            )
+            state = {"epoch": 0, "best_val_accuracy": -1.0, "history": {}, "plateau": None}
+        else:
+            print(f"resuming from {ckpt_dir} after epoch {state['epoch']} of {config.epochs}")
+    if config.teacher:  # after the settings check, so a refused resume does not read the teachers first
+        with plan.local():
+            soft = cached_teacher_probabilities(
+                ckpt_dir / "teacher.npz",
+                config.teacher,
+                train_split.x,
+                train_split.y,
+                data.class_names,
+                config.teacher_tta,
+                resuming=state["epoch"] > 0,
+                write=plan.writer,
+            )
+        batches.y = blend_targets(batches.y, soft, config.distill)
+        agree = float(np.mean(soft.argmax(1) == train_split.y))
+        print(f"distillation: the teachers agree with {agree:.3f} of the labels; targets {config.distill:g} theirs")
+
+    plateau, restore = None, []
+    if config.schedule == "plateau":
+        plateau = keras.callbacks.ReduceLROnPlateau(
+            monitor="val_loss",
+            factor=config.lr_factor,
+            patience=config.lr_patience,
+            min_delta=1e-4,
+            min_lr=config.min_lr,
+            verbose=1,
+        )
+        restore = [RestorePlateau(plateau, state["plateau"])] if state["plateau"] else []
+    history = state["history"]
+    checkpoint = EpochCheckpoint(ckpt_dir, plateau, settings, history, state["best_val_accuracy"])
+    validation = FaceBatches(data.val.x, one_hot[data.val.y], max(config.batch_size, 256), plan.replicas, plan.shard)
+    started = time.time()
+    try:
+        if state["epoch"] < config.epochs:
+            model.fit(
+                batches,
+                validation_data=validation,
+                epochs=config.epochs,
+                initial_epoch=state["epoch"],
+                callbacks=[
+                    c
+                    for c in (
+                        StopOnNaN(),
+                        EpochRandomness(batches, config.seed),
+                        plateau,
+                        *restore,
+                        plan.writer and checkpoint,
+                    )
+                    if c
+                ],
+                verbose=1 if sys.stdout.isatty() else 2,
+            )
+    except KeyboardInterrupt:
+        raise Interrupted(
+            f"interrupted; the last finished epoch is saved in {ckpt_dir}. Run the same command to resume."
+        ) from None
+    return history, time.time() - started
+
+
+def train(config: TrainConfig) -> dict:
+    """Train (or resume) one run and write its outputs; returns the metrics, with the paths of
+    what was written under ``"outputs"``. Raises ``Interrupted`` on Ctrl-C after saving."""
+    config.validate()
+    if config.cpu_devices:
+        split_cpu(config.cpu_devices)
+    keras.utils.set_random_seed(config.seed)
+    if config.mixed_precision:
+        keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    data = load_dataset(
+        config.data,
+        val_fraction=config.val_fraction,
+        seed=config.seed,
+        cache_dir=config.cache_dir,
+        stream=config.stream,
+    )
+    train_split = data.train
+    if config.limit:
+        train_split = train_split.subset(stratified_subset(train_split.y, config.limit, seed=config.seed))
+    print(
+        f"data: {data.source} ({data.layout}); train {len(train_split)}, validation "
+        f"{len(data.val)}, test {len(data.test)}; {data.val_note}"
+        + ("; faces read from disk per batch" if config.stream else "")
+    )
+    plan = data_parallel(config.batch_size) if config.distribute else Plan()
+    folder = CheckpointFolder(checkpoint_dir_for(config))
+    try:
+        if plan.writer:  # checked and locked before any work; other hosts only read it
+            folder.open()
+            if config.fresh:
+                folder.clear()
+        try:
+            history, train_seconds = _fit(config, data, train_split, plan, folder)
+        finally:
+            plan.close()  # evaluation below runs on one device
+        if not plan.writer:
+            return {"outputs": {}, "writer": False}
+        return _finish(config, data, train_split, history, train_seconds, folder)
+    finally:
+        folder.release()
+
+
+def _finish(config: TrainConfig, data, train_split, history: dict, train_seconds: float, folder: CheckpointFolder):
+    """Evaluate the best epoch's model on the test split and write the run's outputs."""
+    ckpt_dir = folder.path
+
+    best_model = keras.models.load_model(ckpt_dir / "best.keras")
+    final = inference_copy(best_model)
+    tta = tta_options(config.tta)
+    proba = predict_proba(final, data.test.x, **tta)
+    summary = classification_summary(data.test.y, proba.argmax(1), data.class_names)
+    val_accuracy = accuracy(final, data.val, **tta)
+
+    models_dir, plots_dir = Path(config.models_dir), Path(config.plots_dir)
+    model_path = save_model(final, models_dir / f"{config.name}.keras", data.class_names)
+    plots = [
+        plot_history(history, "loss", plots_dir / f"{config.name}_loss.png", "Loss"),
+        plot_history(history, "accuracy", plots_dir / f"{config.name}_accuracy.png", "Accuracy"),
+        plot_confusion(
+            summary["confusion_matrix"],
+            data.class_names,
+            plots_dir / f"{config.name}_confusion.png",
+            f"Test confusion (accuracy {summary['accuracy']:.3f})",
+        ),
+    ]
+    metrics = {
+        "test_accuracy": summary["accuracy"],
+        "test_macro_f1": summary["macro_f1"],
+        "validation_accuracy": val_accuracy,
+        "per_class": summary["per_class"],
+        "confusion_matrix": summary["confusion_matrix"],
+        "class_names": list(data.class_names),
+        "history": history,
+        "epochs_trained": len(history.get("loss", [])),
+        "train_seconds_this_run": round(train_seconds, 1),
+        "data": {
+            "source": data.source,
+            "layout": data.layout,
+            "train": len(train_split),
+            "validation": len(data.val),
+            "test": len(data.test),
+            "validation_note": data.val_note,
+        },
+        "settings": config.settings(),
+        "tta": config.tta,
+    }
+    metrics_path = models_dir / f"{config.name}_metrics.json"
+    atomic_write_text(metrics_path, json.dumps(metrics, indent=1))
+    folder.remove()  # finished: the next run of this command starts afresh
+    return {**metrics, "outputs": {"model": model_path, "metrics": metrics_path, "plots": plots}}

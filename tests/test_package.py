@@ -1,0 +1,70 @@
+"""The package as users install it: a wheel built from the checkout, installed (not editable) into
+a fresh virtual environment, used from another folder: the shipped model and detector come with
+it, the entry points run, and nothing imports TensorFlow."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import venv
+
+import pytest
+from conftest import ROOT
+
+from ferkit.paths import DEFAULT_MODEL_PATH
+
+USE = """
+import sys
+import cv2
+import ferkit
+from ferkit import Recognizer, clips
+assert "site-packages" in ferkit.__file__, ferkit.__file__
+cv2.imwrite("photo.jpg", next(clips.demo_frames(1)))
+faces = Recognizer()("photo.jpg")
+print("faces:", len(faces), faces[0].label)
+heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("tensorflow", "keras", "jax", "torch"))
+print("heavy:", heavy)
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not DEFAULT_MODEL_PATH.exists(), reason="no shipped ONNX model")
+def test_the_wheel_installs_and_recognizes_faces_outside_the_checkout(tmp_path):
+    wheels = tmp_path / "wheels"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(wheels), str(ROOT)],
+        check=True,
+        capture_output=True,
+        timeout=600,
+    )
+    wheel = next(wheels.glob("ferkit-*.whl"))
+    assert wheel.stat().st_size < 20 * 2**20
+    env_dir = tmp_path / "env"
+    venv.create(env_dir, with_pip=True)
+    python, bin_dir = env_dir / "bin" / "python", env_dir / "bin"
+    install = subprocess.run(
+        [python, "-m", "pip", "install", "-q", "--disable-pip-version-check", str(wheel)],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert install.returncode == 0, install.stderr[-2000:]
+    work = tmp_path / "elsewhere"
+    work.mkdir()
+    used = subprocess.run([python, "-c", USE], cwd=work, capture_output=True, text=True, timeout=300)
+    assert used.returncode == 0, used.stderr[-2000:]
+    assert "faces: 1" in used.stdout and "heavy: []" in used.stdout
+    rows = subprocess.run(
+        [bin_dir / "ferkit-analyze", "photo.jpg", "--quiet"], cwd=work, capture_output=True, text=True, timeout=300
+    )
+    assert rows.returncode == 0, rows.stderr[-2000:]
+    assert rows.stdout.splitlines()[1].startswith("photo.jpg,0,")
+    live = subprocess.run(
+        [bin_dir / "ferkit-live", "--source", "demo", "--no-display", "--max-frames", "5", "--output", "demo.mp4"],
+        cwd=work,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert live.returncode == 0, live.stderr[-2000:]
+    assert (work / "demo.mp4").stat().st_size > 1000
