@@ -18,7 +18,8 @@ from pathlib import Path
 from ferkit import cli
 from ferkit.checkpoint_folder import CheckpointFolder
 from ferkit.classify import TTA_MODES
-from ferkit.errors import CheckpointError, ParameterError
+from ferkit.data import detect_layout
+from ferkit.errors import CheckpointError, DatasetError, ParameterError
 from ferkit.networks import ARCHITECTURES, AUGMENTATIONS
 from ferkit.report import format_report
 from ferkit.trainconfig import OPTIMIZERS, PRESETS, SCHEDULES, TrainConfig
@@ -186,10 +187,11 @@ def parse_args(argv=None) -> TrainConfig:
     for flag, folder in (("--models-dir", config.models_dir), ("--plots-dir", config.plots_dir)):
         if checkpoints.expanduser().resolve() == Path(folder).expanduser().resolve():
             p.error(f"--checkpoint-dir {checkpoints} is also the {flag}; give the checkpoints a folder of their own")
-    try:  # before any work; the run locks the folder when it starts
+    try:  # before any work (and before TensorFlow loads); the run locks the folder when it starts
         CheckpointFolder(checkpoints).check()
-    except CheckpointError as exc:
-        p.error(str(exc))
+        detect_layout(Path(config.data).expanduser())
+    except (CheckpointError, DatasetError) as exc:
+        cli.fail(str(exc))
     for teacher in config.teacher or ():
         if not teacher.is_file():
             p.error(f"--teacher {teacher} not found; give saved .keras models (e.g. models/fer_cnn.keras)")

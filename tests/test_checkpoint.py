@@ -6,34 +6,14 @@ from __future__ import annotations
 import json
 
 import pytest
+from test_train import run as train_run
 
-import train_cnn
 from ferkit.checkpoint import MARKER, CheckpointFolder
 from ferkit.errors import CheckpointError
 
 
 def run(data, tmp_path, *extra):
-    return train_cnn.main(
-        [
-            "--data",
-            str(data),
-            "--models-dir",
-            str(tmp_path / "models"),
-            "--plots-dir",
-            str(tmp_path / "plots"),
-            "--cache-dir",
-            str(tmp_path / "cache"),
-            "--batch-size",
-            "32",
-            "--arch",
-            "vgg",
-            "--epochs",
-            "1",
-            "--name",
-            "t",
-            *extra,
-        ]
-    )
+    return train_run(data, tmp_path, "--arch", "vgg", "--epochs", "1", *extra)
 
 
 def test_a_folder_of_other_files_is_refused_and_left_as_it_was(training_dir, tmp_path, capsys):
