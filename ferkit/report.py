@@ -99,6 +99,13 @@ def plot_history(history: dict, key: str, path: str | os.PathLike, title: str) -
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend()
+    seconds = history.get("seconds", [])
+    if len(seconds) == len(epochs) > 1:  # the same curve against the hours of training, on top
+        hours = np.cumsum(seconds) / 3600
+        top = ax.secondary_xaxis(
+            "top", functions=(lambda e: np.interp(e, epochs, hours), lambda h: np.interp(h, hours, epochs))
+        )
+        top.set_xlabel("hours of training")
     fig.tight_layout()
     return _save(fig, path)
 
