@@ -52,6 +52,79 @@ def test_the_features_are_scattered_once_not_sent_with_each_task(dask_cluster):
         mapper.close()
 
 
+@pytest.fixture
+def cli_cluster(tmp_path):
+    """A real cluster as the README starts one: ``dask scheduler`` and two ``dask worker``
+    processes from the command line, talking over 127.0.0.1 only."""
+    pytest.importorskip("dask.distributed")
+    dask = [sys.executable, "-m", "distributed.cli.dask_scheduler"]
+    address_file = tmp_path / "scheduler.json"
+    common = dict(cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    scheduler = subprocess.Popen(
+        [*dask, "--host", "127.0.0.1", "--port", "0", "--no-dashboard", "--scheduler-file", address_file], **common
+    )
+    wait_for(lambda: address_file.exists() and address_file.stat().st_size > 0, timeout=60)
+    address = json.loads(address_file.read_text())["address"]
+    workers = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "distributed.cli.dask_worker",
+                address,
+                "--nthreads",
+                "1",
+                "--no-dashboard",
+                "--host",
+                "127.0.0.1",
+                "--name",
+                f"w{i}",
+            ],
+            **common,
+        )  # fmt: skip
+        for i in range(2)
+    ]
+    from dask.distributed import Client
+
+    with Client(address, timeout=30) as client:
+        client.wait_for_workers(2, timeout=60)
+    try:
+        yield address, workers
+    finally:
+        for process in [*workers, scheduler]:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+def test_a_command_line_cluster_finds_the_same_subset_and_survives_a_lost_worker(cli_cluster):
+    import threading
+    import time
+
+    address, workers = cli_cluster
+    x, y = synthetic_features(n=1500, n_features=60)
+    settings = dict(generations=8, patience=8, population=24)
+    local = ga.run_ga(x, y, config(jobs=2, **settings), progress=False)
+    started = time.perf_counter()
+    remote = ga.run_ga(x, y, config(scheduler=address, **settings), progress=False)
+    remote_seconds = time.perf_counter() - started
+    assert np.array_equal(local.mask, remote.mask) and local.accuracy == remote.accuracy
+    assert [row["best_accuracy"] for row in local.log] == [row["best_accuracy"] for row in remote.log]
+
+    # The same run again, one worker killed (with its nanny: the whole process group) mid-run.
+    result = {}
+    run = threading.Thread(target=lambda: result.update(r=ga.run_ga(x, y, config(scheduler=address, **settings),
+                                                                     progress=False)))  # fmt: skip
+    run.start()
+    time.sleep(min(remote_seconds / 3, 5))
+    assert run.is_alive()  # the worker is lost mid-run
+    os.killpg(workers[1].pid, signal.SIGKILL)
+    run.join(timeout=600)
+    assert not run.is_alive() and "r" in result
+    assert np.array_equal(result["r"].mask, local.mask) and result["r"].accuracy == local.accuracy
+    assert [row["best_accuracy"] for row in result["r"].log] == [row["best_accuracy"] for row in local.log]
+
+
 def test_an_unreachable_scheduler_is_one_clear_error():
     x, y = synthetic_features()
     with pytest.raises(ClusterError, match="cannot reach the Dask scheduler .*dask worker"):
