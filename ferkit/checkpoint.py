@@ -3,6 +3,7 @@ read back for a resume with the settings it was made with."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from pathlib import Path
@@ -31,10 +32,13 @@ class EpochCheckpoint(keras.callbacks.Callback):
     layers' random states, the history and the ReduceLROnPlateau counters; and the best model by
     validation accuracy."""
 
-    def __init__(self, directory: Path, plateau, settings: dict, history: dict, best: float):
+    def __init__(self, directory: Path, plateau, settings: dict, history: dict, best: float, alone=None):
         super().__init__()
         self.directory, self.plateau, self.settings = directory, plateau, settings
         self.history_so_far, self.best = history, best
+        # Saving is this process' work alone: outside a multi-host distribution, whose every
+        # new variable would be a collective the other hosts never join (Plan.local).
+        self.alone = alone or contextlib.nullcontext
 
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch_started = time.time()
@@ -48,9 +52,11 @@ class EpochCheckpoint(keras.callbacks.Callback):
         self.history_so_far.setdefault("lr", []).append(float(lr))
         if logs.get("val_accuracy", -1) > self.best:
             self.best = float(logs["val_accuracy"])
-            save_model(self.model, self.directory / "best.keras")
+            with self.alone():
+                save_model(self.model, self.directory / "best.keras")
         model_file = f"epoch{epoch + 1:04d}.keras"
-        save_model(self.model, self.directory / model_file)
+        with self.alone():
+            save_model(self.model, self.directory / model_file)
         plateau = (
             None
             if self.plateau is None

@@ -8,13 +8,14 @@ rate (the test shows the loss curves agree). To go faster with more devices, rai
 (e.g. 128 per device) and the learning rate with it (the linear scaling rule), keeping a few
 warm-up epochs.
 
-Several hosts: on JAX set ``KERAS_DISTRIBUTION_JOB_ADDRESSES`` (host:port of every process,
+Several hosts (JAX): set ``KERAS_DISTRIBUTION_JOB_ADDRESSES`` (host:port of every process,
 comma-separated), ``KERAS_DISTRIBUTION_NUM_PROCESSES`` and ``KERAS_DISTRIBUTION_PROCESS_ID`` on
-each host (``keras.distribution.initialize`` reads them); on TensorFlow set ``TF_CONFIG`` (the
-cluster and this task), which selects ``MultiWorkerMirroredStrategy``. Each JAX process feeds
-its share of every global batch; process 0 (the chief) writes the checkpoints and outputs, into a
-folder all hosts can read (``--checkpoint-dir`` on shared storage) so that all resume from the same
-epoch. Several hosts are wired through as documented but were not run here (one machine).
+each host (``keras.distribution.initialize`` reads them). Each process feeds its share of every
+global batch; process 0 writes the checkpoints and outputs (outside the distribution: every new
+variable under it is a collective), into a folder all hosts can read (``--checkpoint-dir`` on
+shared storage) so that all resume from the same epoch. Run as two processes over loopback in
+the tests. TensorFlow's ``TF_CONFIG`` (MultiWorkerMirroredStrategy) is refused: Keras 3's
+TensorFlow trainer fails under it (tensorflow/tensorflow#72388).
 """
 
 from __future__ import annotations
@@ -119,16 +120,20 @@ def data_parallel(batch_size: int) -> Plan:
         import tensorflow as tf
 
         if os.environ.get("TF_CONFIG"):
-            strategy = tf.distribute.MultiWorkerMirroredStrategy()
-            resolver = strategy.cluster_resolver
-            writer = resolver.task_type in (None, "chief") or (
-                resolver.task_type == "worker" and resolver.task_id == 0 and "chief" not in resolver.cluster_spec().jobs
+            # Tried here on loopback: Keras 3's TensorFlow trainer cannot train under
+            # MultiWorkerMirroredStrategy (it all-reduces an input batch to learn its shapes and
+            # scalar logs along axis 0: "Invalid reduction dimension 0 for input with 0 dimensions",
+            # tensorflow/tensorflow#72388). Say so at the start instead of failing in fit.
+            raise ParameterError(
+                "distribute",
+                "over several processes (TF_CONFIG is set) does not work with Keras 3 on TensorFlow "
+                "(MultiWorkerMirroredStrategy, tensorflow/tensorflow#72388); run several hosts on JAX "
+                "(KERAS_BACKEND=jax with KERAS_DISTRIBUTION_JOB_ADDRESSES, see README 'Scaling out'), or unset "
+                "TF_CONFIG",
             )
-            kind = "MultiWorkerMirroredStrategy"
-        else:
-            gpus = tf.config.list_logical_devices("GPU")
-            devices = [d.name for d in gpus or tf.config.list_logical_devices("CPU")]
-            strategy, writer, kind = tf.distribute.MirroredStrategy(devices), True, "MirroredStrategy"
+        gpus = tf.config.list_logical_devices("GPU")
+        devices = [d.name for d in gpus or tf.config.list_logical_devices("CPU")]
+        strategy, writer, kind = tf.distribute.MirroredStrategy(devices), True, "MirroredStrategy"
         plan = Plan(strategy.num_replicas_in_sync, writer, f"TF {kind} over {strategy.num_replicas_in_sync} devices")
         plan.scope, plan.sync_bn = strategy.scope, plan.replicas > 1
     else:

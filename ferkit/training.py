@@ -181,7 +181,7 @@ def _fit(config: TrainConfig, data, train_split, plan: Plan, folder: CheckpointF
         )
         restore = [RestorePlateau(plateau, state["plateau"])] if state["plateau"] else []
     history = state["history"]
-    checkpoint = EpochCheckpoint(ckpt_dir, plateau, settings, history, state["best_val_accuracy"])
+    checkpoint = EpochCheckpoint(ckpt_dir, plateau, settings, history, state["best_val_accuracy"], plan.local)
     validation = FaceBatches(data.val.x, one_hot[data.val.y], max(config.batch_size, 256), plan.replicas, plan.shard)
     started = time.time()
     try:

@@ -260,3 +260,53 @@ def test_a_global_batch_the_devices_cannot_share_is_refused(training_dir, tmp_pa
     assert process.returncode == 2
     assert "--batch-size (33, the global batch) must be a multiple of the 2 devices" in err
     assert "Traceback" not in err
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_processes_on_loopback_train_together_like_one_process_on_two_devices(training_dir, tmp_path):
+    """Several hosts, simulated: two train_cnn.py processes started as README 'Scaling out' tells
+    people to start them on two machines (JAX, one CPU device each, talking over 127.0.0.1)."""
+    pytest.importorskip("jax")
+    settings = ("--batch-size", "40", "--epochs", "2", "--distribute")
+    _, reference = _train("jax", training_dir, tmp_path / "one", *settings, "--cpu-devices", "2")
+    port = _free_port()
+    hosts = f"127.0.0.1:{port},127.0.0.1:{_free_port()}"
+    processes = []
+    for rank in range(2):
+        out = tmp_path / f"host{rank}"
+        env = {**os.environ, "KERAS_BACKEND": "jax", "KERAS_DISTRIBUTION_JOB_ADDRESSES": hosts,
+               "KERAS_DISTRIBUTION_NUM_PROCESSES": "2", "KERAS_DISTRIBUTION_PROCESS_ID": str(rank)}  # fmt: skip
+        args = [sys.executable, "train_cnn.py", "--data", training_dir, "--models-dir", out, "--plots-dir", out,
+                "--cache-dir", out / "cache", "--checkpoint-dir", tmp_path / "shared_ckpt", "--arch", "vgg",
+                "--name", "t", *settings]  # fmt: skip
+        processes.append(subprocess.Popen([str(a) for a in args], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                                          stderr=subprocess.PIPE, text=True))  # fmt: skip
+    outputs = [p.communicate(timeout=900) for p in processes]
+    for process, (_, err) in zip(processes, outputs):
+        assert process.returncode == 0, err[-3000:]
+    assert "JAX DataParallel over 2 devices" in outputs[0][0]
+    history = json.loads((tmp_path / "host0" / "t_metrics.json").read_text())["history"]
+    assert not (tmp_path / "host1").exists() or not list((tmp_path / "host1").glob("t*"))  # only process 0 writes
+    assert not (tmp_path / "shared_ckpt").exists()  # the writer cleaned up its checkpoint
+    # The same global batches on the same two devices: the curves agree (float sums in another order).
+    np.testing.assert_allclose(history["loss"], reference["loss"], rtol=0.03)
+    np.testing.assert_allclose(history["val_loss"], reference["val_loss"], rtol=0.06)
+
+
+def test_several_processes_on_tensorflow_are_refused_with_the_way_out(training_dir, tmp_path):
+    pytest.importorskip("tensorflow")
+    env = {**os.environ, "KERAS_BACKEND": "tensorflow",
+           "TF_CONFIG": json.dumps({"cluster": {"worker": ["127.0.0.1:1", "127.0.0.1:2"]},
+                                    "task": {"type": "worker", "index": 0}})}  # fmt: skip
+    args = [sys.executable, "train_cnn.py", "--data", training_dir, "--models-dir", tmp_path, "--plots-dir", tmp_path,
+            "--cache-dir", tmp_path / "cache", "--arch", "vgg", "--name", "t", "--distribute"]  # fmt: skip
+    done = subprocess.run([str(a) for a in args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "KERAS_BACKEND=jax" in done.stderr and "72388" in done.stderr
