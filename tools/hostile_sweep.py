@@ -1,7 +1,7 @@
 """A hostile-input and fault sweep over the scripts and the Python API, as a careless user would
 run them: paths, files, CSVs, numbers, outputs, signals, concurrency and API inputs.
 
-    python tools/hostile_sweep.py [--keep] [--only train,api,...]
+    python tools/hostile_sweep.py [--keep] [--timeout-scale 3]
 
 Builds a scratch folder (small generated dataset, models, clips, damaged files), runs each case
 as a subprocess with a time limit, and prints one row per case: what was done, the exit code,
@@ -55,12 +55,14 @@ def sha(path: Path) -> str:
 
 
 class Sweep:
-    def __init__(self, scratch: Path, always_keep=()):
+    def __init__(self, scratch: Path, always_keep=(), timeout_scale: float = 1.0):
         self.scratch, self.rows, self.always_keep = scratch, [], list(always_keep)
+        self.timeout_scale = timeout_scale  # a busy machine (a training beside it) needs longer
 
     def run(self, name: str, args: list, expect: str, keep=(), timeout: float = 240, signal_after=None, check=None):
         """expect: 'ok' (exit 0), 'refused' (non-zero, one error line), 'interrupted' (130)."""
         keep = [*keep, *self.always_keep]
+        timeout *= self.timeout_scale
         before = {p: sha(Path(p)) for p in keep}
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         command = [sys.executable, *map(str, args)]
@@ -133,13 +135,14 @@ def playable(path: Path, least: int = 1):
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--keep", action="store_true", help="keep the scratch folder")
+    p.add_argument("--timeout-scale", type=float, default=1.0, help="multiply every case's time limit (a busy machine)")
     args = p.parse_args()
     scratch = Path(tempfile.mkdtemp(prefix="fer-sweep-"))
     shipped = [
         ROOT / "models" / name
         for name in ("fer_cnn.keras", "fer_cnn.onnx", "fer_cnn.int8.onnx", "fer_cnn_metrics.json")
     ]
-    s = Sweep(scratch, always_keep=shipped)  # no case may touch the shipped model
+    s = Sweep(scratch, always_keep=shipped, timeout_scale=args.timeout_scale)  # no case may touch the shipped model
     data = make_dataset(scratch / "data")
     cache = scratch / "cache"
     out = scratch / "out"
