@@ -18,8 +18,7 @@ from pathlib import Path
 from ferkit import cli
 from ferkit.checkpoint_folder import CheckpointFolder
 from ferkit.classify import TTA_MODES
-from ferkit.data import detect_layout
-from ferkit.errors import CheckpointError, DatasetError, ParameterError
+from ferkit.errors import CheckpointError, ParameterError
 from ferkit.networks import ARCHITECTURES, AUGMENTATIONS
 from ferkit.report import format_report
 from ferkit.trainconfig import OPTIMIZERS, PRESETS, SCHEDULES, TrainConfig
@@ -187,10 +186,9 @@ def parse_args(argv=None) -> TrainConfig:
     for flag, folder in (("--models-dir", config.models_dir), ("--plots-dir", config.plots_dir)):
         if checkpoints.expanduser().resolve() == Path(folder).expanduser().resolve():
             p.error(f"--checkpoint-dir {checkpoints} is also the {flag}; give the checkpoints a folder of their own")
-    try:  # before any work (and before TensorFlow loads); the run locks the folder when it starts
+    try:  # before any work; the run locks the folder when it starts
         CheckpointFolder(checkpoints).check()
-        detect_layout(Path(config.data).expanduser())
-    except (CheckpointError, DatasetError) as exc:
+    except CheckpointError as exc:
         cli.fail(str(exc))
     for teacher in config.teacher or ():
         if not teacher.is_file():
