@@ -136,6 +136,13 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--keep", action="store_true", help="keep the scratch folder")
     p.add_argument("--timeout-scale", type=float, default=1.0, help="multiply every case's time limit (a busy machine)")
+    p.add_argument(
+        "--part",
+        choices=("all", "first", "second"),
+        default="all",
+        help="first: the scripts' original cases; second: numbers, CSVs, photo folders, the checkpoint folder, "
+        "API images, signals and a second run",
+    )
     args = p.parse_args()
     scratch = Path(tempfile.mkdtemp(prefix="fer-sweep-"))
     shipped = [
