@@ -182,7 +182,7 @@ def parse_args(argv=None) -> TrainConfig:
         {"--name (the model it writes)": Path(config.models_dir) / f"{config.name}.keras"},
         {"--init-from": config.init_from, **{f"--teacher {i + 1}": t for i, t in enumerate(config.teacher or ())}},
     )
-    checkpoints = Path(config.checkpoint_dir or Path(config.models_dir) / "checkpoints" / config.name)
+    checkpoints = config.checkpoint_path()
     for flag, folder in (("--models-dir", config.models_dir), ("--plots-dir", config.plots_dir)):
         if checkpoints.expanduser().resolve() == Path(folder).expanduser().resolve():
             p.error(f"--checkpoint-dir {checkpoints} is also the {flag}; give the checkpoints a folder of their own")

@@ -104,8 +104,8 @@ def analyze(args) -> dict:
     started, n_images, n_faces, unreadable, interrupted = time.perf_counter(), 0, 0, [], False
     try:
         for start in range(0, len(images), args.batch):
-            chunk, frames = [], []
-            for path, name in images[start : start + args.batch]:
+            batch, chunk, frames = images[start : start + args.batch], [], []
+            for path, name in batch:
                 try:
                     frames.append(load_image(path))
                     chunk.append((path, name))
@@ -130,7 +130,7 @@ def analyze(args) -> dict:
                             raise SourceError(f"cannot write {target}; check the folder --annotate")
                 n_faces += len(faces)
             n_images += len(chunk)
-            bar.update(len(chunk) + len(images[start : start + args.batch]) - len(chunk))
+            bar.update(len(batch))
     except KeyboardInterrupt:
         interrupted = True
     finally:

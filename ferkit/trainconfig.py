@@ -170,6 +170,10 @@ class TrainConfig:
             if not ok:
                 raise ParameterError(param, problem)
 
+    def checkpoint_path(self) -> Path:
+        """Where this run's checkpoints go: ``checkpoint_dir``, or models_dir/checkpoints/NAME."""
+        return Path(self.checkpoint_dir or Path(self.models_dir) / "checkpoints" / self.name)
+
     def settings(self) -> dict:
         """The settings as plain JSON types (paths as strings), as saved in checkpoints and metrics."""
 

@@ -102,10 +102,6 @@ class StopOnNaN(keras.callbacks.Callback):
             )
 
 
-def checkpoint_dir_for(config: TrainConfig) -> Path:
-    return Path(config.checkpoint_dir or Path(config.models_dir) / "checkpoints" / config.name)
-
-
 def _fit(config: TrainConfig, data, train_split, plan: Plan, folder: CheckpointFolder):
     """Build or resume the model and run ``fit`` under ``plan``; returns (history, seconds)."""
     num_classes = len(data.class_names)
@@ -236,7 +232,7 @@ def train(config: TrainConfig) -> dict:
         + ("; faces read from disk per batch" if config.stream else "")
     )
     plan = data_parallel(config.batch_size) if config.distribute else Plan()
-    folder = CheckpointFolder(checkpoint_dir_for(config))
+    folder = CheckpointFolder(config.checkpoint_path())
     try:
         if plan.writer:  # checked and locked before any work; other hosts only read it
             folder.open()
