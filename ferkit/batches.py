@@ -66,27 +66,55 @@ class EpochBatches(keras.utils.PyDataset):
 
 
 class FaceBatches(keras.utils.PyDataset):
-    """Faces in order, a batch at a time (validation). With ``multiple_of`` > 1 the last batch is
-    padded to a multiple of it with zero-weight copies, which weighted metrics leave out (the
-    loss, averaged over the batch, is lowered by at most (multiple_of - 1) / N). ``shard`` as in
-    ``EpochBatches``."""
+    """Faces in order, a batch at a time (validation). With ``multiple_of`` > 1 (devices in all)
+    every host's share of a batch is padded with zero-weight copies to the same size, a multiple of
+    its own devices (``multiple_of`` / hosts), as a global batch over several hosts needs; weighted
+    metrics leave the copies out. The loss does not (Keras divides each batch's loss by its size,
+    copies included): multiply it by ``loss_scale`` for the mean over the real faces
+    (``ExactValidationLoss``). ``shard`` as in ``EpochBatches``."""
 
     def __init__(self, x, y, batch_size: int, multiple_of: int = 1, shard=(0, 1)):
         super().__init__()
         self.x, self.y, self.batch_size, self.multiple_of, self.shard = x, y, batch_size, multiple_of, shard
+        hosts = shard[1]
+        self._local = max(1, multiple_of // hosts)  # devices of this host
+        sizes = [min(batch_size, len(y) - start) for start in range(0, len(y), batch_size)]
+        # Global faces per batch, copies included: every host sends the same, padded share.
+        padded = sum(hosts * self._share(size) for size in sizes) if multiple_of > 1 else len(y)
+        self.loss_scale = padded / max(1, len(y))
+
+    def _share(self, size: int) -> int:
+        """Faces each host sends for a batch of ``size``: its share rounded up to its devices."""
+        per_host = -(-size // self.shard[1])
+        return -(-per_host // self._local) * self._local
 
     def __len__(self) -> int:
         return -(-len(self.y) // self.batch_size)
 
     def __getitem__(self, index: int):
-        rows = np.arange(index * self.batch_size, min((index + 1) * self.batch_size, len(self.y)))
-        rows = rows[self.shard[0] :: self.shard[1]]
-        x, y = to_model_input(np.asarray(self.x[rows])), self.y[rows]
+        batch = np.arange(index * self.batch_size, min((index + 1) * self.batch_size, len(self.y)))
+        rows = batch[self.shard[0] :: self.shard[1]]
         if self.multiple_of == 1:
-            return x, y
-        pad = -len(rows) % self.multiple_of
-        weight = np.r_[np.ones(len(rows)), np.zeros(pad)].astype(np.float32)
-        return np.concatenate([x, x[:1].repeat(pad, 0)]), np.concatenate([y, y[:1].repeat(pad, 0)]), weight
+            return to_model_input(np.asarray(self.x[rows])), self.y[rows]
+        # Copies of the batch's first face (a host's share of a short last batch can be empty).
+        pad = self._share(len(batch)) - len(rows)
+        rows = np.r_[rows, np.full(pad, batch[0])].astype(int)
+        weight = np.r_[np.ones(len(rows) - pad), np.zeros(pad)].astype(np.float32)
+        return to_model_input(np.asarray(self.x[rows])), self.y[rows], weight
+
+
+class ExactValidationLoss(keras.callbacks.Callback):
+    """Undo the zero-weight copies' share of the validation loss (``FaceBatches.loss_scale``), so
+    the logged ``val_loss`` is the mean over the real faces however the batches were padded.
+    Must come before the callbacks that read it (plateau, checkpoint; Keras' own come last)."""
+
+    def __init__(self, validation: FaceBatches):
+        super().__init__()
+        self.scale = validation.loss_scale
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None and "val_loss" in logs and self.scale != 1:
+            logs["val_loss"] = float(logs["val_loss"]) * self.scale
 
 
 class EpochRandomness(keras.callbacks.Callback):

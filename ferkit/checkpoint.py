@@ -93,6 +93,14 @@ class RestorePlateau(keras.callbacks.Callback):
         self.plateau.cooldown_counter = self.saved["cooldown_counter"]
 
 
+def saved_epoch(directory: Path) -> int | None:
+    """The last epoch whose checkpoint is in ``directory`` (None: none yet, or unreadable)."""
+    try:
+        return int(json.loads((directory / "state.json").read_text())["epoch"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 def load_checkpoint(directory: Path, settings: dict):
     """Return (model, state) to resume from, or (None, None) when there is nothing to resume."""
     state_file = directory / "state.json"

@@ -14,7 +14,7 @@ import threading
 from contextlib import contextmanager
 from pathlib import Path
 
-from .errors import FerError, Interrupted, ParameterError
+from .errors import FerError, Interrupted, ParameterError, PeerLost
 from .paths import DEFAULT_CACHE_DIR, DEFAULT_DATA, DEFAULT_MODEL_PATH, MODELS_DIR, PLOTS_DIR
 
 
@@ -101,6 +101,12 @@ def run_main(work, *args):
         return work(*args)
     except Interrupted as exc:
         fail(str(exc), code=130)
+    except PeerLost as exc:
+        # At once: a normal exit runs JAX's shutdown barrier, which waits for the lost process's
+        # heartbeat (about a minute) and then aborts with a C++ stack trace.
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        sys.stdout.flush()
+        os._exit(1)
     except ParameterError as exc:
         fail(exc.as_flag())
     except FerError as exc:

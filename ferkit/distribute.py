@@ -97,6 +97,24 @@ def split_cpu(devices: int) -> None:
         raise ParameterError("cpu_devices", f"works on the {' and '.join(BACKENDS)} backends, not {backend}")
 
 
+# What a collective or the coordination service says when another process of the run has gone
+# (seen here on loopback when one of two processes was killed: "Gloo all-reduce failed: ... Read
+# error ...: Connection reset by peer"; a peer that stops answering: a heartbeat timeout).
+_PEER_GONE = ("gloo", "connection reset", "connection refused", "heartbeat", "coordination service", "barrier")
+
+
+def lost_peer(error: BaseException, plan: Plan) -> str | None:
+    """The short reason, when ``error`` says another process of this several-process run stopped;
+    None for every other error (and always in a one-process run)."""
+    if plan.shard[1] == 1 or type(error).__name__ not in ("JaxRuntimeError", "XlaRuntimeError"):
+        return None
+    text = str(error)
+    if not any(word in text.lower() for word in _PEER_GONE):
+        return None
+    first = text.strip().splitlines()[0]
+    return first if len(first) <= 160 else first[:157] + "..."
+
+
 def _multihost_jax() -> bool:
     return int(os.environ.get("KERAS_DISTRIBUTION_NUM_PROCESSES", "1") or 1) > 1
 

@@ -51,6 +51,12 @@ class TrainingDiverged(FerError, RuntimeError):
     """The training loss stopped being a number; the message says which setting to change."""
 
 
+class PeerLost(FerError, RuntimeError):
+    """Another process of a several-process training run stopped mid-run (its collectives failed);
+    the message names the last saved epoch and how to resume. Scripts exit at once with code 1,
+    skipping JAX's shutdown handshake, which would wait for the lost process and then abort."""
+
+
 class Interrupted(FerError):
     """Work stopped by the user (Ctrl-C); what was finished is saved and the message says where.
     Scripts exit with code 130 for it."""

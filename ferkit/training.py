@@ -14,13 +14,13 @@ import keras
 import numpy as np
 
 from .atomic import atomic_write_text
-from .batches import EpochBatches, EpochRandomness, FaceBatches, epoch_seed
-from .checkpoint import CheckpointFolder, EpochCheckpoint, RestorePlateau, load_checkpoint, seed_states
+from .batches import EpochBatches, EpochRandomness, ExactValidationLoss, FaceBatches, epoch_seed
+from .checkpoint import CheckpointFolder, EpochCheckpoint, RestorePlateau, load_checkpoint, saved_epoch, seed_states
 from .classify import accuracy, predict_proba, tta_options
 from .data import load_dataset, stratified_subset
 from .distill import blend_targets, cached_teacher_probabilities
-from .distribute import Plan, data_parallel, split_cpu
-from .errors import Interrupted, ModelFileError, ParameterError, TrainingDiverged
+from .distribute import Plan, data_parallel, lost_peer, split_cpu
+from .errors import Interrupted, ModelFileError, ParameterError, PeerLost, TrainingDiverged
 from .modelfile import copy_weights, inference_copy, load_model, save_model
 from .networks import build_model
 from .report import classification_summary, plot_confusion, plot_history
@@ -190,6 +190,7 @@ def _fit(config: TrainConfig, data, train_split, plan: Plan, folder: CheckpointF
                 callbacks=[
                     c
                     for c in (
+                        ExactValidationLoss(validation),
                         StopOnNaN(),
                         EpochRandomness(batches, config.seed),
                         plateau,
@@ -203,6 +204,16 @@ def _fit(config: TrainConfig, data, train_split, plan: Plan, folder: CheckpointF
     except KeyboardInterrupt:
         raise Interrupted(
             f"interrupted; the last finished epoch is saved in {ckpt_dir}. Run the same command to resume."
+        ) from None
+    except Exception as exc:
+        reason = lost_peer(exc, plan)
+        if reason is None:
+            raise
+        saved = saved_epoch(ckpt_dir)
+        where = f"epoch {saved} is saved in {ckpt_dir}" if saved else f"no epoch was saved yet in {ckpt_dir}"
+        raise PeerLost(
+            f"another process of this {plan.shard[1]}-process run stopped ({reason}); this one ({plan.shard[0]}) "
+            f"stops too. {where[0].upper()}{where[1:]}: start every process again with the same commands to resume"
         ) from None
     return history, time.time() - started
 

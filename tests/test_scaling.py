@@ -262,6 +262,30 @@ def test_a_global_batch_the_devices_cannot_share_is_refused(training_dir, tmp_pa
     assert "Traceback" not in err
 
 
+@pytest.mark.parametrize(
+    "faces, batch, devices, hosts", [(42, 256, 2, 2), (43, 256, 2, 2), (5, 4, 4, 2), (3589, 256, 2, 1)]
+)
+def test_padded_validation_batches_split_evenly_and_the_loss_is_the_mean_over_real_faces(faces, batch, devices, hosts):
+    from ferkit.batches import FaceBatches
+
+    rng = np.random.default_rng(0)
+    x, y = rng.integers(0, 256, (faces, 48, 48), dtype=np.uint8), np.eye(7, dtype=np.float32)[rng.integers(0, 7, faces)]
+    shards = [FaceBatches(x, y, batch, devices, (host, hosts)) for host in range(hosts)]
+    per_face = rng.random(faces)  # a stand-in for each face's loss
+    total = size = 0.0
+    for index in range(len(shards[0])):
+        parts = [shard[index] for shard in shards]
+        assert len({len(part[0]) for part in parts}) == 1  # every host sends the same number of faces
+        assert all(len(part[0]) % (devices // hosts) == 0 for part in parts)  # a multiple of its devices
+        assert sum(int(part[2].sum()) for part in parts) == min(batch, faces - index * batch)  # each face once
+        rows = np.arange(index * batch, min((index + 1) * batch, faces))
+        global_size = sum(len(part[0]) for part in parts)
+        # As Keras reports it: each batch's weighted sum over its size (copies included), batches weighted by size.
+        total += per_face[rows].sum() / global_size * global_size
+        size += global_size
+    np.testing.assert_allclose(total / size * shards[0].loss_scale, per_face.mean(), rtol=1e-12)
+
+
 def _free_port() -> int:
     import socket
 
@@ -270,38 +294,87 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_two_processes_on_loopback_train_together_like_one_process_on_two_devices(training_dir, tmp_path):
-    """Several hosts, simulated: two train_cnn.py processes started as README 'Scaling out' tells
-    people to start them on two machines (JAX, one CPU device each, talking over 127.0.0.1)."""
-    pytest.importorskip("jax")
-    settings = ("--batch-size", "40", "--epochs", "2", "--distribute")
-    _, reference = _train("jax", training_dir, tmp_path / "one", *settings, "--cpu-devices", "2")
-    port = _free_port()
-    hosts = f"127.0.0.1:{port},127.0.0.1:{_free_port()}"
+def _start_hosts(data, tmp_path, settings, *, wrapper=(), hosts=2):
+    """train_cnn.py as ``hosts`` processes started as README 'Scaling out' tells people to start
+    them on several machines (JAX, one CPU device each, talking over 127.0.0.1), sharing one
+    checkpoint folder; each writes its outputs under tmp_path/hostN."""
+    addresses = ",".join(f"127.0.0.1:{_free_port()}" for _ in range(hosts))
     processes = []
-    for rank in range(2):
+    for rank in range(hosts):
         out = tmp_path / f"host{rank}"
-        env = {**os.environ, "KERAS_BACKEND": "jax", "KERAS_DISTRIBUTION_JOB_ADDRESSES": hosts,
-               "KERAS_DISTRIBUTION_NUM_PROCESSES": "2", "KERAS_DISTRIBUTION_PROCESS_ID": str(rank)}  # fmt: skip
-        args = [sys.executable, "train_cnn.py", "--data", training_dir, "--models-dir", out, "--plots-dir", out,
+        env = {**os.environ, "KERAS_BACKEND": "jax", "KERAS_DISTRIBUTION_JOB_ADDRESSES": addresses,
+               "KERAS_DISTRIBUTION_NUM_PROCESSES": str(hosts), "KERAS_DISTRIBUTION_PROCESS_ID": str(rank),
+               "PYTHONUNBUFFERED": "1"}  # fmt: skip
+        args = [sys.executable, *wrapper, "train_cnn.py", "--data", data, "--models-dir", out, "--plots-dir", out,
                 "--cache-dir", out / "cache", "--checkpoint-dir", tmp_path / "shared_ckpt", "--arch", "vgg",
                 "--name", "t", *settings]  # fmt: skip
         processes.append(subprocess.Popen([str(a) for a in args], cwd=ROOT, env=env, stdout=subprocess.PIPE,
                                           stderr=subprocess.PIPE, text=True))  # fmt: skip
+    return processes
+
+
+def _finish_hosts(processes, tmp_path):
     outputs = [p.communicate(timeout=900) for p in processes]
     for process, (_, err) in zip(processes, outputs):
         assert process.returncode == 0, err[-3000:]
+    return outputs, json.loads((tmp_path / "host0" / "t_metrics.json").read_text())["history"]
+
+
+WITHOUT_DROPOUT = (str(ROOT / "tests" / "without_dropout.py"),)
+
+
+def test_two_processes_on_loopback_train_together_like_one_process_on_two_devices(training_dir, tmp_path):
+    """Several hosts, simulated. Dropout off in both runs (tests/without_dropout.py): each layout
+    draws its own dropout masks, the one difference left, so without it the curves must agree to
+    float rounding: the training loss and the validation loss."""
+    pytest.importorskip("jax")
+    settings = ("--batch-size", "40", "--epochs", "2", "--distribute")
+    one = tmp_path / "one"
+    reference = subprocess.run(
+        [sys.executable, *WITHOUT_DROPOUT, "train_cnn.py", "--data", training_dir, "--models-dir", one,
+         "--plots-dir", one, "--cache-dir", one / "cache", "--arch", "vgg", "--name", "t", *settings,
+         "--cpu-devices", "2"],
+        cwd=ROOT, env={**os.environ, "KERAS_BACKEND": "jax"}, capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    assert reference.returncode == 0, reference.stderr[-3000:]
+    expected = json.loads((one / "t_metrics.json").read_text())["history"]
+    outputs, history = _finish_hosts(_start_hosts(training_dir, tmp_path, settings, wrapper=WITHOUT_DROPOUT), tmp_path)
     assert "JAX DataParallel over 2 devices" in outputs[0][0]
-    history = json.loads((tmp_path / "host0" / "t_metrics.json").read_text())["history"]
     assert not (tmp_path / "host1").exists() or not list((tmp_path / "host1").glob("t*"))  # only process 0 writes
     assert not (tmp_path / "shared_ckpt").exists()  # the writer cleaned up its checkpoint
-    # The same global batches on two devices; each process draws its own dropout masks, so the curves
-    # agree to a few percent of where they start, not to the digit (measured: epoch 1 loss 0.970 vs
-    # 0.969; epoch 2, near zero on these easy faces, 0.080 vs 0.066).
-    np.testing.assert_allclose(history["loss"], reference["loss"], rtol=0.03, atol=0.03 * reference["loss"][0])
-    # Not compared: the validation loss. On these 280 generated faces after 14 steps it measured here
-    # 2.57 / 3.46 (two processes) against 2.83 / 4.30 (one process, two devices), with the same
-    # accuracy; not yet explained (BatchNorm's moving statistics are the suspect). Open in issue 24.
+    # Measured: loss 0.4379 / 0.0070 both; validation loss 2.5931 / 3.5351 vs 2.5933 / 3.5355. (With
+    # dropout on, the training loss agreed to 2% and the validation loss, of a model still at chance
+    # on these 42 faces, to 5% / 16%; before the validation padding was taken out of the loss
+    # (ExactValidationLoss) the two-process figure was also 4.5% low.)
+    for key in ("loss", "val_loss", "val_accuracy"):
+        np.testing.assert_allclose(history[key], expected[key], rtol=2e-3, err_msg=key)
+
+
+def test_a_lost_process_stops_the_other_at_once_and_the_same_commands_resume(training_dir, tmp_path):
+    """A worker lost: SIGKILL one of two training processes mid-run. The other stops within seconds
+    with one line that says how to resume, and starting both again with the same commands ends where
+    an uninterrupted two-process run ends."""
+    pytest.importorskip("jax")
+    settings = ("--batch-size", "40", "--epochs", "3", "--distribute")
+    _, expected = _finish_hosts(_start_hosts(training_dir, tmp_path / "whole", settings), tmp_path / "whole")
+
+    run = tmp_path / "killed"
+    state = run / "shared_ckpt" / "state.json"
+    processes = _start_hosts(training_dir, run, settings)
+    wait_for(lambda: state.exists() and json.loads(state.read_text())["epoch"] >= 1, timeout=600)
+    processes[1].send_signal(signal.SIGKILL)
+    _, err = processes[0].communicate(timeout=60)  # measured: 0.2-0.4 s
+    processes[1].wait(timeout=30)
+    assert processes[0].returncode == 1
+    lines = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and "Traceback" not in err, err[-3000:]
+    assert "another process of this 2-process run stopped" in lines[0]
+    assert "start every process again with the same commands to resume" in lines[0]
+
+    outputs, history = _finish_hosts(_start_hosts(training_dir, run, settings), run)
+    assert "resuming" in outputs[0][0] and "resuming" in outputs[1][0]
+    for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
+        np.testing.assert_allclose(history[key], expected[key], rtol=1e-4, atol=1e-5, err_msg=key)
 
 
 def test_several_processes_on_tensorflow_are_refused_with_the_way_out(training_dir, tmp_path):
