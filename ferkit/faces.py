@@ -55,6 +55,33 @@ def as_image(image) -> np.ndarray:
     raise SourceError(f"pixels of type {image.dtype} are not an image; give uint8, uint16 or float pixels")
 
 
+def read_image(path) -> np.ndarray:
+    """An image file (any format OpenCV decodes; any file name, non-ASCII too) as ``as_image``
+    gives it: uint8 grey, BGR or BGRA (OpenCV reads a grey + alpha PNG as BGRA; a two-channel
+    TIFF is its first channel). One ``SourceError`` naming the file when it is missing or cannot
+    be read as an image (pixels ``as_image`` refuses, float ones beyond 255 say, included)."""
+    from pathlib import Path
+
+    from .errors import SourceError
+
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise SourceError(f"image {path} not found; check the path")
+    try:
+        data = np.fromfile(path, np.uint8)
+        image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+    except (OSError, cv2.error):
+        image = None
+    if image is None or image.size == 0:
+        raise SourceError(f"{path} is not an image OpenCV can read (JPEG, PNG, BMP, TIFF, WebP, ...)")
+    if image.ndim == 3 and image.shape[2] == 2:  # a file's two channels are grey and alpha
+        image = image[:, :, 0]
+    try:
+        return as_image(image)
+    except SourceError as exc:
+        raise SourceError(f"{path}: {exc}") from None
+
+
 def prepare_face(image: np.ndarray) -> np.ndarray:
     """Turn one face crop of any size, grey or colour, into the 48x48 uint8 grey image the
     model was trained on. Used for dataset images and for live crops alike."""

@@ -15,15 +15,13 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import cv2
 import numpy as np
 
 from .classify import ExpressionClassifier
 from .detect import YuNetDetector
-from .errors import SourceError
-from .faces import as_image, crop_faces, to_grey
+from .faces import as_image, crop_faces, read_image, to_grey
 from .paths import DEFAULT_MODEL_PATH
 from .track import FaceSmoother
 
@@ -116,14 +114,7 @@ def load_image(image) -> np.ndarray:
     """An array for a path (any format OpenCV reads), a PIL image (as BGR) or an array; one
     ``SourceError`` for anything else."""
     if isinstance(image, (str, os.PathLike)):
-        path = Path(image).expanduser()
-        if not path.is_file():
-            raise SourceError(f"image {path} not found; check the path")
-        data = np.fromfile(path, np.uint8)  # also reads names OpenCV's imread cannot (non-ASCII)
-        frame = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
-        if frame is None:
-            raise SourceError(f"{path} is not an image OpenCV can read (JPEG, PNG, BMP, TIFF, WebP, ...)")
-        return as_image(frame)
+        return read_image(image)
     if hasattr(image, "convert") and hasattr(image, "mode"):  # a PIL image, without importing PIL
         rgb = np.asarray(image.convert("RGBA" if "A" in image.mode else "RGB"))
         return cv2.cvtColor(rgb, cv2.COLOR_RGBA2BGRA if rgb.shape[2] == 4 else cv2.COLOR_RGB2BGR)

@@ -14,6 +14,7 @@ from .atomic import finish, partial_name, replacing
 from .clips import DEMO_FRAMES, demo_frames
 from .data import IMAGE_SUFFIXES
 from .errors import SourceError
+from .faces import read_image
 
 # Containers PyAV (FFmpeg) writes with a codec browsers play: H.264 in MP4 / MKV / MOV, VP9 in WebM.
 BROWSER_CODECS = {".mp4": "libx264", ".mkv": "libx264", ".mov": "libx264", ".webm": "libvpx-vp9"}
@@ -118,35 +119,17 @@ def open_source(source: str, camera=(None, None, None)) -> tuple[Iterator[np.nda
     return _capture_frames(capture, source, camera=False), fps, False, count if count > 0 else None
 
 
-def to_bgr8(image: np.ndarray) -> np.ndarray:
-    """Any image OpenCV reads (8 or 16 bit, float, grey, grey+alpha, BGR, BGRA) as 8-bit grey or BGR."""
-    image = np.asarray(image)
-    if image.dtype == np.uint16:
-        image = (image // 257).astype(np.uint8)
-    elif image.dtype != np.uint8:
-        image = image.astype(np.float64)
-        if image.size and np.nanmax(image) <= 1.0:
-            image = image * 255
-        image = np.clip(np.nan_to_num(image), 0, 255).astype(np.uint8)
-    if image.ndim == 3 and image.shape[2] == 2:
-        image = image[:, :, 0]
-    elif image.ndim == 3 and image.shape[2] == 4:
-        image = cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
-    return image
-
-
 def _image_frames(files) -> Iterator[np.ndarray]:
     readable = 0
     for file in files:
         try:
-            frame = cv2.imread(str(file), cv2.IMREAD_UNCHANGED)
-        except cv2.error:
-            frame = None
-        if frame is None or frame.size == 0 or frame.ndim not in (2, 3):
-            print(f"warning: skipping unreadable image {file}", file=sys.stderr)
+            frame = read_image(file)
+        except SourceError as exc:
+            print(f"warning: skipping unreadable image {file} ({str(exc).removeprefix(f'{file}: ')})", file=sys.stderr)
             continue
         readable += 1
-        yield to_bgr8(frame)
+        # Drawn on and written to video: BGR (or grey); a file's alpha channel is dropped.
+        yield cv2.cvtColor(frame, cv2.COLOR_BGRA2BGR) if frame.ndim == 3 and frame.shape[2] == 4 else frame
     if not readable:
         raise SourceError(f"none of the {len(files)} image(s) could be read ({files[0].parent}); check the files.")
 

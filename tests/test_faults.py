@@ -344,16 +344,24 @@ def test_models_of_another_shape_or_class_count_get_one_clear_message(tmp_path, 
 
 def test_folder_with_an_unreadable_and_a_16_bit_image_runs_the_rest(model_path, tmp_path, capsys):
     frame = next(clips.demo_frames(1))
+    grey = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
     cv2.imwrite(str(tmp_path / "a.png"), frame)
     cv2.imwrite(str(tmp_path / "b16.png"), frame.astype(np.uint16) * 257)
+    Image = pytest.importorskip("PIL.Image")
+    Image.fromarray(np.dstack([grey, np.full_like(grey, 255)]), "LA").save(tmp_path / "d_grey_alpha.png")
+    cv2.imwrite(str(tmp_path / "e_bgra.png"), cv2.cvtColor(frame, cv2.COLOR_BGR2BGRA))
+    cv2.imwrite(str(tmp_path / "f_hdr.tiff"), frame.astype(np.float32) * 4)  # floats up to 1020
     (tmp_path / "c.jpg").write_bytes(b"not an image")
     out = tmp_path / "out" / "annotated.jpg"
     summary = realtime.main(
         ["--source", str(tmp_path), "--no-display", "--model", str(model_path), "--output", str(out)]
     )
-    assert summary["frames"] == 2 and summary["faces"] == 2  # the 16-bit image is read as the 8-bit one
-    assert "skipping unreadable image" in capsys.readouterr().err
-    assert out.exists() and (out.parent / "annotated_1.jpg").exists()
+    # The 16-bit, grey + alpha and BGRA files are read as the 8-bit one is.
+    assert summary["frames"] == 4 and summary["faces"] == 4
+    err = capsys.readouterr().err
+    assert "skipping unreadable image" in err and "c.jpg" in err
+    assert "f_hdr.tiff (float pixels range over [0, 1020]" in err  # the reason, not a silent clip
+    assert out.exists() and (out.parent / "annotated_3.jpg").exists()
 
 
 def test_a_missing_image_in_the_python_api_is_one_clear_error(model_path):
