@@ -29,16 +29,8 @@ from ferkit.atomic import atomic_write_text, replacing
 from ferkit.data import Split, load_dataset, stratified_subset
 from ferkit.errors import Interrupted
 from ferkit.features import XCEPTION_MIN_SIZE, cached_features, load_xception
-from ferkit.ga import (
-    GAConfig,
-    choose_on_validation,
-    compare_on_test,
-    forest,
-    jaccard,
-    kbest_mask,
-    rank_features,
-    run_ga,
-)
+from ferkit.ga import GAConfig, forest, rank_features, run_ga
+from ferkit.gacompare import choose_on_validation, compare_on_test, jaccard, kbest_mask
 from ferkit.report import plot_ga_progress, plot_ga_selection
 
 D = GAConfig  # the GA's defaults, defined once in the package

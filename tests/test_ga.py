@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from conftest import FER2013, XCEPTION_WEIGHTS
 
-from ferkit import features, ga
+from ferkit import features, ga, gacompare
 from ferkit.data import load_dataset
 from ferkit.errors import FeatureError, ParameterError
 
@@ -82,7 +82,7 @@ def test_front_keeps_only_subsets_no_smaller_one_beats():
     masks = [np.eye(1, 10, 0, dtype=bool)[0] | (np.arange(10) < k) for k in (1, 2, 3, 4)]
     front = ga.pareto_front(list(zip(masks, [0.5, 0.4, 0.6, 0.6])))
     assert [(int(m.sum()), acc) for m, acc in front] == [(1, 0.5), (3, 0.6)]
-    assert ga.jaccard(masks[1], masks[3]) == 0.5
+    assert gacompare.jaccard(masks[1], masks[3]) == 0.5
 
 
 def test_identical_masks_are_not_refitted(monkeypatch):
@@ -114,7 +114,7 @@ def test_choice_is_made_on_validation():
     good = np.isin(np.arange(40), INFORMATIVE)
     noise = np.zeros(40, bool)
     noise[[0, 1, 2, 4, 5]] = True
-    mask, rows = ga.choose_on_validation(
+    mask, rows = gacompare.choose_on_validation(
         [(noise, 0.9), (good, 0.5)], x[:400], y[:400], x[400:], y[400:], config(candidates=2), trees=30
     )
     np.testing.assert_array_equal(mask, good)  # a poor out-of-bag score does not hide the better subset
@@ -140,7 +140,7 @@ def test_comparison_table_has_the_three_methods():
     x, y = synthetic_features(400, 40)
     mask = np.zeros(40, bool)
     mask[INFORMATIVE] = True
-    table = ga.compare_on_test(x[:300], y[:300], x[300:], y[300:], mask, config(), trees=30)["rows"]
+    table = gacompare.compare_on_test(x[:300], y[:300], x[300:], y[300:], mask, config(), trees=30)["rows"]
     assert [row["features"] for row in table.values()] == [5, 40, 5]
     assert table["GA-selected"]["test_accuracy"] > 0.6
 
