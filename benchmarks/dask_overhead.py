@@ -13,11 +13,6 @@ round trip; it decides how large a fitness task must be for a cluster of several
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import signal
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -25,48 +20,9 @@ from pathlib import Path
 import numpy as np
 
 from ferkit import features, ga
-from ferkit.cluster import DaskMapper
+from ferkit.cluster import DaskMapper, start_local_cluster, stop_local_cluster
 from ferkit.data import load_dataset, stratified_subset
 from ferkit.paths import DEFAULT_CACHE_DIR
-
-
-def start_cluster(workers: int, folder: Path):
-    """``dask scheduler`` and ``workers`` single-threaded ``dask worker`` processes; returns
-    (address, processes)."""
-    quiet = dict(stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    scheduler_file = folder / "scheduler.json"
-    scheduler = subprocess.Popen(
-        [sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1", "--port", "0",
-         "--no-dashboard", "--scheduler-file", str(scheduler_file)], **quiet,
-    )  # fmt: skip
-    deadline = time.time() + 60
-    while not (scheduler_file.exists() and scheduler_file.stat().st_size) and time.time() < deadline:
-        time.sleep(0.2)
-    address = json.loads(scheduler_file.read_text())["address"]
-    processes = [scheduler] + [
-        subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "distributed.cli.dask_worker",
-                address,
-                "--nthreads",
-                "1",
-                "--no-dashboard",
-                "--host",
-                "127.0.0.1",
-                "--name",
-                f"w{i}",
-            ],
-            **quiet,
-        )  # fmt: skip
-        for i in range(workers)
-    ]
-    from dask.distributed import Client
-
-    with Client(address, timeout=30) as client:
-        client.wait_for_workers(workers, timeout=60)
-    return address, processes
 
 
 def timed_ga(x, y, config: ga.GAConfig):
@@ -95,7 +51,7 @@ def main() -> None:
     settings = dict(population=args.population, generations=args.generations, patience=args.generations + 1)
 
     with tempfile.TemporaryDirectory() as folder:
-        address, processes = start_cluster(args.workers, Path(folder))
+        address, processes = start_local_cluster(args.workers, Path(folder))
         try:
             started = time.perf_counter()
             mapper = DaskMapper(address, x, y, ga.GAConfig(**settings))  # connect and scatter the features
@@ -116,10 +72,7 @@ def main() -> None:
                     best[name] = min(best.get(name, (seconds, result)), (seconds, result), key=lambda r: r[0])
             (serial_seconds, serial), (local_seconds, local), (dask_seconds, remote) = best.values()
         finally:
-            for process in processes:
-                if process.poll() is None:
-                    os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
+            stop_local_cluster(processes)
 
     same = (
         np.array_equal(local.mask, remote.mask)

@@ -12,6 +12,8 @@ fitted one per task, ``n_jobs=1``).
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from .errors import ClusterError
 
 # How long to wait for the scheduler before saying it cannot be reached.
@@ -64,3 +66,70 @@ class DaskMapper:
     def close(self) -> None:
         """Release the scattered data and cancel unfinished tasks."""
         self.client.close()
+
+
+def start_local_cluster(workers: int, folder: Path, timeout: float = 60.0):
+    """Start a cluster on this machine the way README 'Scaling out' starts one on several: a
+    ``dask scheduler`` and ``workers`` single-threaded ``dask worker`` processes, over 127.0.0.1,
+    each in its own process group (so a worker can be killed with its nanny). For trying
+    ``--scheduler`` and for the tests and benchmarks. Returns (address, processes): the
+    scheduler first; end them with ``stop_local_cluster``."""
+    import json
+    import subprocess
+    import sys
+    import time
+
+    quiet = dict(stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    address_file = Path(folder) / "scheduler.json"
+    scheduler = subprocess.Popen(
+        [sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1", "--port", "0",
+         "--no-dashboard", "--scheduler-file", str(address_file)], **quiet,
+    )  # fmt: skip
+    processes = [scheduler]
+    try:
+        deadline = time.monotonic() + timeout
+        while not (address_file.exists() and address_file.stat().st_size):
+            if scheduler.poll() is not None or time.monotonic() > deadline:
+                raise ClusterError("the local Dask scheduler did not start; is dask.distributed installed?")
+            time.sleep(0.1)
+        address = json.loads(address_file.read_text())["address"]
+        processes += [
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "distributed.cli.dask_worker",
+                    address,
+                    "--nthreads",
+                    "1",
+                    "--no-dashboard",
+                    "--host",
+                    "127.0.0.1",
+                    "--name",
+                    f"w{i}",
+                ],
+                **quiet,
+            )  # fmt: skip
+            for i in range(workers)
+        ]
+        from dask.distributed import Client
+
+        with Client(address, timeout=timeout) as client:
+            client.wait_for_workers(workers, timeout=timeout)
+    except BaseException:
+        stop_local_cluster(processes)
+        raise
+    return address, processes
+
+
+def stop_local_cluster(processes) -> None:
+    """Kill what ``start_local_cluster`` started (each process with its group) and reap it."""
+    import contextlib
+    import os
+    import signal
+
+    for process in processes:
+        if process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):  # gone between poll and kill
+                os.killpg(process.pid, signal.SIGKILL)
+        process.wait()

@@ -57,44 +57,13 @@ def cli_cluster(tmp_path):
     """A real cluster as the README starts one: ``dask scheduler`` and two ``dask worker``
     processes from the command line, talking over 127.0.0.1 only."""
     pytest.importorskip("dask.distributed")
-    dask = [sys.executable, "-m", "distributed.cli.dask_scheduler"]
-    address_file = tmp_path / "scheduler.json"
-    common = dict(cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    scheduler = subprocess.Popen(
-        [*dask, "--host", "127.0.0.1", "--port", "0", "--no-dashboard", "--scheduler-file", address_file], **common
-    )
-    wait_for(lambda: address_file.exists() and address_file.stat().st_size > 0, timeout=60)
-    address = json.loads(address_file.read_text())["address"]
-    workers = [
-        subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "distributed.cli.dask_worker",
-                address,
-                "--nthreads",
-                "1",
-                "--no-dashboard",
-                "--host",
-                "127.0.0.1",
-                "--name",
-                f"w{i}",
-            ],
-            **common,
-        )  # fmt: skip
-        for i in range(2)
-    ]
-    from dask.distributed import Client
+    from ferkit.cluster import start_local_cluster, stop_local_cluster
 
-    with Client(address, timeout=30) as client:
-        client.wait_for_workers(2, timeout=60)
+    address, processes = start_local_cluster(2, tmp_path)
     try:
-        yield address, workers
+        yield address, processes[1:]
     finally:
-        for process in [*workers, scheduler]:
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+        stop_local_cluster(processes)
 
 
 def test_a_command_line_cluster_finds_the_same_subset_and_survives_a_lost_worker(cli_cluster):
