@@ -100,19 +100,32 @@ def split_cpu(devices: int) -> None:
 # What a collective or the coordination service says when another process of the run has gone
 # (seen here on loopback when one of two processes was killed: "Gloo all-reduce failed: ... Read
 # error ...: Connection reset by peer"; a peer that stops answering: a heartbeat timeout).
-_PEER_GONE = ("gloo", "connection reset", "connection refused", "heartbeat", "coordination service", "barrier")
+_PEER_GONE = (
+    "gloo",
+    "connection reset",
+    "connection refused",
+    "connection closed",
+    "broken pipe",
+    "socket closed",
+    "heartbeat",
+    "coordination service",
+    "barrier",
+)
 
 
 def lost_peer(error: BaseException, plan: Plan) -> str | None:
-    """The short reason, when ``error`` says another process of this several-process run stopped;
-    None for every other error (and always in a one-process run)."""
-    if plan.shard[1] == 1 or type(error).__name__ not in ("JaxRuntimeError", "XlaRuntimeError"):
+    """The short reason, when ``error`` (or what it was raised from) says another process of this
+    several-process run stopped; None for every other error (and always in a one-process run)."""
+    if plan.shard[1] == 1:
         return None
-    text = str(error)
-    if not any(word in text.lower() for word in _PEER_GONE):
-        return None
-    first = text.strip().splitlines()[0]
-    return first if len(first) <= 160 else first[:157] + "..."
+    seen = error
+    while seen is not None:
+        text = str(seen)
+        if any(word in text.lower() for word in _PEER_GONE):
+            first = text.strip().splitlines()[0]
+            return first if len(first) <= 160 else first[:157] + "..."
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 def _multihost_jax() -> bool:
