@@ -321,7 +321,7 @@ def test_two_processes_on_loopback_train_together_like_one_process_on_two_device
 
 @pytest.mark.xfail(
     strict=False,
-    reason="twice in five runs on a loaded 2-core machine process 0 did not stop with our line but ended "
+    reason="twice in six runs on a loaded 2-core machine process 0 did not stop with our line but ended "
     "in JAX's shutdown abort (-6); the start of its output was not kept; open in issue 24",
 )
 def test_a_lost_process_stops_the_other_at_once_and_the_same_commands_resume(training_dir, tmp_path):
