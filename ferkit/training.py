@@ -210,10 +210,10 @@ def _fit(config: TrainConfig, data, train_split, plan: Plan, folder: CheckpointF
         if reason is None:
             raise
         saved = saved_epoch(ckpt_dir)
-        where = f"epoch {saved} is saved in {ckpt_dir}" if saved else f"no epoch was saved yet in {ckpt_dir}"
+        where = f"Epoch {saved} is saved" if saved else "No epoch was saved yet"
         raise PeerLost(
             f"another process of this {plan.shard[1]}-process run stopped ({reason}); this one ({plan.shard[0]}) "
-            f"stops too. {where[0].upper()}{where[1:]}: start every process again with the same commands to resume"
+            f"stops too. {where} in {ckpt_dir}: start every process again with the same commands to resume"
         ) from None
     return history, time.time() - started
 
