@@ -21,6 +21,13 @@ from .paths import DEFAULT_CACHE_DIR, DEFAULT_DATA, DEFAULT_MODEL_PATH, MODELS_D
 class _HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
     """The module docstring as written, and every option's default in --help."""
 
+    def _get_help_string(self, action):
+        # A help text that names its default in words (a path relative to the project rather
+        # than this machine's absolute one, or what None means) is not given a second one.
+        if "(default " in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
+
 
 def parser(doc: str | None) -> argparse.ArgumentParser:
     # No abbreviations: a misspelt --epoch must be an error, not silently --epochs (or worse,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import subprocess
 import sys
 
@@ -193,3 +194,6 @@ def test_help_loads_no_deep_learning_framework(script):
     assert out.returncode == 0, out.stderr[-1500:]
     assert "usage:" in out.stdout and "heavy: []" in out.stdout
     assert "oneDNN" not in out.stderr and "absl" not in out.stderr
+    # An option whose help names its default in words is not given a second, absolute one.
+    text = " ".join(out.stdout.split())
+    assert not re.search(r"\(default [^)]*\) \(default:", text), text

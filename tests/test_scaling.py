@@ -341,6 +341,7 @@ def test_a_lost_process_stops_the_other_at_once_and_the_same_commands_resume(tra
     processes[1].send_signal(signal.SIGKILL)
     _, err = processes[0].communicate(timeout=60)  # measured: 0.2-0.4 s
     processes[1].wait(timeout=30)
+    (run / "process0.err").write_text(err)  # kept whole for a failing run (pytest --basetemp)
     assert processes[0].returncode == 1, err[:4000]
     lines = [line for line in err.splitlines() if line.startswith("error:")]
     assert len(lines) == 1 and "Traceback" not in err, err[-3000:]
