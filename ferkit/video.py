@@ -125,7 +125,7 @@ def _image_frames(files) -> Iterator[np.ndarray]:
         try:
             frame = read_image(file)
         except SourceError as exc:
-            print(f"warning: skipping unreadable image {file} ({str(exc).removeprefix(f'{file}: ')})", file=sys.stderr)
+            print(f"warning: skipped an image: {exc}", file=sys.stderr)  # the message names the file
             continue
         readable += 1
         # Drawn on and written to video: BGR (or grey); a file's alpha channel is dropped.
