@@ -321,7 +321,7 @@ def test_two_processes_on_loopback_train_together_like_one_process_on_two_device
 
 # What the survivor raised, seen here when its peer was SIGKILLed: usually a JAX runtime error from
 # the all-reduce, but when the kill lands just after an epoch's checkpoint, a plain ValueError from
-# an all-gather (the type check this replaced let that one through: a traceback, then JAX's shutdown
+# JAX's process_allgather (the type check this replaced let that one through: a traceback, then JAX's shutdown
 # barrier aborted after ~50 s; twice in six runs of the test below).
 SEEN_WHEN_A_PEER_DIED = [
     ("JaxRuntimeError", "UNKNOWN: Gloo all-reduce failed: [external/gloo/gloo/transport/tcp/pair.cc:538] Read "
