@@ -23,6 +23,7 @@ same size. The Pareto front (accuracy against size) of everything evaluated come
 
 from __future__ import annotations
 
+import gc
 import multiprocessing
 import os
 import random
@@ -332,7 +333,19 @@ def fitness_subset(y: np.ndarray, config: GAConfig) -> np.ndarray:
 def _pool(config: GAConfig, x, y):
     method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
     args = () if method == "fork" else (x, y, config)
-    return multiprocessing.get_context(method).Pool(config.jobs, initializer=_init_worker, initargs=args)
+    if method != "fork":
+        return multiprocessing.get_context(method).Pool(config.jobs, initializer=_init_worker, initargs=args)
+    # A forked worker has only the thread that forked it. Garbage left in this process (a
+    # TensorFlow input iterator from the feature extraction, say) would be collected in the
+    # worker, whose destructor then waits forever for a thread that is not there: seen here, a
+    # GA with --jobs 2 that hung after training in the same process. So collect it here, where
+    # its threads live, and freeze what is left out of the workers' collections.
+    gc.collect()
+    gc.freeze()
+    try:
+        return multiprocessing.get_context(method).Pool(config.jobs, initializer=_init_worker, initargs=args)
+    finally:
+        gc.unfreeze()
 
 
 def pareto_front(scored: list) -> list:

@@ -212,3 +212,30 @@ def test_ga_workers_end_with_a_killed_main_process_without_tracebacks(tmp_path):
             assert status in ("gone", "Z"), pid
     time.sleep(1)
     assert "Traceback" not in err_file.read_text()
+
+
+def test_garbage_left_before_the_ga_forks_its_workers_is_collected_in_the_main_process(tmp_path):
+    """A forked worker that collects the parent's garbage may run a destructor that waits for a
+    thread the fork did not copy (a TensorFlow iterator's: a GA run hung that way after training in
+    the same process). Such garbage must be finalised in the main process, before the fork."""
+    script = (
+        "import gc, os, sys\n"
+        "import numpy as np\n"
+        "from ferkit import ga\n"
+        "class Finalised:\n"
+        "    def __del__(self):\n"
+        "        with open(sys.argv[1], 'a') as f: f.write(f'{os.getpid()}\\n')\n"
+        "gc.disable()  # keep the cycle uncollected until something collects it on purpose\n"
+        "cycle = [Finalised()]; cycle.append(cycle); del cycle\n"
+        "rng = np.random.default_rng(0); y = rng.integers(0, 2, 200); x = rng.normal(size=(200, 20))\n"
+        "config = ga.GAConfig(population=4, generations=1, jobs=2, trees=4, max_features=5)\n"
+        "pool = ga._pool(config, x, y)\n"
+        "print(pool.map(abs, [1, 2]), os.getpid(), flush=True)\n"
+        "pool.terminate()\n"
+    )
+    record = tmp_path / "finalised.txt"
+    done = subprocess.run([sys.executable, "-c", script, str(record)], cwd=ROOT, capture_output=True, text=True,
+                          timeout=120)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    main_pid = done.stdout.split()[-1]
+    assert record.read_text().split() == [main_pid]
