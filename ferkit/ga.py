@@ -333,13 +333,12 @@ def fitness_subset(y: np.ndarray, config: GAConfig) -> np.ndarray:
 def _pool(config: GAConfig, x, y):
     method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
     args = () if method == "fork" else (x, y, config)
-    if method != "fork":
-        return multiprocessing.get_context(method).Pool(config.jobs, initializer=_init_worker, initargs=args)
     # A forked worker has only the thread that forked it. Garbage left in this process (a
     # TensorFlow input iterator from the feature extraction, say) would be collected in the
     # worker, whose destructor then waits forever for a thread that is not there: seen here, a
     # GA with --jobs 2 that hung after training in the same process. So collect it here, where
-    # its threads live, and freeze what is left out of the workers' collections.
+    # its threads live, and freeze what is left out of the workers' collections (harmless where
+    # workers are spawned instead).
     gc.collect()
     gc.freeze()
     try:
