@@ -87,6 +87,14 @@ def split_cpu(devices: int) -> None:
         cpu = tf.config.list_physical_devices("CPU")[0]
         try:
             tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * devices)
+            # One thread per kernel; the replicas share the cores between them. A kernel's sums
+            # are split by the threads it gets, so the numbers depend on them (here, first-epoch
+            # loss on 2 devices: 1.33731 with 2 cores, 1.33888 pinned to 1), and with replicas
+            # racing for one pool that varied within a machine: in CI two identical runs differed
+            # by 0.16% in their first epoch (likely oneDNN, which takes a kernel started from a
+            # pool thread for nested and gives it one thread). One thread: the same to the last
+            # digit on 1 core or 2.
+            tf.config.threading.set_intra_op_parallelism_threads(1)
         except RuntimeError:
             # Already initialised: fine if it was split the same way before (a second run in one process).
             if len(tf.config.list_logical_devices("CPU")) != devices:
