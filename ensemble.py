@@ -1,12 +1,17 @@
-"""Average the predictions of several trained models in one model file.
+"""Average several trained models into one model file: their predictions (any models), or their
+weights (checkpoints of one network: stochastic weight averaging).
 
     python ensemble.py models/a.keras models/b.keras --data ../shared/data/fer2013 --tta \\
         --out models/fer_cnn.keras
+    python ensemble.py snapshots/epoch00*.keras --average weights --data ../shared/data/fer2013 \\
+        --out models/fer_swa.keras
 
 Prints each member's and the average's accuracy on the validation split (PublicTest), the split to
 choose on; the test split stays untouched (evaluate the saved file with evaluate.py once). The
 saved model takes the same faces and gives the same seven probabilities as a single model, so
-realtime.py and evaluate.py use it unchanged; it costs the members' inference time together.
+realtime.py and evaluate.py use it unchanged. Averaged predictions cost the members' inference time
+together; averaged weights cost one model's (their BatchNorm statistics are measured again on the
+training faces, which takes about a third of a training epoch).
 """
 
 from __future__ import annotations
@@ -18,7 +23,8 @@ from ferkit.classify import TTA_MODES, TTA_NAMES, accuracy, tta_options
 from ferkit.data import load_dataset
 from ferkit.ensemble import average_models
 from ferkit.errors import ModelFileError
-from ferkit.modelfile import load_model, save_model
+from ferkit.modelfile import load_model, read_calibration, save_model
+from ferkit.weightavg import average_weights, remeasure_batchnorm
 
 
 def parse_args(argv=None):
@@ -34,6 +40,13 @@ def parse_args(argv=None):
         help="flip (the flag alone): average with the mirrored face; crops: 12 views (mirror x whole face and "
         "five 44-pixel crops)",
     )
+    p.add_argument(
+        "--average",
+        choices=("predictions", "weights"),
+        default="predictions",
+        help="predictions: any models, the mean of their probabilities (costs every member's time); weights: "
+        "checkpoints of one network (e.g. a run's last epochs), one model's cost, BatchNorm re-measured",
+    )
     p.add_argument("--out", type=Path, help="save the averaged model here (class names inside)")
     cli.add_common(p, "cache_dir")
     args = p.parse_args(argv)
@@ -47,6 +60,28 @@ def parse_args(argv=None):
     return args
 
 
+def weight_average(paths, members, train_faces):
+    """The members' averaged weights with BatchNorm statistics measured on the training faces."""
+    calibrated = [str(p) for p in paths if read_calibration(p) is not None]
+    if calibrated:
+        raise ModelFileError(
+            f"{calibrated[0]} is calibrated (a temperature is folded into its last layer); average the "
+            f"uncalibrated checkpoints, then calibrate the average with evaluate.py --calibrate."
+        )
+    from tqdm import tqdm
+
+    model = average_weights(members)
+    with tqdm(total=None, desc="BatchNorm statistics", unit="batch", leave=False) as bar:
+
+        def progress(done, total):
+            bar.total = total
+            bar.update(1)
+
+        batches = remeasure_batchnorm(model, train_faces, progress=progress)
+    print(f"averaged the weights of {len(members)} models; BatchNorm statistics over {batches} training batches")
+    return model
+
+
 def compare(args) -> dict:
     cli.import_keras_quietly()
     loaded = [load_model(path) for path in args.models]
@@ -57,8 +92,11 @@ def compare(args) -> dict:
         )
     class_names = names.pop()
     members = [model for model, _ in loaded]
-    ensemble = average_models(members)
     data = load_dataset(args.data, cache_dir=args.cache_dir)
+    if args.average == "weights":
+        ensemble = weight_average(args.models, members, data.train.x)
+    else:
+        ensemble = average_models(members)
 
     candidates = {**{str(path): member for path, member in zip(args.models, members)}, "average": ensemble}
     scores = {name: accuracy(model, data.val, **tta_options(args.tta)) for name, model in candidates.items()}

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import ensemble
-from ferkit import networks
+from ferkit import networks, weightavg
 from ferkit.classify import predict_proba
 from ferkit.faces import CLASS_NAMES
 from ferkit.modelfile import load_model, save_model
@@ -57,3 +57,68 @@ def test_models_of_different_classes_are_refused(training_dir, tmp_path, capsys)
         ensemble.main([str(first), str(other), "--data", str(training_dir)])
     assert refused.value.code == 2
     assert "label different classes" in capsys.readouterr().err
+
+
+def ensemble_args(paths, training_dir, tmp_path, *extra):
+    return [*map(str, paths), "--data", str(training_dir), "--cache-dir", str(tmp_path / "cache"), *extra]
+
+
+def test_remeasured_batchnorm_holds_the_average_statistics_of_its_input():
+    keras.utils.set_random_seed(3)
+    face = keras.Input((48, 48, 1))
+    hidden = keras.layers.Dense(5, name="hidden")(keras.layers.Flatten()(keras.layers.Rescaling(1 / 255)(face)))
+    normed = keras.layers.BatchNormalization(momentum=0.9, name="bn")(hidden)
+    model = keras.Model(face, keras.layers.Dense(7, activation="softmax")(normed))
+    faces = np.random.default_rng(1).integers(0, 256, (4 * 64 + 10, 48, 48), dtype=np.uint8)
+
+    seen = []
+    batches = weightavg.remeasure_batchnorm(model, faces, batch_size=64, progress=lambda k, n: seen.append((k, n)))
+
+    # Four equal batches; the short fifth one is left out so that every batch weighs the same.
+    assert batches == 4 and seen == [(1, 4), (2, 4), (3, 4), (4, 4)]
+    outputs = keras.Model(face, hidden).predict(faces[: 4 * 64].astype("float32")[..., None], verbose=0)
+    per_batch = outputs.reshape(4, 64, 5)
+    bn = model.get_layer("bn")
+    np.testing.assert_allclose(bn.moving_mean.numpy(), per_batch.mean(axis=1).mean(axis=0), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(bn.moving_variance.numpy(), per_batch.var(axis=1).mean(axis=0), rtol=1e-4, atol=1e-5)
+    assert bn.momentum == 0.9  # put back for later training
+
+
+def test_averaged_weights_are_the_mean_of_the_checkpoints_in_one_model(training_dir, tmp_path, capsys):
+    paths = saved_models(tmp_path, archs=("vgg", "vgg", "vgg"))
+    out = tmp_path / "swa.keras"
+    scores = ensemble.main(ensemble_args(paths, training_dir, tmp_path, "--average", "weights", "--out", str(out)))
+
+    assert set(scores) == {*map(str, paths), "average"}
+    assert "averaged the weights of 3 models; BatchNorm statistics over 1 training batches" in capsys.readouterr().out
+    averaged, names = load_model(out)
+    assert names == CLASS_NAMES
+    members = [load_model(p)[0] for p in paths]
+    assert len(averaged.layers) == len(members[0].layers)  # one network, not three side by side
+    for layer in ("conv1_1", "conv4_2", "dense1"):
+        expected = np.mean([m.get_layer(layer).kernel.numpy() for m in members], axis=0)
+        np.testing.assert_allclose(averaged.get_layer(layer).kernel.numpy(), expected, rtol=1e-6, atol=1e-7)
+    # BatchNorm statistics are measured on the training faces, not averaged: fresh members all
+    # hold the initial (0, 1), the averaged network holds its real statistics.
+    bn = averaged.get_layer("conv1_1_bn")
+    assert not np.allclose(bn.moving_mean.numpy(), 0) and np.all(bn.moving_variance.numpy() > 0)
+    faces = np.random.default_rng(0).integers(0, 256, (4, 48, 48), dtype=np.uint8)
+    np.testing.assert_allclose(predict_proba(averaged, faces).sum(axis=1), 1, rtol=1e-5)
+
+
+def test_weights_of_different_networks_are_refused(training_dir, tmp_path, capsys):
+    paths = saved_models(tmp_path, archs=("vgg", "seed"))
+    with pytest.raises(SystemExit) as refused:
+        ensemble.main(ensemble_args(paths, training_dir, tmp_path, "--average", "weights"))
+    assert refused.value.code == 2
+    err = capsys.readouterr().err
+    assert "model 2 is not the same network as model 1" in err and "Traceback" not in err
+
+
+def test_calibrated_checkpoints_are_refused_for_weight_averaging(training_dir, tmp_path, capsys):
+    [first, second] = saved_models(tmp_path, archs=("vgg", "vgg"))
+    calibrated = save_model(load_model(second)[0], tmp_path / "cal.keras", calibration={"temperature": 0.8})
+    with pytest.raises(SystemExit) as refused:
+        ensemble.main(ensemble_args([first, calibrated], training_dir, tmp_path, "--average", "weights"))
+    assert refused.value.code == 2
+    assert "cal.keras is calibrated" in capsys.readouterr().err

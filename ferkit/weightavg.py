@@ -1,0 +1,92 @@
+"""Averaging the weights of several checkpoints of one network (stochastic weight averaging, SWA):
+one model of one model's cost, usually a little more accurate than any of the checkpoints, because
+the average sits nearer the centre of the flat region the late epochs wander around in.
+
+Averaging the weights breaks the BatchNorm statistics (the mean of the checkpoints' running means
+is not the mean of the averaged network's activations), so they are measured again, exactly, over
+the training faces, the way the network saw them in training (augmentation and dropout on)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .errors import ModelFileError, ParameterError
+from .faces import to_model_input
+
+
+def _layout(model) -> list:
+    return [(layer.__class__.__name__, [tuple(w.shape) for w in layer.weights]) for layer in model.layers]
+
+
+def average_weights(members: list):
+    """A copy of the first member whose float weights are the mean of the members' weights.
+    The members must be the same network (checkpoints of one run, or runs of one architecture and
+    width); anything else is refused, since averaging unrelated weights gives noise."""
+    import keras
+
+    if len(members) < 2:
+        raise ParameterError("members", f"must be two or more models to average, not {len(members)}")
+    first = _layout(members[0])
+    for i, member in enumerate(members[1:], start=2):
+        if _layout(member) != first:
+            raise ModelFileError(
+                f"model {i} is not the same network as model 1 (other layers or weight shapes); average "
+                f"the weights of checkpoints of one architecture only, or average their predictions instead "
+                f"(ensemble.py without --average weights)."
+            )
+    stacks = zip(*(member.get_weights() for member in members))
+    averaged = [
+        np.mean(np.stack(stack), axis=0).astype(stack[0].dtype)
+        if np.issubdtype(stack[0].dtype, np.floating)
+        else stack[0]
+        for stack in stacks
+    ]
+    model = keras.models.clone_model(members[0])
+    model.set_weights(averaged)
+    return model
+
+
+def batchnorm_layers(model) -> list:
+    """Every BatchNormalization layer of ``model``, nested models included."""
+    import keras
+
+    found = []
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            found.append(layer)
+        elif hasattr(layer, "layers"):
+            found.extend(batchnorm_layers(layer))
+    return found
+
+
+def remeasure_batchnorm(model, faces, batch_size: int = 256, progress=None) -> int:
+    """Set every BatchNorm layer's running mean and variance to the average of its batch statistics
+    over ``faces`` (uint8 (N, 48, 48), as in training), in training mode. Keras updates a running
+    statistic as ``old * momentum + new * (1 - momentum)``; a momentum of (k - 1) / k at the k-th
+    batch makes that the plain average of the k batches seen. Returns the number of batches used
+    (0: the network has no BatchNorm). ``progress(done, total)`` is called after each batch."""
+    import keras
+
+    layers = batchnorm_layers(model)
+    if not layers:
+        return 0
+    n = len(faces)
+    if n == 0:
+        raise ParameterError("faces", "must hold at least one face to measure BatchNorm statistics on")
+    # Equal batches weigh equally; a short last batch is dropped unless it is the only one.
+    starts = list(range(0, max(n - batch_size, 0) + 1, batch_size))
+    momenta = {layer: layer.momentum for layer in layers}
+    try:
+        for layer in layers:
+            layer.moving_mean.assign(keras.ops.zeros_like(layer.moving_mean))
+            layer.moving_variance.assign(keras.ops.zeros_like(layer.moving_variance))
+        for k, start in enumerate(starts, start=1):
+            for layer in layers:
+                layer.momentum = (k - 1) / k
+            model(to_model_input(np.asarray(faces[start : start + batch_size])), training=True)
+            if progress is not None:
+                progress(k, len(starts))
+    finally:
+        for layer, momentum in momenta.items():
+            layer.momentum = momentum
+    return len(starts)
