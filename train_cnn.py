@@ -106,6 +106,13 @@ def parse_args(argv=None) -> TrainConfig:
         help="test-time augmentation of the final evaluation: flip (the flag alone) averages with the mirrored "
         "face; crops also with five 44-pixel crops of each (12 views)",
     )
+    p.add_argument(
+        "--swa-epochs",
+        type=int,
+        default=D.swa_epochs,
+        help="also average the weights of the last N epochs (stochastic weight averaging) into "
+        "models/NAME_swa.keras, BatchNorm statistics measured again on the training faces (0 = off)",
+    )
     p.add_argument("--limit", type=int, default=D.limit, help="train on a stratified subset of N images")
     p.add_argument(
         "--val-fraction",
@@ -195,13 +202,14 @@ def parse_args(argv=None) -> TrainConfig:
             p.error(f"--teacher {teacher} not found; give saved .keras models (e.g. models/fer_cnn.keras)")
     if config.teacher:  # resolved, so a resume from another folder or spelling finds the same files
         config.teacher = [t.resolve() for t in config.teacher]
-    output = Path(config.models_dir) / f"{config.name}.keras"
+    names = [config.name, *([f"{config.name}_swa"] if config.swa_epochs else [])]
     checkpoint = checkpoints / "state.json"
-    if output.exists() and not overwrite and (config.fresh or not checkpoint.exists()):
-        p.error(
-            f"{output} exists (the shipped model, or an earlier run's); a new run would replace it. "
-            f"Give another --name, or add --overwrite"
-        )
+    for output in (Path(config.models_dir) / f"{name}.keras" for name in names):
+        if output.exists() and not overwrite and (config.fresh or not checkpoint.exists()):
+            p.error(
+                f"{output} exists (the shipped model, or an earlier run's); a new run would replace it. "
+                f"Give another --name, or add --overwrite"
+            )
     if "/" in config.name or config.name in ("", ".", ".."):
         p.error(f"--name {config.name!r} must be a plain file name (no folders); use --models-dir for the place")
     return config
@@ -224,6 +232,12 @@ def report(metrics: dict) -> None:
     )
     outputs = metrics["outputs"]
     print(f"saved model:   {outputs['model']}")
+    if "swa" in metrics:
+        swa = metrics["swa"]
+        print(
+            f"saved average: {outputs['swa_model']} (weights of epochs {swa['epochs'][0]}-{swa['epochs'][1]}; "
+            f"validation {swa['validation_accuracy']:.4f}; evaluate it with evaluate.py)"
+        )
     print(f"saved metrics: {outputs['metrics']}")
     print("saved plots:   " + ", ".join(str(p) for p in outputs["plots"]))
 

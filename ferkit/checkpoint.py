@@ -32,10 +32,11 @@ class EpochCheckpoint(keras.callbacks.Callback):
     layers' random states, the history and the ReduceLROnPlateau counters; and the best model by
     validation accuracy."""
 
-    def __init__(self, directory: Path, plateau, settings: dict, history: dict, best: float, alone=None):
+    def __init__(self, directory: Path, plateau, settings: dict, history: dict, best: float, alone=None, average=None):
         super().__init__()
         self.directory, self.plateau, self.settings = directory, plateau, settings
         self.history_so_far, self.best = history, best
+        self.average = average  # a weightavg.RunningAverage (--swa-epochs), or None
         # Saving is this process' work alone: outside a multi-host distribution, whose every
         # new variable would be a collective the other hosts never join (Plan.local).
         self.alone = alone or contextlib.nullcontext
@@ -57,6 +58,8 @@ class EpochCheckpoint(keras.callbacks.Callback):
         model_file = f"epoch{epoch + 1:04d}.keras"
         with self.alone():
             save_model(self.model, self.directory / model_file)
+            if self.average is not None:
+                self.average.update(self.model.get_weights(), epoch + 1)
         plateau = (
             None
             if self.plateau is None
@@ -74,10 +77,12 @@ class EpochCheckpoint(keras.callbacks.Callback):
             "history": self.history_so_far,
             "settings": self.settings,
             "plateau": plateau,
+            "swa": self.average and self.average.state(),
         }
         atomic_write_text(self.directory / "state.json", json.dumps(state))
-        for old in self.directory.glob("epoch*.keras"):
-            if old.name != model_file:
+        keep = {model_file, self.average and self.average.file}
+        for old in [*self.directory.glob("epoch*.keras"), *self.directory.glob("swa[0-9]*.npz")]:
+            if old.name not in keep:
                 old.unlink(missing_ok=True)
 
 

@@ -18,6 +18,7 @@ OWN_PATTERNS = (
     "state.json",
     "best.keras",
     "epoch[0-9]*.keras",
+    "swa[0-9]*.npz",  # the running weight average (--swa-epochs)
     "teacher.npz",
     "teacher.npz.damaged",
     ".*.tmp-*",  # atomic writes cut short by a kill (ferkit.atomic.replacing)

@@ -95,6 +95,7 @@ class TrainConfig:
     teacher: list[Path] | None = None  # saved models whose (averaged, TTA) outputs the student learns
     teacher_tta: bool | str = "crops"
     distill: float = 0.5  # weight of the teacher's probabilities in the targets (the rest: true labels)
+    swa_epochs: int = 0  # average the weights of the last N epochs into NAME_swa.keras (0 = off)
     tta: bool | str = False  # test-time augmentation of the final evaluation: False, True / "flip", "crops"
     limit: int | None = None
     val_fraction: float = 0.1
@@ -134,6 +135,7 @@ class TrainConfig:
             ("mixup", 0 <= self.mixup <= 1, "must be in [0, 1] (the Beta distribution's alpha; 0 = off)"),
             ("width", 8 <= self.width <= 128, "must be between 8 and 128 channels"),
             ("epochs", self.epochs >= 1, "must be at least 1"),
+            ("swa_epochs", 0 <= self.swa_epochs <= self.epochs, "must be between 0 (off) and --epochs"),
             ("batch_size", self.batch_size >= 1, "must be at least 1"),
             ("lr_patience", self.lr_patience >= 1, "must be at least 1"),
             ("lr", self.lr > 0, "must be positive"),

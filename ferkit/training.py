@@ -25,6 +25,7 @@ from .modelfile import copy_weights, inference_copy, load_model, save_model
 from .networks import build_model
 from .report import classification_summary, plot_confusion, plot_history
 from .trainconfig import OPTIMIZERS, PRESETS, RESUME_KEYS, SCHEDULES, TrainConfig
+from .weightavg import RunningAverage, remeasure_batchnorm
 
 __all__ = [
     "OPTIMIZERS",
@@ -177,7 +178,12 @@ def _fit(config: TrainConfig, data, train_split, plan: Plan, folder: CheckpointF
         )
         restore = [RestorePlateau(plateau, state["plateau"])] if state["plateau"] else []
     history = state["history"]
-    checkpoint = EpochCheckpoint(ckpt_dir, plateau, settings, history, state["best_val_accuracy"], plan.local)
+    average = None
+    if config.swa_epochs:
+        average = RunningAverage(ckpt_dir, config.epochs - config.swa_epochs + 1, state.get("swa"))
+        if average.restarted:
+            print(f"weight average: --epochs moved its window; it starts again at epoch {average.first_epoch}")
+    checkpoint = EpochCheckpoint(ckpt_dir, plateau, settings, history, state["best_val_accuracy"], plan.local, average)
     validation = FaceBatches(data.val.x, one_hot[data.val.y], max(config.batch_size, 256), plan.replicas, plan.shard)
     started = time.time()
     try:
@@ -215,7 +221,7 @@ def _fit(config: TrainConfig, data, train_split, plan: Plan, folder: CheckpointF
             f"another process of this {plan.shard[1]}-process run stopped ({reason}); this one ({plan.shard[0]}) "
             f"stops too. {where} in {ckpt_dir}: start every process again with the same commands to resume"
         ) from None
-    return history, time.time() - started
+    return history, time.time() - started, average
 
 
 def train(config: TrainConfig) -> dict:
@@ -250,18 +256,33 @@ def train(config: TrainConfig) -> dict:
             if config.fresh:
                 folder.clear()
         try:
-            history, train_seconds = _fit(config, data, train_split, plan, folder)
+            history, train_seconds, average = _fit(config, data, train_split, plan, folder)
         finally:
             plan.close()  # evaluation below runs on one device
         if not plan.writer:
             return {"outputs": {}, "writer": False}
-        return _finish(config, data, train_split, history, train_seconds, folder)
+        return _finish(config, data, train_split, history, train_seconds, folder, average)
     finally:
         folder.release()
 
 
-def _finish(config: TrainConfig, data, train_split, history: dict, train_seconds: float, folder: CheckpointFolder):
-    """Evaluate the best epoch's model on the test split and write the run's outputs."""
+def _weight_average(config: TrainConfig, data, train_split, best_model, average, tta: dict):
+    """The averaged weights (--swa-epochs) as a model: BatchNorm statistics measured on the training
+    faces, scored on validation only (the split to choose between it and the best epoch on)."""
+    model = keras.models.clone_model(best_model)
+    model.set_weights(average.weights)
+    remeasure_batchnorm(model, train_split.x)
+    final = inference_copy(model)
+    path = save_model(final, Path(config.models_dir) / f"{config.name}_swa.keras", data.class_names)
+    last = average.first_epoch + average.count - 1
+    return path, {"epochs": [average.first_epoch, last], "validation_accuracy": accuracy(final, data.val, **tta)}
+
+
+def _finish(
+    config: TrainConfig, data, train_split, history: dict, train_seconds: float, folder: CheckpointFolder, average=None
+):
+    """Evaluate the best epoch's model on the test split and write the run's outputs (and the
+    weight average's model, scored on validation, with --swa-epochs)."""
     ckpt_dir = folder.path
 
     best_model = keras.models.load_model(ckpt_dir / "best.keras")
@@ -304,7 +325,10 @@ def _finish(config: TrainConfig, data, train_split, history: dict, train_seconds
         "settings": config.settings(),
         "tta": config.tta,
     }
+    outputs = {"model": model_path}
+    if average is not None and average.count:
+        outputs["swa_model"], metrics["swa"] = _weight_average(config, data, train_split, best_model, average, tta)
     metrics_path = models_dir / f"{config.name}_metrics.json"
     atomic_write_text(metrics_path, json.dumps(metrics, indent=1))
     folder.remove()  # finished: the next run of this command starts afresh
-    return {**metrics, "outputs": {"model": model_path, "metrics": metrics_path, "plots": plots}}
+    return {**metrics, "outputs": {**outputs, "metrics": metrics_path, "plots": plots}}

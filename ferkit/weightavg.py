@@ -2,6 +2,9 @@
 one model of one model's cost, usually a little more accurate than any of the checkpoints, because
 the average sits nearer the centre of the flat region the late epochs wander around in.
 
+``RunningAverage`` keeps that mean during training (``train_cnn.py --swa-epochs``); ``average_weights``
+makes it afterwards from saved checkpoints (``ensemble.py --average weights``).
+
 Averaging the weights breaks the BatchNorm statistics (the mean of the checkpoints' running means
 is not the mean of the averaged network's activations), so they are measured again, exactly, over
 the training faces, the way the network saw them in training (augmentation and dropout on)."""
@@ -90,3 +93,48 @@ def remeasure_batchnorm(model, faces, batch_size: int = 256, progress=None) -> i
         for layer, momentum in momenta.items():
             layer.momentum = momentum
     return len(starts)
+
+
+class RunningAverage:
+    """The running mean of a training run's weights over its last epochs (SWA), kept on disk beside
+    the run's checkpoints so that a resumed run goes on averaging where it stopped. Each update
+    writes a new file, ``swaNNNN.npz`` (NNNN: the epoch); the checkpoint's state names the file,
+    so the average and the state always agree after a kill, as the epoch files do."""
+
+    def __init__(self, directory, first_epoch: int, saved: dict | None = None):
+        from pathlib import Path
+
+        self.directory, self.first_epoch = Path(directory), first_epoch
+        self.count, self.weights, self.file = 0, None, None
+        self.restarted = False
+        if saved and saved.get("count"):
+            if saved["first_epoch"] < first_epoch:  # --epochs was raised: the window moved on
+                self.restarted = True
+            else:
+                with np.load(self.directory / saved["file"]) as arrays:
+                    self.weights = [arrays[f"w{i}"] for i in range(len(arrays.files))]
+                self.first_epoch, self.count, self.file = saved["first_epoch"], saved["count"], saved["file"]
+
+    def update(self, weights: list, epoch: int) -> bool:
+        """Add the weights after ``epoch`` (1-based) if it is in the window; write the average."""
+        from .atomic import atomic_savez
+
+        if epoch < self.first_epoch:
+            return False
+        if self.weights is None:
+            self.weights = [np.array(w) for w in weights]
+        else:
+            n = self.count + 1
+            self.weights = [
+                a + (w - a) / n if np.issubdtype(a.dtype, np.floating) else np.array(w)
+                for a, w in zip(self.weights, weights)
+            ]
+        self.count += 1
+        self.file = f"swa{epoch:04d}.npz"
+        atomic_savez(self.directory / self.file, **{f"w{i}": w for i, w in enumerate(self.weights)})
+        return True
+
+    def state(self) -> dict | None:
+        if not self.count:
+            return None
+        return {"first_epoch": self.first_epoch, "count": self.count, "file": self.file}

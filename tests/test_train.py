@@ -131,6 +131,35 @@ def test_interrupted_training_resumes_where_it_stopped(training_dir, tmp_path, m
     assert not checkpoints.exists()  # a finished run leaves no checkpoint behind
 
 
+def test_weight_average_of_the_last_epochs_survives_a_resume(training_dir, tmp_path, monkeypatch, capsys):
+    kernels = {}  # the first conv's kernel after each epoch, as the run saw it
+    original = training.EpochCheckpoint.on_epoch_end
+
+    def on_epoch_end(self, epoch, logs=None):
+        kernels[epoch + 1] = self.model.get_layer("conv1_1").kernel.numpy().copy()
+        original(self, epoch, logs)
+        if epoch == 1 and stop:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(training.EpochCheckpoint, "on_epoch_end", on_epoch_end)
+    stop = True
+    with pytest.raises(SystemExit):
+        run(training_dir, tmp_path, "--epochs", "4", "--arch", "vgg", "--swa-epochs", "3")
+    checkpoints = tmp_path / "models" / "checkpoints" / "t"
+    state = json.loads((checkpoints / "state.json").read_text())
+    assert state["swa"] == {"first_epoch": 2, "count": 1, "file": "swa0002.npz"}
+    assert [p.name for p in checkpoints.glob("swa*.npz")] == ["swa0002.npz"]
+
+    stop = False
+    metrics = run(training_dir, tmp_path, "--epochs", "4", "--arch", "vgg", "--swa-epochs", "3")
+    assert metrics["swa"]["epochs"] == [2, 4] and 0 <= metrics["swa"]["validation_accuracy"] <= 1
+    assert "saved average: " in capsys.readouterr().out
+    averaged, _ = load_model(tmp_path / "models" / "t_swa.keras")
+    expected = np.mean([kernels[2], kernels[3], kernels[4]], axis=0)
+    np.testing.assert_allclose(averaged.get_layer("conv1_1").kernel.numpy(), expected, rtol=1e-5, atol=1e-7)
+    assert not checkpoints.exists()  # the average's files go with the finished run's checkpoint
+
+
 def test_resume_with_other_settings_is_refused(training_dir, tmp_path, monkeypatch, capsys):
     interrupt_after_epoch(monkeypatch, 0)
     with pytest.raises(SystemExit):
