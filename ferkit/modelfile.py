@@ -136,6 +136,10 @@ def inference_copy(trained):
     from .networks import build_model
 
     keras.mixed_precision.set_global_policy("float32")
-    clean = build_model(num_classes=trained.output_shape[-1], augment=False, arch=trained.name.removeprefix("fer_"))
+    arch = trained.name.removeprefix("fer_")
+    width = {}
+    if arch.startswith("wide") and arch != "wide":  # fer_wide32: --arch wide --width 32
+        arch, width = "wide", {"width": int(arch.removeprefix("wide"))}
+    clean = build_model(num_classes=trained.output_shape[-1], augment=False, arch=arch, **width)
     copy_weights(trained, clean)
     return clean

@@ -160,6 +160,12 @@ def test_weight_average_of_the_last_epochs_survives_a_resume(training_dir, tmp_p
     assert not checkpoints.exists()  # the average's files go with the finished run's checkpoint
 
 
+def test_a_narrower_wide_network_trains_and_ships_at_its_width(training_dir, tmp_path):
+    run(training_dir, tmp_path, "--epochs", "1", "--arch", "wide", "--width", "8")
+    model, _ = load_model(tmp_path / "models" / "t.keras")
+    assert model.name == "fer_wide8" and model.get_layer("conv4_2").filters == 64
+
+
 def test_resume_with_other_settings_is_refused(training_dir, tmp_path, monkeypatch, capsys):
     interrupt_after_epoch(monkeypatch, 0)
     with pytest.raises(SystemExit):
