@@ -13,11 +13,12 @@ from ferkit.faces import CLASS_NAMES
 from ferkit.modelfile import load_model, save_model
 
 
-def saved_models(tmp_path, archs=("vgg", "seed"), class_names=CLASS_NAMES):
+def saved_models(tmp_path, archs=("vgg", "seed"), class_names=CLASS_NAMES, augment=False):
     paths = []
     for i, arch in enumerate(archs):
         keras.utils.set_random_seed(i)
-        paths.append(save_model(networks.build_model(arch=arch), tmp_path / f"m{i}.keras", class_names))
+        model = networks.build_model(arch=arch, augment=augment)
+        paths.append(save_model(model, tmp_path / f"m{i}.keras", class_names))
     return paths
 
 
@@ -85,7 +86,7 @@ def test_remeasured_batchnorm_holds_the_average_statistics_of_its_input():
 
 
 def test_averaged_weights_are_the_mean_of_the_checkpoints_in_one_model(training_dir, tmp_path, capsys):
-    paths = saved_models(tmp_path, archs=("vgg", "vgg", "vgg"))
+    paths = saved_models(tmp_path, archs=("vgg", "vgg", "vgg"), augment="light")  # as checkpoints are
     out = tmp_path / "swa.keras"
     scores = ensemble.main(ensemble_args(paths, training_dir, tmp_path, "--average", "weights", "--out", str(out)))
 
@@ -94,7 +95,8 @@ def test_averaged_weights_are_the_mean_of_the_checkpoints_in_one_model(training_
     averaged, names = load_model(out)
     assert names == CLASS_NAMES
     members = [load_model(p)[0] for p in paths]
-    assert len(averaged.layers) == len(members[0].layers)  # one network, not three side by side
+    assert not any(layer.name.startswith("aug_") for layer in averaged.layers)  # shipped without them
+    assert len(averaged.layers) == len(members[0].layers) - 4  # one network (less 4 augmentation layers)
     for layer in ("conv1_1", "conv4_2", "dense1"):
         expected = np.mean([m.get_layer(layer).kernel.numpy() for m in members], axis=0)
         np.testing.assert_allclose(averaged.get_layer(layer).kernel.numpy(), expected, rtol=1e-6, atol=1e-7)
