@@ -56,12 +56,37 @@ def export_onnx(keras_path: str | os.PathLike, out_path: str | os.PathLike) -> P
         import tf2onnx  # noqa: F401 (Keras' ONNX export on TensorFlow goes through it)
     except ImportError:
         raise ModelFileError("exporting to ONNX needs tf2onnx: pip install tf2onnx onnx") from None
-    model.predict_on_batch(np.zeros((1, *model.input_shape[1:]), np.float32))  # traced once before export
+    import keras
+
+    # Keras' exporter traces ``model(x)`` without ``training``; a preprocessing layer inside (an
+    # augmentation layer, CenterCrop) then defaults to training=True and passes it on, so BatchNorm
+    # after it would normalise with the batch's statistics: a wrapper that says training=False.
+    face = keras.Input(model.input_shape[1:], name="face")
+    inference = keras.Model(face, model(face, training=False), name=model.name)
+    inference.predict_on_batch(np.zeros((1, *model.input_shape[1:]), np.float32))  # traced once before export
     with replacing(out_path, ".tmp.onnx") as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # tf2onnx probes np.object
-        model.export(tmp, format="onnx", verbose=False)
+        inference.export(tmp, format="onnx", verbose=False)
+        _check_export(model, Path(tmp), keras_path)
         _write_metadata(Path(tmp), _metadata(keras_path, class_names, "float32"))
     return out_path
+
+
+def _check_export(model, onnx_path: Path, keras_path: Path, tolerance: float = 1e-4) -> None:
+    """Refuse an ONNX graph that does not give Keras' probabilities for one face and for a batch
+    (a batch-dependent graph only shows on faces that differ)."""
+    from .onnxmodel import OnnxModel
+
+    faces = to_model_input(np.random.default_rng(0).integers(0, 256, (8, *model.input_shape[1:3]), dtype=np.uint8))
+    onnx_model = OnnxModel(onnx_path)
+    for batch in (faces[:1], faces):
+        difference = float(np.abs(onnx_model.predict_on_batch(batch) - np.asarray(model.predict_on_batch(batch))).max())
+        if not difference <= tolerance:
+            raise ModelFileError(
+                f"the ONNX graph of {keras_path} does not give Keras' probabilities (largest difference "
+                f"{difference:.2g} on {len(batch)} faces); nothing was written. Run the .keras model instead, "
+                f"and report the model's layers to the project."
+            )
 
 
 def quantize_int8(

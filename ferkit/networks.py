@@ -88,7 +88,9 @@ def build_model(
         stages = [[(64, 3)], [(128, 5)], [(512, 3)], [(512, 3)]]
         head = ((256, 512, 512), (0.25, 0.25, 0.22))
     elif arch == "wide":
-        x = layers.CenterCrop(WIDE_CROP, WIDE_CROP, name="centre_crop")(x)
+        # Cropping2D, not CenterCrop: a preprocessing layer defaults to training=True when a model is
+        # called without ``training`` (Keras' ONNX export does) and passes it on to the BatchNorms.
+        x = layers.Cropping2D((IMAGE_SIZE - WIDE_CROP) // 2, name="centre_crop")(x)
         stages = [[(width * m, 3), (width * m, 3)] for m in (1, 2, 4, 8)]
         head = ((256,), (0.5,))
     else:

@@ -57,6 +57,35 @@ def test_export_keeps_probabilities_class_names_and_calibration(tmp_path):
     assert np.abs(int8_model.predict(x[..., None]) - reference).max() < 0.2
 
 
+def test_a_checkpoint_of_the_wide_network_exports_for_one_face_and_for_a_batch(tmp_path):
+    pytest.importorskip("tf2onnx")
+    import keras
+
+    from ferkit import export
+    from ferkit.modelfile import save_model
+    from ferkit.networks import build_model
+
+    keras.utils.set_random_seed(0)
+    # As a training checkpoint is: augmentation layers in front, the 40x40 centre crop, and
+    # BatchNorm statistics far from a batch's own (so normalising by the batch would show).
+    model = build_model(arch="wide", width=8, augment="strong")
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.moving_mean.assign(np.full(layer.moving_mean.shape, 0.3, np.float32))
+            layer.moving_variance.assign(np.full(layer.moving_variance.shape, 4.0, np.float32))
+    keras_path = save_model(model, tmp_path / "wide.keras")
+    onnx_path = export.export_onnx(keras_path, tmp_path / "wide.onnx")
+    onnx_model, _ = load_model(onnx_path)
+    x = faces(16)[..., None].astype(np.float32)
+    for batch in (x[:1], x):
+        reference = np.asarray(model.predict_on_batch(batch))
+        np.testing.assert_allclose(onnx_model.predict(batch), reference, atol=1e-5)
+
+    other = build_model(arch="wide", width=8)
+    with pytest.raises(ModelFileError, match="does not give Keras' probabilities"):
+        export._check_export(other, onnx_path, keras_path)
+
+
 @pytest.mark.skipif(not DEFAULT_MODEL_PATH.exists(), reason="no shipped ONNX model")
 def test_shipped_exports_agree_with_the_shipped_keras_model():
     x = faces(300)[..., None].astype(np.float32)
