@@ -6,6 +6,7 @@ all through ONNX Runtime or Keras on this machine's CPU. Rounds alternate betwee
 the median is reported, so a busy machine slows all of them alike.
 
     python benchmarks/runtime_speed.py --rounds 5 --frames 150
+    python benchmarks/runtime_speed.py --models models/fer_cnn.onnx other/fer_cnn.onnx  # any files, first = 1x
 """
 
 from __future__ import annotations
@@ -62,8 +63,13 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--frames", type=int, default=150)
+    p.add_argument("--models", type=Path, nargs="+", help="compare these model files instead (ratios to the first)")
     args = p.parse_args()
     models = {"keras": KERAS_MODEL_PATH, "onnx fp32": DEFAULT_MODEL_PATH, "onnx int8": INT8_MODEL_PATH}
+    if args.models:
+        models = {str(path): path for path in args.models}
+    first = next(iter(models))
+    width = max(10, *map(len, models))
 
     starts = {name: [] for name in models}
     with tempfile.TemporaryDirectory() as tmp:
@@ -71,10 +77,13 @@ def main() -> None:
             for name, path in models.items():
                 starts[name].append(start_to_first_frame(path, Path(tmp) / "first.jpg"))
     print(f"start to first annotated frame (realtime.py --source demo, median of {args.rounds} fresh processes):")
-    base = statistics.median(starts["keras"])
+    base = statistics.median(starts[first])
     for name, times in starts.items():
         median = statistics.median(times)
-        print(f"  {name:<10} {median:6.2f} s (min {min(times):.2f}, max {max(times):.2f}); {base / median:4.1f}x keras")
+        print(
+            f"  {name:<{width}} {median:6.2f} s (min {min(times):.2f}, max {max(times):.2f}); "
+            f"{base / median:4.1f}x {first}"
+        )
 
     for copies in (1, 2):
         frames = list(clips.demo_frames(args.frames, copies=copies))
@@ -83,12 +92,12 @@ def main() -> None:
             for name, path in models.items():
                 fps[name].append(pipeline_fps(path, frames))
         print(f"live pipeline, {copies} face(s) per frame, {args.frames} frames, median of {args.rounds} rounds:")
-        base = statistics.median(fps["keras"])
+        base = statistics.median(fps[first])
         for name, values in fps.items():
             median = statistics.median(values)
             print(
-                f"  {name:<10} {median:7.1f} frames/s (min {min(values):.1f}, max {max(values):.1f}); "
-                f"{median / base:4.2f}x keras"
+                f"  {name:<{width}} {median:7.1f} frames/s (min {min(values):.1f}, max {max(values):.1f}); "
+                f"{median / base:4.2f}x {first}"
             )
 
 
