@@ -18,7 +18,11 @@ from .faces import to_model_input
 
 
 def _layout(model) -> list:
-    return [(layer.__class__.__name__, [tuple(w.shape) for w in layer.weights]) for layer in model.layers]
+    """The layers that hold weights, with their shapes (layers without weights, such as an older
+    checkpoint's CenterCrop where newer ones have Cropping2D, do not make two networks differ)."""
+    return [
+        (layer.__class__.__name__, [tuple(w.shape) for w in layer.weights]) for layer in model.layers if layer.weights
+    ]
 
 
 def average_weights(members: list):
