@@ -72,7 +72,6 @@ def remeasure_batchnorm(model, faces, batch_size: int = 256, progress=None) -> i
     statistic as ``old * momentum + new * (1 - momentum)``; a momentum of (k - 1) / k at the k-th
     batch makes that the plain average of the k batches seen. Returns the number of batches used
     (0: the network has no BatchNorm). ``progress(done, total)`` is called after each batch."""
-    import keras
 
     layers = batchnorm_layers(model)
     if not layers:
@@ -84,9 +83,9 @@ def remeasure_batchnorm(model, faces, batch_size: int = 256, progress=None) -> i
     starts = list(range(0, max(n - batch_size, 0) + 1, batch_size))
     momenta = {layer: layer.momentum for layer in layers}
     try:
-        for layer in layers:
-            layer.moving_mean.assign(keras.ops.zeros_like(layer.moving_mean))
-            layer.moving_variance.assign(keras.ops.zeros_like(layer.moving_variance))
+        for layer in layers:  # NumPy zeros: keras.ops.zeros_like cannot take a Variable on JAX
+            for variable in (layer.moving_mean, layer.moving_variance):
+                variable.assign(np.zeros(tuple(variable.shape), variable.dtype))
         for k, start in enumerate(starts, start=1):
             for layer in layers:
                 layer.momentum = (k - 1) / k

@@ -174,6 +174,43 @@ def _train(backend: str, data, out, *extra, wait=True, cores=None):
     return out_text, json.loads((out / "t_metrics.json").read_text())["history"]
 
 
+# Imported first by the Python below (sitecustomize): TensorFlow cannot be imported, as on the lent
+# GPU machines, which have JAX and PyTorch but no TensorFlow.
+NO_TENSORFLOW = """
+import sys
+
+class NoTensorFlow:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("tensorflow", "tf2onnx", "tf_keras"):
+            raise ModuleNotFoundError(f"No module named {name!r} (this machine has no TensorFlow)")
+
+sys.meta_path.insert(0, NoTensorFlow())
+"""
+
+
+def test_the_wide_recipe_trains_on_jax_where_tensorflow_cannot_be_imported(training_dir, tmp_path):
+    pytest.importorskip("jax")
+    (tmp_path / "site").mkdir()
+    (tmp_path / "site" / "sitecustomize.py").write_text(NO_TENSORFLOW)
+    env = {**os.environ, "KERAS_BACKEND": "jax", "PYTHONPATH": str(tmp_path / "site")}
+    out = tmp_path / "out"
+    args = [
+        sys.executable, "train_cnn.py", "--data", training_dir, "--models-dir", out, "--plots-dir", out,
+        "--cache-dir", out / "cache", "--preset", "wide", "--width", "8", "--epochs", "2", "--batch-size", "32",
+        "--swa-epochs", "2", "--name", "t",
+    ]  # fmt: skip
+    run = subprocess.run([str(a) for a in args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "saved average: " in run.stdout
+    check = subprocess.run(
+        [sys.executable, "-c", "import tensorflow"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert "this machine has no TensorFlow" in check.stderr  # the block held
+    metrics = json.loads((out / "t_metrics.json").read_text())
+    assert metrics["settings"]["arch"] == "wide" and metrics["swa"]["epochs"] == [1, 2]
+    assert (out / "t.keras").exists() and (out / "t_swa.keras").exists()
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(not FER2013.exists(), reason="needs FER2013 at ../shared")
 @pytest.mark.parametrize("backend", BACKENDS)
