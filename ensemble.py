@@ -24,7 +24,7 @@ from ferkit.data import load_dataset
 from ferkit.ensemble import average_models
 from ferkit.errors import ModelFileError
 from ferkit.modelfile import inference_copy, load_model, read_calibration, save_model
-from ferkit.networks import ARCHITECTURES
+from ferkit.networks import network_of
 from ferkit.weightavg import average_weights, remeasure_batchnorm
 
 
@@ -81,7 +81,7 @@ def weight_average(paths, members, train_faces):
         batches = remeasure_batchnorm(model, train_faces, progress=progress)
     print(f"averaged the weights of {len(members)} models; BatchNorm statistics over {batches} training batches")
     # Checkpoints carry the augmentation layers and the bf16 policy of training: ship a float32 copy.
-    return inference_copy(model) if model.name.removeprefix("fer_").rstrip("0123456789") in ARCHITECTURES else model
+    return inference_copy(model) if network_of(model.name) else model
 
 
 def compare(args) -> dict:

@@ -133,13 +133,11 @@ def inference_copy(trained):
     what gets shipped (smaller file, no training-only layers)."""
     import keras
 
-    from .networks import build_model
+    from .networks import build_model, network_of
 
     keras.mixed_precision.set_global_policy("float32")
-    arch = trained.name.removeprefix("fer_")
-    width = {}
-    if arch.startswith("wide") and arch != "wide":  # fer_wide32: --arch wide --width 32
-        arch, width = "wide", {"width": int(arch.removeprefix("wide"))}
-    clean = build_model(num_classes=trained.output_shape[-1], augment=False, arch=arch, **width)
+    # Another model's name reaches build_model as its arch, which refuses it by name.
+    network = network_of(trained.name) or {"arch": trained.name.removeprefix("fer_")}
+    clean = build_model(num_classes=trained.output_shape[-1], augment=False, **network)
     copy_weights(trained, clean)
     return clean

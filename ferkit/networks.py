@@ -52,6 +52,15 @@ def dense_head(x, units: tuple[int, ...], dropout: tuple[float, ...], num_classe
     return layers.Dense(num_classes, activation="softmax", dtype="float32", name="expression")(x)
 
 
+def network_of(name: str) -> dict | None:
+    """The ``build_model`` arguments (``arch``, and ``width`` of a wide network) behind a model name
+    that ``build_model`` gave (``fer_vgg``, ``fer_wide``, ``fer_wide32``); None for other models."""
+    arch = name.removeprefix("fer_")
+    if arch != name and arch.startswith("wide") and arch[4:].isdigit():
+        return {"arch": "wide", "width": int(arch[4:])}
+    return {"arch": arch} if arch != name and arch in ARCHITECTURES else None
+
+
 def build_model(
     num_classes: int = len(CLASS_NAMES),
     augment: bool | str = False,
