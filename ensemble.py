@@ -25,7 +25,7 @@ from ferkit.ensemble import average_models
 from ferkit.errors import ModelFileError
 from ferkit.modelfile import inference_copy, load_model, read_calibration, save_model
 from ferkit.networks import network_of
-from ferkit.weightavg import average_weights, remeasure_batchnorm
+from ferkit.weightavg import average_weights, averaged_model
 
 
 def parse_args(argv=None):
@@ -71,14 +71,14 @@ def weight_average(paths, members, train_faces):
         )
     from tqdm import tqdm
 
-    model = average_weights(members)
+    weights = average_weights(members)
     with tqdm(total=None, desc="BatchNorm statistics", unit="batch", leave=False) as bar:
 
         def progress(done, total):
             bar.total = total
             bar.update(1)
 
-        batches = remeasure_batchnorm(model, train_faces, progress=progress)
+        model, batches = averaged_model(members[0], weights, train_faces, progress)
     print(f"averaged the weights of {len(members)} models; BatchNorm statistics over {batches} training batches")
     # Checkpoints carry the augmentation layers and the bf16 policy of training: ship a float32 copy.
     return inference_copy(model) if network_of(model.name) else model

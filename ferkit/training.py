@@ -25,7 +25,7 @@ from .modelfile import copy_weights, inference_copy, load_model, save_model
 from .networks import build_model
 from .report import classification_summary, plot_confusion, plot_history
 from .trainconfig import OPTIMIZERS, PRESETS, RESUME_KEYS, SCHEDULES, TrainConfig
-from .weightavg import RunningAverage, remeasure_batchnorm
+from .weightavg import RunningAverage, averaged_model
 
 __all__ = [
     "OPTIMIZERS",
@@ -269,9 +269,7 @@ def train(config: TrainConfig) -> dict:
 def _weight_average(config: TrainConfig, data, train_split, best_model, average, tta: dict):
     """The averaged weights (--swa-epochs) as a model: BatchNorm statistics measured on the training
     faces, scored on validation only (the split to choose between it and the best epoch on)."""
-    model = keras.models.clone_model(best_model)
-    model.set_weights(average.weights)
-    remeasure_batchnorm(model, train_split.x)
+    model, _ = averaged_model(best_model, average.weights, train_split.x)
     final = inference_copy(model)
     path = save_model(final, Path(config.models_dir) / f"{config.name}_swa.keras", data.class_names)
     last = average.first_epoch + average.count - 1

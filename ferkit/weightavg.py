@@ -25,12 +25,10 @@ def _layout(model) -> list:
     ]
 
 
-def average_weights(members: list):
-    """A copy of the first member whose float weights are the mean of the members' weights.
-    The members must be the same network (checkpoints of one run, or runs of one architecture and
-    width); anything else is refused, since averaging unrelated weights gives noise."""
-    import keras
-
+def average_weights(members: list) -> list:
+    """The mean of the members' float weights (other weights: the first member's), in the order of
+    ``get_weights``. The members must be the same network (checkpoints of one run, or runs of one
+    architecture and width); anything else is refused, since averaging unrelated weights gives noise."""
     if len(members) < 2:
         raise ParameterError("members", f"must be two or more models to average, not {len(members)}")
     first = _layout(members[0])
@@ -42,15 +40,22 @@ def average_weights(members: list):
                 f"(ensemble.py without --average weights)."
             )
     stacks = zip(*(member.get_weights() for member in members))
-    averaged = [
+    return [
         np.mean(np.stack(stack), axis=0).astype(stack[0].dtype)
         if np.issubdtype(stack[0].dtype, np.floating)
         else stack[0]
         for stack in stacks
     ]
-    model = keras.models.clone_model(members[0])
-    model.set_weights(averaged)
-    return model
+
+
+def averaged_model(template, weights: list, faces, progress=None):
+    """A copy of ``template`` holding averaged ``weights``, its BatchNorm statistics measured again
+    over ``faces`` (``remeasure_batchnorm``). Returns (model, number of batches measured)."""
+    import keras
+
+    model = keras.models.clone_model(template)
+    model.set_weights(weights)
+    return model, remeasure_batchnorm(model, faces, progress=progress)
 
 
 def batchnorm_layers(model) -> list:
