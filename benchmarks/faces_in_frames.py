@@ -9,7 +9,8 @@ faces rotated by +-20 degrees.
 (2) prints shipped-model accuracy on PrivateTest faces: the 48x48 crops as given; pasted
     upright and found by YuNet; rotated +-20 degrees and found by YuNet, cropped without and
     with the eye alignment that realtime.py uses. A face YuNet misses counts as wrong.
-    ``--split val`` measures (2) on PublicTest instead: the split to compare candidate models on.
+    ``--split val`` measures (2) on PublicTest instead: the split to compare candidate models on;
+    ``--tta flip|crops`` classifies as ``realtime.py --tta`` does.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ferkit.classify import ExpressionClassifier
+from ferkit.classify import TTA_MODES, TTA_NAMES, ExpressionClassifier
 from ferkit.data import load_dataset, stratified_subset
 from ferkit.detect import YuNetDetector
 from ferkit.faces import crop_faces
@@ -91,6 +92,7 @@ def main() -> None:
     p.add_argument(
         "--split", choices=("test", "val"), default="test", help="faces for (2): val (PublicTest) to choose models on"
     )
+    p.add_argument("--tta", choices=TTA_MODES, help="classify with test-time augmentation, as realtime.py --tta does")
     args = p.parse_args()
     data = load_dataset(args.data, progress=False)
     val, test = data.val, data.test if args.split == "test" else data.val
@@ -109,9 +111,11 @@ def main() -> None:
     )
     if args.framing_only:
         return
-    classifier = ExpressionClassifier(args.model)
+    classifier = ExpressionClassifier(args.model, tta=args.tta)
     plain = float(np.mean(np.argmax(classifier(test_x), axis=1) == test_y))
-    print(f"(2) {args.model.name} on {len(test_x)} {'PrivateTest' if args.split == 'test' else 'PublicTest'} faces")
+    views = f", {TTA_NAMES[args.tta]}" if args.tta else ""
+    split = "PrivateTest" if args.split == "test" else "PublicTest"
+    print(f"(2) {args.model.name}{views} on {len(test_x)} {split} faces")
     print(f"    48x48 crops as given:                       accuracy {plain:.4f}")
     for name, (accuracy, found) in rotation_table(test_x, test_y, classifier, rng).items():
         print(

@@ -20,7 +20,7 @@ import cv2
 
 from . import cli
 from .atomic import finish, partial_name, replacing
-from .classify import ExpressionClassifier
+from .classify import TTA_MODES, ExpressionClassifier
 from .data import IMAGE_SUFFIXES
 from .detect import YuNetDetector
 from .draw import draw
@@ -96,7 +96,7 @@ class ResultTable:
 def analyze(args) -> dict:
     images = find_images(args.sources, skip=args.annotate)
     with cli.native_logs_silenced():
-        recognizer = Recognizer(ExpressionClassifier(args.model), YuNetDetector(min_face=args.min_face))
+        recognizer = Recognizer(ExpressionClassifier(args.model, tta=args.tta), YuNetDetector(min_face=args.min_face))
     table = ResultTable(args.log, recognizer.class_names)
     from tqdm import tqdm
 
@@ -172,6 +172,11 @@ def parse_args(argv=None):
     p.add_argument("--bars", action="store_true", help="draw all class probabilities beside each face (--annotate)")
     cli.add_common(p, "model")
     p.add_argument("--min-face", type=int, default=YuNetDetector.min_face, help="smallest face side in pixels")
+    p.add_argument(
+        "--tta",
+        choices=TTA_MODES,
+        help="average each face's probabilities over views: flip (with its mirror image) or crops (12 views)",
+    )
     p.add_argument("--batch", type=int, default=32, help="images whose faces are classified in one model call")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     args = p.parse_args(argv)

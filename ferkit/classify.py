@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from .data import Split
+from .errors import ParameterError
 from .faces import IMAGE_SIZE, to_model_input
 from .modelfile import is_onnx, load_model
 from .paths import DEFAULT_MODEL_PATH
@@ -45,6 +46,15 @@ def _crop_views(batch: np.ndarray):
         ]
 
 
+def tta_views(batch: np.ndarray, *, flip_tta: bool = False, crops: bool = False) -> list[np.ndarray]:
+    """The views of a model-input batch (N, 48, 48, 1) whose probabilities TTA averages: the batch
+    itself, with ``crops`` five 44-pixel crops of it, with ``flip_tta`` the mirror of each."""
+    views = [batch, *(_crop_views(batch) if crops and len(batch) else ())]
+    if flip_tta:
+        views += [v[:, :, ::-1] for v in views]
+    return views
+
+
 def predict_proba(
     model, x, *, flip_tta: bool = False, crops: bool = False, batch_size: int = 256, chunk: int = 8192
 ) -> np.ndarray:
@@ -54,10 +64,7 @@ def predict_proba(
     does not grow with N."""
     parts = []
     for start in range(0, len(x), chunk):
-        batch = to_model_input(np.asarray(x[start : start + chunk]))
-        views = [batch, *(_crop_views(batch) if crops else ())]
-        if flip_tta:
-            views += [v[:, :, ::-1] for v in views]
+        views = tta_views(to_model_input(np.asarray(x[start : start + chunk])), flip_tta=flip_tta, crops=crops)
         proba = sum(np.asarray(model.predict(v, batch_size=batch_size, verbose=0), np.float64) for v in views)
         parts.append(proba / len(views))
     return np.concatenate(parts) if parts else np.zeros((0, model.output_shape[-1]))
@@ -79,9 +86,13 @@ class ExpressionClassifier:
 
     CHUNK = 256
 
-    def __init__(self, model_path: str | os.PathLike = DEFAULT_MODEL_PATH):
+    def __init__(self, model_path: str | os.PathLike = DEFAULT_MODEL_PATH, tta: str | None = None):
+        if tta not in (None, *TTA_MODES):
+            raise ParameterError("tta", f"is {tta!r}; use None (one view), 'flip' or 'crops'")
         self.model, self.class_names = load_model(model_path)
         self.path = Path(model_path)
+        self.tta = tta
+        self._views = tta_options(tta)
         self._pad = not is_onnx(model_path)
         self(np.zeros((1, IMAGE_SIZE, IMAGE_SIZE), np.uint8))  # trace once before timing starts
 
@@ -89,11 +100,14 @@ class ExpressionClassifier:
         if len(faces) > self.CHUNK:  # a folder's worth of faces: bounded memory, same results
             parts = [self(faces[i : i + self.CHUNK]) for i in range(0, len(faces), self.CHUNK)]
             return np.concatenate(parts)
-        batch = to_model_input(faces)
-        n = len(batch)
+        n = len(faces)
         if n == 0:
             return np.zeros((0, len(self.class_names)))
-        padded = 1 << (n - 1).bit_length() if self._pad else n
-        if padded != n:
-            batch = np.concatenate([batch, np.zeros((padded - n, *batch.shape[1:]), batch.dtype)])
-        return np.asarray(self.model.predict_on_batch(batch))[:n]
+        # With TTA every view of every face goes into the same call: one model call per frame still.
+        batch = np.concatenate(tta_views(to_model_input(faces), **self._views))
+        rows = len(batch)
+        padded = 1 << (rows - 1).bit_length() if self._pad else rows
+        if padded != rows:
+            batch = np.concatenate([batch, np.zeros((padded - rows, *batch.shape[1:]), batch.dtype)])
+        proba = np.asarray(self.model.predict_on_batch(batch))[:rows]
+        return proba.reshape(rows // n, n, -1).mean(axis=0)

@@ -16,7 +16,7 @@ from pathlib import Path
 import cv2
 
 from . import cli
-from .classify import ExpressionClassifier
+from .classify import TTA_MODES, ExpressionClassifier
 from .data import IMAGE_SUFFIXES
 from .detect import DETECTORS, FaceDetector, YuNetDetector
 from .draw import draw, draw_fps
@@ -59,7 +59,9 @@ def build_detector(args):
 
 def build_pipeline(args) -> Pipeline:
     with cli.native_logs_silenced(not args.verbose):
-        recognizer = Recognizer(ExpressionClassifier(args.model), build_detector(args), align=not args.no_align)
+        recognizer = Recognizer(
+            ExpressionClassifier(args.model, tta=args.tta), build_detector(args), align=not args.no_align
+        )
     return Pipeline(recognizer, FaceSmoother(window=args.smooth), args.detect_every)
 
 
@@ -168,6 +170,12 @@ def parse_args(argv=None):
     )
     p.add_argument("--cascade", type=Path, default=FaceDetector.cascade, help="Haar cascade XML (--detector haar)")
     p.add_argument("--no-align", action="store_true", help="do not rotate faces upright by their eyes (YuNet)")
+    p.add_argument(
+        "--tta",
+        choices=TTA_MODES,
+        help="average each face's probabilities over views: flip (with its mirror image, 2 views) or crops (12 "
+        "views); more accurate, slower",
+    )
     p.add_argument("--no-display", action="store_true", help="run without a window")
     p.add_argument(
         "--output",

@@ -21,6 +21,7 @@ import numpy as np
 
 from .classify import ExpressionClassifier
 from .detect import YuNetDetector
+from .errors import ParameterError
 from .faces import as_image, crop_faces, read_image, to_grey
 from .paths import DEFAULT_MODEL_PATH
 from .track import FaceSmoother
@@ -44,7 +45,9 @@ class Recognizer:
     ``model`` is a saved ``.keras`` file (default: the shipped model) or an
     ``ExpressionClassifier``; ``detector`` a ``YuNetDetector`` (default), a ``FaceDetector``
     (Haar) or any callable from a frame to (x, y, w, h) boxes. With ``align`` (default) and a
-    detector that finds eyes, each face is rotated upright before it is classified.
+    detector that finds eyes, each face is rotated upright before it is classified. ``tta``:
+    "flip" averages each face with its mirror image, "crops" with five 44-pixel crops as well
+    (12 views); more accurate, slower (see the README's speed table).
     """
 
     def __init__(
@@ -52,8 +55,18 @@ class Recognizer:
         model: str | os.PathLike | ExpressionClassifier = DEFAULT_MODEL_PATH,
         detector=None,
         align: bool = True,
+        tta: str | None = None,
     ):
-        self.classifier = model if isinstance(model, ExpressionClassifier) else ExpressionClassifier(model)
+        if isinstance(model, ExpressionClassifier):
+            if tta is not None and tta != model.tta:
+                raise ParameterError(
+                    "tta",
+                    f"is {tta!r} beside an ExpressionClassifier built with tta={model.tta!r}; give it to one "
+                    "of them: ExpressionClassifier(path, tta=...) or Recognizer(path, tta=...)",
+                )
+            self.classifier = model
+        else:
+            self.classifier = ExpressionClassifier(model, tta=tta)
         self.detector = detector if detector is not None else YuNetDetector()
         self.align = align
         self.class_names = self.classifier.class_names

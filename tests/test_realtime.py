@@ -13,9 +13,11 @@ from conftest import ROOT
 import realtime
 from ferkit import classify, clips, detect, networks, track, video
 from ferkit.classify import predict_proba
+from ferkit.errors import ParameterError
 from ferkit.faces import CLASS_NAMES, crop_faces, eye_angle, prepare_face, to_grey
 from ferkit.modelfile import read_class_names, save_model
 from ferkit.paths import DEFAULT_MODEL_PATH, INT8_MODEL_PATH, KERAS_MODEL_PATH
+from ferkit.recognizer import Recognizer
 
 
 @pytest.fixture(scope="module")
@@ -146,6 +148,37 @@ def test_classifier_matches_the_training_preprocessing(model_path):
     crops = [rng.integers(0, 256, (60 + 10 * i, 55 + 7 * i), dtype=np.uint8) for i in range(3)]
     expected = predict_proba(classifier.model, np.stack([prepare_face(c) for c in crops]))
     np.testing.assert_allclose(classifier(crops), expected, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("tta", ["flip", "crops"])
+def test_live_tta_averages_the_views_evaluation_averages_in_one_call(model_path, tta, monkeypatch):
+    """realtime.py --tta: the live classifier gives evaluate.py --tta's probabilities for one face
+    and for three, with every view of every face in a single model call."""
+    classifier = classify.ExpressionClassifier(model_path, tta=tta)
+    rng = np.random.default_rng(1)
+    faces = rng.integers(0, 256, (3, 48, 48), dtype=np.uint8)
+    calls = []
+    predict = classifier.model.predict_on_batch
+    monkeypatch.setattr(classifier.model, "predict_on_batch", lambda x: calls.append(len(x)) or predict(x))
+    for n in (1, 3):
+        expected = predict_proba(classifier.model, faces[:n], **classify.tta_options(tta))
+        np.testing.assert_allclose(classifier(faces[:n]), expected, rtol=1e-4, atol=1e-6)
+    views = 2 if tta == "flip" else 12
+    assert calls == [1 << (views - 1).bit_length(), 1 << (3 * views - 1).bit_length()]  # padded, one call each
+    # the mirror view counts: a face and its mirror image get the same answer with flip TTA
+    np.testing.assert_allclose(classifier(faces[:1]), classifier(faces[:1, :, ::-1]), rtol=1e-4, atol=1e-6)
+
+
+def test_tta_through_realtime_and_the_api(model_path, tmp_path):
+    log = tmp_path / "faces.jsonl"
+    summary = run("--source", "demo", "--model", model_path, "--tta", "crops", "--max-frames", 3, "--log", log)
+    assert summary["faces"] == 3
+    with pytest.raises(SystemExit):
+        realtime.parse_args(["--tta", "ten"])
+    with pytest.raises(ParameterError, match="tta is 'ten'; use None"):
+        classify.ExpressionClassifier(model_path, tta="ten")
+    with pytest.raises(ParameterError, match="give it to one of them"):
+        Recognizer(classify.ExpressionClassifier(model_path), tta="flip")
 
 
 def test_missing_window_support_says_how_to_get_it(model_path, monkeypatch, capsys):
