@@ -113,6 +113,13 @@ def parse_args(argv=None) -> TrainConfig:
         help="also average the weights of the last N epochs (stochastic weight averaging) into "
         "models/NAME_swa.keras, BatchNorm statistics measured again on the training faces (0 = off)",
     )
+    p.add_argument(
+        "--max-minutes",
+        type=cli.finite_float,
+        default=D.max_minutes,
+        help="stop after the last epoch that fits in M minutes of training, write the outputs as at the end, "
+        "and keep the checkpoints: the same command trains on from there (0 = no limit)",
+    )
     p.add_argument("--limit", type=int, default=D.limit, help="train on a stratified subset of N images")
     p.add_argument(
         "--val-fraction",
@@ -216,20 +223,26 @@ def parse_args(argv=None) -> TrainConfig:
 
 
 def report(metrics: dict) -> None:
-    supports = [row["support"] for row in metrics["per_class"].values()]
-    print(
-        format_report(
-            {
-                "accuracy": metrics["test_accuracy"],
-                "macro_f1": metrics["test_macro_f1"],
-                "per_class": metrics["per_class"],
-            }
+    if metrics["test_accuracy"] is None:
+        print(
+            f"no test split in {metrics['data']['source']}: validation accuracy {metrics['validation_accuracy']:.4f}; "
+            "score the model with evaluate.py on the full dataset"
         )
-    )
-    print(
-        f"test accuracy: {metrics['test_accuracy']:.4f} (validation {metrics['validation_accuracy']:.4f}, "
-        f"majority-class rate {max(supports) / sum(supports):.4f})"
-    )
+    else:
+        supports = [row["support"] for row in metrics["per_class"].values()]
+        print(
+            format_report(
+                {
+                    "accuracy": metrics["test_accuracy"],
+                    "macro_f1": metrics["test_macro_f1"],
+                    "per_class": metrics["per_class"],
+                }
+            )
+        )
+        print(
+            f"test accuracy: {metrics['test_accuracy']:.4f} (validation {metrics['validation_accuracy']:.4f}, "
+            f"majority-class rate {max(supports) / sum(supports):.4f})"
+        )
     outputs = metrics["outputs"]
     print(f"saved model:   {outputs['model']}")
     if "swa" in metrics:

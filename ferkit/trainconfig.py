@@ -96,6 +96,7 @@ class TrainConfig:
     teacher_tta: bool | str = "crops"
     distill: float = 0.5  # weight of the teacher's probabilities in the targets (the rest: true labels)
     swa_epochs: int = 0  # average the weights of the last N epochs into NAME_swa.keras (0 = off)
+    max_minutes: float = 0.0  # stop after the last epoch that fits in this many minutes of training (0 = off)
     tta: bool | str = False  # test-time augmentation of the final evaluation: False, True / "flip", "crops"
     limit: int | None = None
     val_fraction: float = 0.1
@@ -121,6 +122,7 @@ class TrainConfig:
             "distill",
             "val_fraction",
             "lr_factor",
+            "max_minutes",
         ):
             if not math.isfinite(getattr(self, name)):
                 raise ParameterError(name, "must be a finite number")
@@ -136,6 +138,7 @@ class TrainConfig:
             ("width", 8 <= self.width <= 128, "must be between 8 and 128 channels"),
             ("epochs", self.epochs >= 1, "must be at least 1"),
             ("swa_epochs", 0 <= self.swa_epochs <= self.epochs, "must be between 0 (off) and --epochs"),
+            ("max_minutes", self.max_minutes >= 0, "must be at least 0 (0 = no time limit)"),
             ("batch_size", self.batch_size >= 1, "must be at least 1"),
             ("lr_patience", self.lr_patience >= 1, "must be at least 1"),
             ("lr", self.lr > 0, "must be positive"),

@@ -103,9 +103,35 @@ class StopOnNaN(keras.callbacks.Callback):
             )
 
 
+class TimeBudget(keras.callbacks.Callback):
+    """--max-minutes: stop after the epoch past which another epoch as long as it would not fit
+    in the budget (always after at least one epoch). ``stopped_after`` is that epoch, or None."""
+
+    def __init__(self, minutes: float):
+        super().__init__()
+        self.seconds, self.stopped_after = minutes * 60, None
+
+    def on_train_begin(self, logs=None):
+        self.started = time.time()
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch_started = time.time()
+
+    def on_epoch_end(self, epoch, logs=None):
+        now = time.time()
+        if now - self.started + (now - self.epoch_started) > self.seconds:
+            self.model.stop_training, self.stopped_after = True, epoch + 1
+
+
 def _fit(config: TrainConfig, data, train_split, plan: Plan, folder: CheckpointFolder):
-    """Build or resume the model and run ``fit`` under ``plan``; returns (history, seconds)."""
+    """Build or resume the model and run ``fit`` under ``plan``; returns (history, seconds, the
+    weight average or None, the epoch a time limit stopped it after or None)."""
     num_classes = len(data.class_names)
+    if config.max_minutes and plan.shard[1] > 1:
+        raise ParameterError(
+            "max_minutes",
+            "cannot stop a several-process run (each process's clock would stop it at another epoch); give --epochs",
+        )
     if config.distribute:
         print(f"data parallel: {plan.description}, {config.batch_size // plan.replicas} faces each per step")
         if len(train_split) < config.batch_size:
@@ -185,6 +211,7 @@ def _fit(config: TrainConfig, data, train_split, plan: Plan, folder: CheckpointF
             print(f"weight average: --epochs moved its window; it starts again at epoch {average.first_epoch}")
     checkpoint = EpochCheckpoint(ckpt_dir, plateau, settings, history, state["best_val_accuracy"], plan.local, average)
     validation = FaceBatches(data.val.x, one_hot[data.val.y], max(config.batch_size, 256), plan.replicas, plan.shard)
+    budget = TimeBudget(config.max_minutes) if config.max_minutes else None
     started = time.time()
     try:
         if state["epoch"] < config.epochs:
@@ -202,6 +229,7 @@ def _fit(config: TrainConfig, data, train_split, plan: Plan, folder: CheckpointF
                         plateau,
                         *restore,
                         plan.writer and checkpoint,
+                        budget,
                     )
                     if c
                 ],
@@ -221,7 +249,10 @@ def _fit(config: TrainConfig, data, train_split, plan: Plan, folder: CheckpointF
             f"another process of this {plan.shard[1]}-process run stopped ({reason}); this one ({plan.shard[0]}) "
             f"stops too. {where} in {ckpt_dir}: start every process again with the same commands to resume"
         ) from None
-    return history, time.time() - started, average
+    stopped = budget.stopped_after if budget and budget.stopped_after != config.epochs else None
+    if stopped:
+        print(f"time limit: stopped after epoch {stopped} of {config.epochs} ({config.max_minutes:g} minutes)")
+    return history, time.time() - started, average, stopped
 
 
 def train(config: TrainConfig) -> dict:
@@ -239,6 +270,7 @@ def train(config: TrainConfig) -> dict:
         seed=config.seed,
         cache_dir=config.cache_dir,
         stream=config.stream,
+        need_test=False,
     )
     train_split = data.train
     if config.limit:
@@ -256,12 +288,12 @@ def train(config: TrainConfig) -> dict:
             if config.fresh:
                 folder.clear()
         try:
-            history, train_seconds, average = _fit(config, data, train_split, plan, folder)
+            history, train_seconds, average, stopped = _fit(config, data, train_split, plan, folder)
         finally:
             plan.close()  # evaluation below runs on one device
         if not plan.writer:
             return {"outputs": {}, "writer": False}
-        return _finish(config, data, train_split, history, train_seconds, folder, average)
+        return _finish(config, data, train_split, history, train_seconds, folder, average, stopped)
     finally:
         folder.release()
 
@@ -277,17 +309,23 @@ def _weight_average(config: TrainConfig, data, train_split, best_model, average,
 
 
 def _finish(
-    config: TrainConfig, data, train_split, history: dict, train_seconds: float, folder: CheckpointFolder, average=None
+    config: TrainConfig,
+    data,
+    train_split,
+    history: dict,
+    train_seconds: float,
+    folder: CheckpointFolder,
+    average=None,
+    stopped: int | None = None,
 ):
     """Evaluate the best epoch's model on the test split and write the run's outputs (and the
-    weight average's model, scored on validation, with --swa-epochs)."""
+    weight average's model, scored on validation, with --swa-epochs). A run a time limit
+    ``stopped`` keeps its checkpoints, so the same command trains on."""
     ckpt_dir = folder.path
 
     best_model = keras.models.load_model(ckpt_dir / "best.keras")
     final = inference_copy(best_model)
     tta = tta_options(config.tta)
-    proba = predict_proba(final, data.test.x, **tta)
-    summary = classification_summary(data.test.y, proba.argmax(1), data.class_names)
     val_accuracy = accuracy(final, data.val, **tta)
 
     models_dir, plots_dir = Path(config.models_dir), Path(config.plots_dir)
@@ -295,13 +333,21 @@ def _finish(
     plots = [
         plot_history(history, "loss", plots_dir / f"{config.name}_loss.png", "Loss"),
         plot_history(history, "accuracy", plots_dir / f"{config.name}_accuracy.png", "Accuracy"),
-        plot_confusion(
-            summary["confusion_matrix"],
-            data.class_names,
-            plots_dir / f"{config.name}_confusion.png",
-            f"Test confusion (accuracy {summary['accuracy']:.3f})",
-        ),
     ]
+    # No test split (an .npz carried to a GPU without its test faces): the model is scored on the
+    # test faces later, where they are, with evaluate.py.
+    summary = {"accuracy": None, "macro_f1": None, "per_class": {}, "confusion_matrix": None}
+    if len(data.test):
+        proba = predict_proba(final, data.test.x, **tta)
+        summary = classification_summary(data.test.y, proba.argmax(1), data.class_names)
+        plots.append(
+            plot_confusion(
+                summary["confusion_matrix"],
+                data.class_names,
+                plots_dir / f"{config.name}_confusion.png",
+                f"Test confusion (accuracy {summary['accuracy']:.3f})",
+            )
+        )
     metrics = {
         "test_accuracy": summary["accuracy"],
         "test_macro_f1": summary["macro_f1"],
@@ -323,10 +369,13 @@ def _finish(
         "settings": config.settings(),
         "tta": config.tta,
     }
+    if stopped:
+        metrics["stopped_after_epoch"] = stopped
     outputs = {"model": model_path}
     if average is not None and average.count:
         outputs["swa_model"], metrics["swa"] = _weight_average(config, data, train_split, best_model, average, tta)
     metrics_path = models_dir / f"{config.name}_metrics.json"
     atomic_write_text(metrics_path, json.dumps(metrics, indent=1))
-    folder.remove()  # finished: the next run of this command starts afresh
+    if not stopped:
+        folder.remove()  # finished: the next run of this command starts afresh
     return {**metrics, "outputs": {**outputs, "metrics": metrics_path, "plots": plots}}

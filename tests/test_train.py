@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
 import keras
 import numpy as np
@@ -158,6 +159,53 @@ def test_weight_average_of_the_last_epochs_survives_a_resume(training_dir, tmp_p
     expected = np.mean([kernels[2], kernels[3], kernels[4]], axis=0)
     np.testing.assert_allclose(averaged.get_layer("conv1_1").kernel.numpy(), expected, rtol=1e-5, atol=1e-7)
     assert not checkpoints.exists()  # the average's files go with the finished run's checkpoint
+
+
+def test_a_time_limit_writes_the_outputs_and_the_same_command_trains_on(training_dir, tmp_path, monkeypatch, capsys):
+    """--max-minutes: the run stops after the last epoch that fits, writes its model as at the end
+    and keeps its checkpoints; the same command (any time limit) trains on to --epochs."""
+    clock = iter(range(0, 10_000, 100))  # training's clock: each reading 100 s after the last
+    monkeypatch.setattr(training, "time", SimpleNamespace(time=lambda: next(clock)))
+    metrics = run(training_dir, tmp_path, "--epochs", "4", "--arch", "vgg", "--max-minutes", "5")
+    monkeypatch.undo()
+    assert metrics["stopped_after_epoch"] == metrics["epochs_trained"] < 4
+    assert "time limit: stopped after epoch" in capsys.readouterr().out
+    models = tmp_path / "models"
+    assert (models / "t.keras").exists() and json.loads((models / "t_metrics.json").read_text())["stopped_after_epoch"]
+    checkpoints = models / "checkpoints" / "t"
+    assert json.loads((checkpoints / "state.json").read_text())["epoch"] == metrics["epochs_trained"]
+
+    again = run(training_dir, tmp_path, "--epochs", "4", "--arch", "vgg")
+    assert "resuming" in capsys.readouterr().out
+    assert again["epochs_trained"] == 4 and "stopped_after_epoch" not in again
+    assert again["history"]["loss"][: metrics["epochs_trained"]] == metrics["history"]["loss"]
+    assert not checkpoints.exists()
+
+
+def test_an_npz_without_its_test_faces_trains_and_leaves_the_test_to_evaluate(training_dir, tmp_path, capsys):
+    """The GPU carry: train and validation faces only, as WebP (tools/export_npz.py --splits train
+    val --quality 90): a few grey levels from the originals; train_cnn.py trains on it and reports
+    no test figure; every other script refuses it with the reason."""
+    from tools.export_npz import main as export
+
+    packed = export(
+        ["--data", str(training_dir), "--out", str(tmp_path / "tv.npz"), "--cache-dir", str(tmp_path / "cache")]
+        + ["--splits", "train", "val", "--quality", "90"]
+    )
+    full = load_dataset(training_dir, cache_dir=tmp_path / "cache", progress=False)
+    light = load_dataset(packed, cache_dir=None, progress=False, need_test=False)
+    assert len(light.test) == 0 and "no test split" in light.val_note
+    for name in ("train", "val"):
+        a, b = getattr(full, name), getattr(light, name)
+        assert np.array_equal(a.y, b.y)
+        assert np.sqrt(np.mean((a.x.astype(float) - b.x) ** 2)) < 6  # lossy, close (FER2013: 2.1)
+    metrics = run(packed, tmp_path, "--epochs", "1", "--arch", "vgg")
+    assert metrics["test_accuracy"] is None and 0 <= metrics["validation_accuracy"] <= 1
+    assert (tmp_path / "models" / "t.keras").exists()
+    assert "no test split" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        evaluate.main(["--model", str(tmp_path / "models" / "t.keras"), "--data", str(packed)])
+    assert "serves train_cnn.py only" in capsys.readouterr().err
 
 
 def test_a_narrower_wide_network_trains_and_ships_at_its_width(training_dir, tmp_path):
