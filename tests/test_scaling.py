@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
+import tarfile
 
 import numpy as np
 import pytest
@@ -17,7 +19,10 @@ from test_faults import ROOT, wait_for
 from test_ga import config, synthetic_features
 
 from ferkit import ga
+from ferkit.data import export_npz
 from ferkit.errors import ClusterError
+from ferkit.faces import CLASS_NAMES
+from ferkit.modelfile import load_model
 
 
 @pytest.fixture(scope="module")
@@ -188,27 +193,44 @@ sys.meta_path.insert(0, NoTensorFlow())
 """
 
 
-def test_the_wide_recipe_trains_on_jax_where_tensorflow_cannot_be_imported(training_dir, tmp_path):
+def test_the_gpu_script_trains_on_jax_where_tensorflow_cannot_be_imported(training_dir, tmp_path):
+    """tools/device_train.sh as on a lent GPU machine (JAX, no TensorFlow), on this CPU: the faces
+    as the small WebP .npz without test faces, a probe that sizes the run, the wide recipe with a
+    weight average, a time limit, and the models and logs brought back."""
     pytest.importorskip("jax")
     (tmp_path / "site").mkdir()
     (tmp_path / "site" / "sitecustomize.py").write_text(NO_TENSORFLOW)
-    env = {**os.environ, "KERAS_BACKEND": "jax", "PYTHONPATH": str(tmp_path / "site")}
+    data = tmp_path / "device.npz"
+    export_npz(training_dir, data, tmp_path / "cache", splits=("train", "val"), quality=90)
     out = tmp_path / "out"
-    args = [
-        sys.executable, "train_cnn.py", "--data", training_dir, "--models-dir", out, "--plots-dir", out,
-        "--cache-dir", out / "cache", "--preset", "wide", "--width", "8", "--epochs", "2", "--batch-size", "32",
-        "--swa-epochs", "2", "--name", "t",
-    ]  # fmt: skip
-    run = subprocess.run([str(a) for a in args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
-    assert run.returncode == 0, run.stderr[-3000:]
-    assert "saved average: " in run.stdout
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(tmp_path / "site"),
+        "PYTHON": sys.executable,
+        "OUT": str(out),
+        "DEVICE_WORK": str(tmp_path / "work"),
+        "DEVICE_DATA": str(data),
+        "DEVICE_FLAGS": "--width 8 --batch-size 32",
+    }
+    run = subprocess.run(
+        ["bash", "tools/device_train.sh", "0.5", "0"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900
+    )
+    log = (out / "device.log").read_text()
+    assert run.returncode == 0, log + run.stderr[-3000:]
     check = subprocess.run(
         [sys.executable, "-c", "import tensorflow"], env=env, capture_output=True, text=True, timeout=60
     )
     assert "this machine has no TensorFlow" in check.stderr  # the block held
-    metrics = json.loads((out / "t_metrics.json").read_text())
-    assert metrics["settings"]["arch"] == "wide" and metrics["swa"]["epochs"] == [1, 2]
-    assert (out / "t.keras").exists() and (out / "t_swa.keras").exists()
+    assert re.search(r"an epoch takes [\d.]+ s side by side \(compiling [\d.]+ s\): \d+ epochs", log)
+    brought = sorted(p.name for p in out.glob("*.keras"))
+    assert brought in (["wide48_s0.keras"], ["wide48_s0_swa.keras"]), brought
+    model, names = load_model(out / brought[0])
+    assert names == CLASS_NAMES and model.name == "fer_wide8"
+    with tarfile.open(out / "runs.tar.gz") as runs:
+        probe = json.load(runs.extractfile("models/probe0_metrics.json"))
+        run_metrics = json.load(runs.extractfile("models/wide48_s0_metrics.json"))
+    assert probe["settings"]["arch"] == "wide" and probe["swa"]["epochs"] == [2, 2]  # weight averaging on JAX
+    assert probe["test_accuracy"] is None and run_metrics["data"]["test"] == 0  # no test faces travelled
 
 
 @pytest.mark.slow
