@@ -37,13 +37,13 @@ if [ ! -f "$DATA" ]; then
   exit 2
 fi
 PY=${PYTHON:-python3}
+export KERAS_BACKEND=jax PYTHONUNBUFFERED=1
 if ! $PY -c "import keras" 2>/dev/null; then
   ls .whl/*.whl >/dev/null 2>&1 || { say "error: no keras here and no .whl/ carried (see the top of this script)"; exit 2; }
   $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$WORK/site" .whl/*.whl \
     || { say "error: installing the carried wheels failed"; exit 2; }
   export PYTHONPATH="$WORK/site${PYTHONPATH:+:$PYTHONPATH}"
 fi
-export KERAS_BACKEND=jax PYTHONUNBUFFERED=1
 # Several processes share the GPU: each takes memory as it needs it, not 75% at the start.
 export XLA_PYTHON_CLIENT_PREALLOCATE=false
 $PY -c "import jax, keras; print('jax', jax.__version__, jax.devices(), 'keras', keras.__version__)" 2>&1 \
