@@ -60,6 +60,21 @@ def pipeline_fps(model: Path, frames: list, tta: str | None = None) -> float:
     return len(frames) / (time.perf_counter() - started)
 
 
+def print_medians(title: str, samples: dict, unit: str, lower_is_better: bool) -> None:
+    """Each row's median (with min and max) and its speed against the first row's."""
+    print(title)
+    first = next(iter(samples))
+    base = statistics.median(samples[first])
+    width = max(10, *map(len, samples))
+    for name, values in samples.items():
+        median = statistics.median(values)
+        ratio = base / median if lower_is_better else median / base
+        print(
+            f"  {name:<{width}} {median:7.2f} {unit} (min {min(values):.2f}, max {max(values):.2f}); "
+            f"{ratio:4.2f}x {first}"
+        )
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--rounds", type=int, default=5)
@@ -78,8 +93,6 @@ def main() -> None:
         models = {str(path): (path, None) for path in args.models}
     if args.tta:
         models = {f"onnx, {mode or 'no'} TTA": (DEFAULT_MODEL_PATH, mode) for mode in (None, "flip", "crops")}
-    first = next(iter(models))
-    width = max(10, *map(len, models))
 
     if not args.tta:  # TTA changes nothing before the first frame
         starts = {name: [] for name in models}
@@ -87,14 +100,8 @@ def main() -> None:
             for _ in range(args.rounds):
                 for name, (path, _) in models.items():
                     starts[name].append(start_to_first_frame(path, Path(tmp) / "first.jpg"))
-        print(f"start to first annotated frame (realtime.py --source demo, median of {args.rounds} fresh processes):")
-        base = statistics.median(starts[first])
-        for name, times in starts.items():
-            median = statistics.median(times)
-            print(
-                f"  {name:<{width}} {median:6.2f} s (min {min(times):.2f}, max {max(times):.2f}); "
-                f"{base / median:4.1f}x {first}"
-            )
+        title = f"start to first annotated frame (realtime.py --source demo, median of {args.rounds} fresh processes):"
+        print_medians(title, starts, "s", lower_is_better=True)
 
     for copies in (1, 2):
         frames = list(clips.demo_frames(args.frames, copies=copies))
@@ -102,14 +109,8 @@ def main() -> None:
         for _ in range(args.rounds):
             for name, (path, tta) in models.items():
                 fps[name].append(pipeline_fps(path, frames, tta))
-        print(f"live pipeline, {copies} face(s) per frame, {args.frames} frames, median of {args.rounds} rounds:")
-        base = statistics.median(fps[first])
-        for name, values in fps.items():
-            median = statistics.median(values)
-            print(
-                f"  {name:<{width}} {median:7.1f} frames/s (min {min(values):.1f}, max {max(values):.1f}); "
-                f"{median / base:4.2f}x {first}"
-            )
+        title = f"live pipeline, {copies} face(s) per frame, {args.frames} frames, median of {args.rounds} rounds:"
+        print_medians(title, fps, "frames/s", lower_is_better=False)
 
 
 if __name__ == "__main__":
