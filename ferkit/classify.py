@@ -49,7 +49,7 @@ def _crop_views(batch: np.ndarray):
 def tta_views(batch: np.ndarray, *, flip_tta: bool = False, crops: bool = False) -> list[np.ndarray]:
     """The views of a model-input batch (N, 48, 48, 1) whose probabilities TTA averages: the batch
     itself, with ``crops`` five 44-pixel crops of it, with ``flip_tta`` the mirror of each."""
-    views = [batch, *(_crop_views(batch) if crops and len(batch) else ())]
+    views = [batch, *(_crop_views(batch) if crops else ())]
     if flip_tta:
         views += [v[:, :, ::-1] for v in views]
     return views

@@ -53,6 +53,8 @@ STREAM_CHUNK = 8192
 
 # Which split a decoded image belongs to before any split is made.
 TRAIN, VAL, TEST, UNASSIGNED = 0, 1, 2, 3
+# The splits by the names scripts give them (export_npz's ``splits``, dataset folders' names).
+SPLIT_GROUPS = {"train": TRAIN, "val": VAL, "test": TEST}
 
 
 @dataclass
@@ -329,7 +331,9 @@ def export_npz(
     only those of train, val and test (leave test behind when its faces need not travel)."""
     unknown = set(splits) - set(SPLIT_GROUPS)
     if unknown or not splits:
-        raise ParameterError("splits", f"must be some of {', '.join(SPLIT_GROUPS)}, not {', '.join(sorted(unknown))}")
+        raise ParameterError(
+            "splits", f"must be one or more of {', '.join(SPLIT_GROUPS)}, not {', '.join(sorted(unknown)) or 'none'}"
+        )
     if quality is not None and not 1 <= quality <= 100:
         raise ParameterError("quality", f"must be between 1 and 100 (WebP quality), not {quality}")
     layout, paths = detect_layout(Path(root).expanduser())
@@ -346,9 +350,6 @@ def export_npz(
     with replacing(path, ".tmp.npz") as tmp:
         np.savez_compressed(tmp, **faces, y=y, group=group, class_names=np.array(CLASS_NAMES))
     return path
-
-
-SPLIT_GROUPS = {"train": TRAIN, "val": VAL, "test": TEST}
 
 
 def _encode_webp(x: np.ndarray, quality: int) -> dict[str, np.ndarray]:
@@ -384,7 +385,7 @@ def _load_raw(layout: str, paths: dict[str, Path], cache_dir: Path | None, progr
     else:
         items = []
         for role, folder in paths.items():
-            default = {"train": TRAIN, "validation": VAL, "val": VAL, "test": TEST}.get(role, UNASSIGNED)
+            default = {**SPLIT_GROUPS, "validation": VAL}.get(role, UNASSIGNED)
             if layout == "folders" and role in ("validation", "val") and "test" not in paths:
                 default = TEST  # train/ + validation/ only: validation/ is the held-out set.
             items += _collect_folder(folder, default, require_all_nonempty=role in ("train", "all"))
