@@ -51,7 +51,12 @@ def parse_args(argv=None) -> TrainConfig:
     p.add_argument(
         "--weight-decay", type=cli.finite_float, default=D.weight_decay, help="decoupled weight decay (0 = off)"
     )
-    p.add_argument("--warmup-epochs", type=int, default=D.warmup_epochs, help="linear warm-up before the cosine decay")
+    p.add_argument(
+        "--warmup-epochs",
+        type=int,
+        default=D.warmup_epochs,
+        help="epochs of linear warm-up to --lr (before the cosine decay or the plateau schedule)",
+    )
     p.add_argument(
         "--schedule",
         choices=SCHEDULES,

@@ -165,8 +165,8 @@ class TrainConfig:
             ),
             (
                 "warmup_epochs",
-                0 <= self.warmup_epochs < self.epochs and (self.warmup_epochs == 0 or self.schedule == "cosine"),
-                "must be at least 0, fewer than the epochs, and used with the cosine schedule",
+                0 <= self.warmup_epochs < self.epochs,
+                "must be at least 0 and fewer than the epochs",
             ),
             ("cpu_devices", 0 <= self.cpu_devices <= 64, "must be between 0 (off) and 64"),
             ("val_fraction", 0 < self.val_fraction < 1, "must be between 0 and 1"),

@@ -103,6 +103,26 @@ class StopOnNaN(keras.callbacks.Callback):
             )
 
 
+class LinearWarmUp(keras.callbacks.Callback):
+    """--warmup-epochs under the plateau schedule: the learning rate climbs linearly to --lr over
+    the first ``steps`` steps, after which only ReduceLROnPlateau moves it: the usual guard for
+    SGD at a large rate on freshly initialised weights, and the same start as the cosine schedule's
+    warm-up, so the two schedules differ only after it. The steps are counted from the optimizer's
+    own counter, so a run resumed inside the warm-up carries on where it stopped."""
+
+    def __init__(self, target: float, steps: int):
+        super().__init__()
+        self.target, self.steps, self.step = target, steps, 0
+
+    def on_train_begin(self, logs=None):
+        self.step = int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if self.step < self.steps:
+            self.model.optimizer.learning_rate = self.target * (self.step + 1) / self.steps
+        self.step += 1
+
+
 class TimeBudget(keras.callbacks.Callback):
     """--max-minutes: stop after the epoch past which another epoch as long as it would not fit
     in the budget (always after at least one epoch). ``stopped_after`` is that epoch, or None."""
@@ -203,6 +223,8 @@ def _fit(config: TrainConfig, data, train_split, plan: Plan, folder: CheckpointF
             verbose=1,
         )
         restore = [RestorePlateau(plateau, state["plateau"])] if state["plateau"] else []
+        if config.warmup_epochs:  # (the cosine schedule has its own warm-up)
+            restore.append(LinearWarmUp(config.lr, config.warmup_epochs * len(batches)))
     history = state["history"]
     average = None
     if config.swa_epochs:

@@ -132,6 +132,20 @@ def test_interrupted_training_resumes_where_it_stopped(training_dir, tmp_path, m
     assert not checkpoints.exists()  # a finished run leaves no checkpoint behind
 
 
+def test_a_warm_up_before_the_plateau_schedule_climbs_once_across_a_resume(training_dir, tmp_path, monkeypatch):
+    flags = ("--epochs", "5", "--arch", "vgg", "--optimizer", "sgd", "--lr", "0.01", "--warmup-epochs", "4")
+    flags += ("--schedule", "plateau", "--lr-patience", "10")  # no plateau decay inside 5 epochs
+    interrupt_after_epoch(monkeypatch, 1)
+    with pytest.raises(SystemExit):
+        run(training_dir, tmp_path, *flags)
+    monkeypatch.undo()
+
+    metrics = run(training_dir, tmp_path, *flags)
+    # The rate at each epoch's end: a quarter of --lr per warm-up epoch, the resumed run going on
+    # from the saved step, then --lr itself for the plateau schedule to decay from.
+    assert metrics["history"]["lr"] == pytest.approx([0.0025, 0.005, 0.0075, 0.01, 0.01], rel=1e-5)
+
+
 def test_weight_average_of_the_last_epochs_survives_a_resume(training_dir, tmp_path, monkeypatch, capsys):
     kernels = {}  # the first conv's kernel after each epoch, as the run saw it
     original = training.EpochCheckpoint.on_epoch_end
