@@ -5,8 +5,9 @@
 #   bash tools/window_screenshot.sh [OUT.png]
 #
 # Needs Debian's xvfb (`apt-get install -y xvfb`) and creates its own virtual environment in
-# /tmp/fer-gui-venv with opencv-python (the GUI build) instead of the headless one, so the
-# project's environment is left alone.
+# /tmp/fer-gui-venv: the light runtime (requirements-live.txt; the demo runs the shipped ONNX
+# model) with opencv-python (the GUI build) instead of the headless one, and Pillow for the
+# screenshot, so the project's environment is left alone.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out="${1:-plots/window.png}"
@@ -14,9 +15,9 @@ venv=/tmp/fer-gui-venv
 command -v Xvfb >/dev/null || { echo "error: Xvfb not found; install it with: apt-get install -y xvfb" >&2; exit 2; }
 if [ ! -x "$venv/bin/python" ]; then
     python -m venv "$venv"
-    "$venv/bin/pip" install --quiet -r requirements.txt
+    "$venv/bin/pip" install --quiet -r requirements-live.txt
     "$venv/bin/pip" uninstall --quiet -y opencv-python-headless
-    "$venv/bin/pip" install --quiet "opencv-python<5"
+    "$venv/bin/pip" install --quiet "opencv-python<5" pillow
 fi
 clip=$(mktemp -d)/demo_long.avi
 "$venv/bin/python" -c "from ferkit import clips, video; video.write_video(clips.demo_frames(3000), '$clip')"
