@@ -1,9 +1,9 @@
 """Average several trained models into one model file: their predictions (any models), or their
 weights (checkpoints of one network: stochastic weight averaging).
 
-    python ensemble.py models/a.keras models/b.keras --data ../shared/data/fer2013 --tta \\
+    python ensemble.py models/a.keras models/b.keras --data data/fer2013 --tta \\
         --out models/fer_cnn.keras
-    python ensemble.py snapshots/epoch00*.keras --average weights --data ../shared/data/fer2013 \\
+    python ensemble.py snapshots/epoch00*.keras --average weights --data data/fer2013 \\
         --out models/fer_swa.keras
 
 Prints each member's and the average's accuracy on the validation split (PublicTest), the split to

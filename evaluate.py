@@ -1,8 +1,8 @@
 """Evaluate a saved model on a dataset's test split (or its validation split) and print the report,
 with the expected calibration error of its confidence; optionally calibrate it.
 
-    python evaluate.py --model models/fer_cnn.keras --data ../shared/data/fer2013 --tta
-    python evaluate.py --model models/fer_cnn.keras --data ../shared/data/fer2013 \\
+    python evaluate.py --model models/fer_cnn.keras --data data/fer2013 --tta
+    python evaluate.py --model models/fer_cnn.keras --data data/fer2013 \\
         --calibrate models/fer_cnn_calibrated.keras --reliability plots/reliability.png
 
 ``--calibrate`` fits a temperature on the validation split (PublicTest), never the test split,

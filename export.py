@@ -2,7 +2,7 @@
 (ONNX Runtime, no TensorFlow), and check the export against Keras on a dataset's test split.
 
     python export.py models/fer_cnn.keras                                   # -> models/fer_cnn.onnx
-    python export.py models/fer_cnn.keras --int8 --data ../shared/data/fer2013
+    python export.py models/fer_cnn.keras --int8 --data data/fer2013
         # also models/fer_cnn.int8.onnx (int8, calibrated on 1,024 training faces); with --data both
         # files are checked against Keras on the test split: accuracy and the largest difference
         # in any probability

@@ -1,7 +1,7 @@
 """Xception features + a DEAP genetic algorithm that picks a feature subset for a random forest.
 
-    python ga_select.py --data ../shared/data/fer2013 --weights ../shared/weights/xception_imagenet_notop.weights.h5 \\
-        --train-limit 6000
+    python ga_select.py --data data/fer2013 --train-limit 6000   # ImageNet weights download once
+    python ga_select.py --data data/fer2013 --weights PATH/xception_notop.weights.h5   # offline
 
 1. ImageNet Xception (no top, global average pooling) turns each face into 2,048 features;
    features are cached on disk with the settings that produced them.

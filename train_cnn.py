@@ -1,8 +1,8 @@
 """Train the four-block CNN on FER2013's seven expressions.
 
-    python train_cnn.py --data ../shared/data/fer2013                # the full 30-epoch recipe
-    python train_cnn.py --data ../shared/data/fer2013 --limit 3000 --epochs 3   # a quick run
-    python train_cnn.py --data ../shared/data/fer2013 --preset fast --name fast  # >= 0.65 in < 45 min
+    python train_cnn.py --data data/fer2013                # the full 30-epoch recipe
+    python train_cnn.py --data data/fer2013 --limit 3000 --epochs 3   # a quick run
+    python train_cnn.py --data data/fer2013 --preset fast --name fast  # >= 0.65 in < 45 min
 
 Trains on Training_, monitors PublicTest_ (validation), reports PrivateTest_ (test) once at the
 end. A checkpoint is written atomically after every epoch; run the same command again after an

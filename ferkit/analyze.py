@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -48,6 +49,21 @@ def find_images(sources, skip: Path | None = None) -> list[tuple[Path, Path]]:
             f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in {', '.join(map(str, sources))}; check the path"
         )
     return found
+
+
+def refuse_writing_over_sources(images, folder: Path) -> None:
+    """Refuse, before any work, annotated copies that would land on a source image: copies are
+    named after their sources, so a --annotate folder that holds a given photo (its own folder, or
+    a folder above a folder of sources) would overwrite it."""
+    sources = {os.path.normcase(path.resolve()): path for path, _ in images}
+    for path, name in images:
+        target = folder.expanduser() / name
+        hit = sources.get(os.path.normcase(target.resolve()))
+        if hit is not None:
+            raise SourceError(
+                f"--annotate {folder} would write the annotated copy of {path} over the source image {hit}; "
+                f"give a folder that holds no source images (e.g. --annotate annotated/)"
+            )
 
 
 class ResultTable:
@@ -95,6 +111,8 @@ class ResultTable:
 
 def analyze(args) -> dict:
     images = find_images(args.sources, skip=args.annotate)
+    if args.annotate:
+        refuse_writing_over_sources(images, args.annotate)
     with cli.native_logs_silenced():
         recognizer = Recognizer(ExpressionClassifier(args.model, tta=args.tta), YuNetDetector(min_face=args.min_face))
     table = ResultTable(args.log, recognizer.class_names)
@@ -145,6 +163,11 @@ def analyze(args) -> dict:
         "images_per_second": n_images / seconds if seconds else 0.0,
     }
     written = [str(p) for p in (table.path, args.annotate) if p]
+    if unreadable and not n_images and not interrupted:
+        raise SourceError(
+            f"none of the {len(unreadable)} image file(s) could be read (first: {unreadable[0]}); "
+            f"give images OpenCV reads ({', '.join(sorted(IMAGE_SUFFIXES))})"
+        )
     if interrupted:
         raise Interrupted(
             f"interrupted after {n_images} of {len(images)} images"
@@ -188,7 +211,7 @@ def parse_args(argv=None):
     cli.refuse_same(
         p,
         {"--log": None if args.log == "-" else args.log, "--annotate": args.annotate},
-        {f"source {i + 1}": s for i, s in enumerate(args.sources)},
+        {f"source {s}": s for s in args.sources},
     )
     return args
 

@@ -9,6 +9,7 @@ Press q or Esc in the window to quit.
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 import time
 from pathlib import Path
@@ -254,6 +255,26 @@ def parse_args(argv=None):
     )
     if args.output and args.log and Path(args.output).expanduser().resolve() == Path(args.log).expanduser().resolve():
         p.error("--output and --log name the same file; give them different names")
+    output = Path(args.output).expanduser() if args.output else None
+    if (
+        output
+        and output.suffix.lower() in IMAGE_SUFFIXES
+        and source
+        and Path(source).expanduser().is_dir()
+        and output.resolve().parent == Path(source).expanduser().resolve()
+    ):
+        # One annotated image per source image, named NAME, NAME_1, NAME_2, ...: among the sources
+        # they would overwrite some and be read as sources by the next run.
+        p.error(
+            f"--output {args.output} is inside the --source folder {source}: its numbered images "
+            f"({output.stem}_1{output.suffix}, ...) would overwrite or mix with the source images; "
+            f"write them to another folder (e.g. --output annotated/{output.name})"
+        )
+    if args.report and importlib.util.find_spec("matplotlib") is None:
+        p.error(
+            "--report draws its timeline with matplotlib, which is not installed (the light runtime "
+            "leaves it out): pip install matplotlib (or pip install '.[report]'), or leave --report out"
+        )
     return args
 
 

@@ -66,10 +66,15 @@ def load_model(path: str | os.PathLike = DEFAULT_MODEL_PATH):
     neither TensorFlow nor Keras is imported for it."""
     path = Path(path)
     if not path.exists():
+        shipped = (
+            f"the shipped model is {_shown(DEFAULT_MODEL_PATH)}"
+            if DEFAULT_MODEL_PATH.exists()
+            else f"the shipped {_shown(DEFAULT_MODEL_PATH)} is missing too: restore it with `git checkout models/`"
+        )
         raise ModelFileError(
-            f"model file {path} not found. Train one with `python train_cnn.py --data "
-            f"PATH/TO/fer2013` (it writes {_shown(KERAS_MODEL_PATH)}), or give the path "
-            f"of a saved .keras or .onnx model."
+            f"model file {path} not found; give the path of a saved .onnx or .keras model ({shipped}), "
+            f"or train one with `python train_cnn.py --data PATH/TO/fer2013` (the full install, "
+            f"requirements.txt; it writes {_shown(KERAS_MODEL_PATH)})."
         )
     if is_onnx(path):
         from .onnxmodel import load_onnx
@@ -79,8 +84,14 @@ def load_model(path: str | os.PathLike = DEFAULT_MODEL_PATH):
         return model, class_names
     if not zipfile.is_zipfile(path):
         raise ModelFileError(f"{path} is not a Keras 3 .keras file; re-save it with model.save('x.keras').")
-    import keras
-
+    try:
+        import keras
+    except ImportError:  # the light runtime (requirements-live.txt) has ONNX Runtime, not Keras
+        raise ModelFileError(
+            f"{path} is a Keras model, which needs Keras and TensorFlow (pip install -r requirements.txt); "
+            f"the light runtime reads .onnx models: use the shipped {_shown(DEFAULT_MODEL_PATH)}, or export this "
+            f"one where Keras is installed with `python export.py {path}`"
+        ) from None
     try:
         model = keras.models.load_model(path, compile=False)
         class_names = read_class_names(path)

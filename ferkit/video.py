@@ -66,6 +66,12 @@ def open_video_writer(path: str | Path, fps: float, frame: np.ndarray):
         except ImportError:
             if path.suffix.lower() == ".webm":
                 raise SourceError("writing .webm needs PyAV: pip install av (or use .mp4 / .avi)") from None
+            print(
+                f"note: PyAV is not installed, so the {path.suffix} video is written with OpenCV's "
+                f"{'MPEG-4 Part 2' if path.suffix.lower() == '.mp4' else 'Motion JPEG'}, which desktop players "
+                f"read and browsers do not; pip install av for H.264",
+                file=sys.stderr,
+            )
     fourcc = cv2.VideoWriter_fourcc(*("mp4v" if path.suffix.lower() == ".mp4" else "MJPG"))
     writer = cv2.VideoWriter(str(path), fourcc, fps or 30.0, (frame.shape[1], frame.shape[0]))
     if not writer.isOpened():
@@ -93,8 +99,13 @@ def open_source(source: str, camera=(None, None, None)) -> tuple[Iterator[np.nda
     if source == "demo":
         return demo_frames(DEMO_FRAMES), 30.0, False, DEMO_FRAMES
     if source.isdigit():
-        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)  # our message says it better
-        capture = cv2.VideoCapture(int(source))
+        # OpenCV logs a missing camera as an [ERROR] line; our message says it better.
+        level = cv2.utils.logging.getLogLevel()
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+        try:
+            capture = cv2.VideoCapture(int(source))
+        finally:
+            cv2.utils.logging.setLogLevel(level)
         for prop, value in zip((cv2.CAP_PROP_FRAME_WIDTH, cv2.CAP_PROP_FRAME_HEIGHT, cv2.CAP_PROP_FPS), camera):
             if value:
                 capture.set(prop, value)
@@ -131,7 +142,9 @@ def _image_frames(files) -> Iterator[np.ndarray]:
         # Drawn on and written to video: BGR (or grey); a file's alpha channel is dropped.
         yield cv2.cvtColor(frame, cv2.COLOR_BGRA2BGR) if frame.ndim == 3 and frame.shape[2] == 4 else frame
     if not readable:
-        raise SourceError(f"none of the {len(files)} image(s) could be read ({files[0].parent}); check the files.")
+        if len(files) == 1:
+            raise SourceError(f"image {files[0]} could not be read; check the file (empty, damaged or not an image).")
+        raise SourceError(f"none of the {len(files)} images in {files[0].parent} could be read; check the files.")
 
 
 def _capture_frames(capture, source: str, camera: bool) -> Iterator[np.ndarray]:

@@ -41,6 +41,13 @@ def one_error_line(err: str) -> str:
     return lines[0]
 
 
+def usage_error(err: str) -> str:
+    """The one error line argparse prints under the usage lines for a refused command line."""
+    lines = [line for line in err.strip().splitlines() if ": error: " in line]
+    assert len(lines) == 1 and "Traceback" not in err, err
+    return lines[0]
+
+
 @pytest.fixture(scope="module")
 def model_path(tmp_path_factory):
     import keras
@@ -95,6 +102,73 @@ def test_output_named_like_the_source_is_refused_and_the_source_kept(model_path,
     assert stopped.value.code == 2
     assert "would destroy the input" in capsys.readouterr().err
     assert digest(long_clip) == before
+
+
+def test_annotated_copies_over_a_source_photo_are_refused_and_the_photos_kept(model_path, tmp_path, capsys):
+    import analyze
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i, frame in enumerate(clips.demo_frames(2)):
+        cv2.imwrite(str(photos / f"p{i}.jpg"), frame)
+    before = {p.name: digest(p) for p in photos.iterdir()}
+    # Copies are named after their sources: the photo's own folder would take p0.jpg's copy.
+    for argv, named, error_line in (
+        ([str(photos / "p0.jpg"), "--annotate", str(photos)], "over the source image", one_error_line),
+        ([str(photos), "--annotate", str(photos)], "is also the source", usage_error),
+    ):
+        with pytest.raises(SystemExit) as stopped:
+            analyze.main([*argv, "--model", str(model_path), "--quiet"])
+        assert stopped.value.code == 2 and named in error_line(capsys.readouterr().err)
+    # realtime.py writes NAME, NAME_1, ... for a folder of images: not among the sources.
+    with pytest.raises(SystemExit) as stopped:
+        realtime.main(["--source", str(photos), "--no-display", "--output", str(photos / "p0.jpg")])
+    assert stopped.value.code == 2 and "inside the --source folder" in usage_error(capsys.readouterr().err)
+    assert {p.name: digest(p) for p in photos.iterdir()} == before
+
+
+def test_files_that_are_no_images_are_one_error_not_an_empty_table(model_path, tmp_path, capsys):
+    import analyze
+
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not a photo")
+    with pytest.raises(SystemExit) as stopped:
+        analyze.main([str(notes), "--model", str(model_path), "--quiet"])
+    assert stopped.value.code == 2 and "could be read" in one_error_line(capsys.readouterr().err)
+    (tmp_path / "empty.jpg").write_bytes(b"")
+    with pytest.raises(SystemExit):
+        realtime.main(["--source", str(tmp_path / "empty.jpg"), "--no-display", "--model", str(model_path)])
+    assert f"image {tmp_path / 'empty.jpg'} could not be read" in one_error_line(capsys.readouterr().err)
+
+
+def test_the_light_runtime_names_what_it_lacks_before_any_work(model_path, tmp_path, monkeypatch, capsys):
+    """Without matplotlib (--report) or Keras (a .keras model): one error naming the install."""
+    import builtins
+    import importlib.util
+
+    from ferkit.errors import ModelFileError
+    from ferkit.modelfile import load_model
+
+    real_import, real_find_spec = builtins.__import__, importlib.util.find_spec
+
+    def no_keras(name, *args, **kwargs):
+        if name.split(".")[0] == "keras":
+            raise ImportError(f"No module named {name!r}")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_keras)
+    with pytest.raises(ModelFileError, match="needs Keras and TensorFlow .* export.py"):
+        load_model(model_path)
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "matplotlib" else real_find_spec(name, *a)
+    )
+    with pytest.raises(SystemExit) as stopped:
+        realtime.main(["--source", "demo", "--no-display", "--report", str(tmp_path / "report")])
+    assert stopped.value.code == 2 and "pip install matplotlib" in usage_error(capsys.readouterr().err)
+    assert not (tmp_path / "report").exists()
+    monkeypatch.undo()
+    with pytest.raises(ModelFileError, match="not found; .*the shipped model is models/fer_cnn.onnx"):
+        load_model(tmp_path / "fer.onnx")
 
 
 def test_ensemble_out_naming_a_member_is_refused(model_path, tmp_path, capsys):
