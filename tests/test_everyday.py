@@ -136,6 +136,27 @@ def test_stills_find_small_faces_and_faces_that_fill_a_large_photo(recognizer):
     assert len(faces) == 1 and faces[0].box[2] > 1200
 
 
+def test_labels_fit_small_images_and_grow_with_large_photos():
+    from ferkit.draw import draw
+
+    names = ("angry", "disgust", "fear", "happy", "neutral", "sad", "surprise")
+    proba = np.array([0.05, 0.0, 0.05, 0.1, 0.6, 0.1, 0.1])
+    grey = np.array([200, 200, 200])  # neutral's colour
+
+    def label_size(side: int, box) -> tuple[int, int]:
+        canvas = draw(np.zeros((side, side, 3), np.uint8), [box], [proba], names, None, False, ids=[0])
+        above = np.all(canvas[: box[1]] == grey, axis=2)  # the label's filled box sits above the face
+        return int(above.any(axis=0).sum()), int(above.any(axis=1).sum())
+
+    # A face at the right edge of a small image: the whole label is drawn, moved left to fit.
+    width, _ = label_size(150, (125, 60, 25, 25))
+    assert width >= 0.5 * 150
+    # On a 3000-pixel photo the label is drawn larger than on a webcam frame.
+    _, webcam = label_size(640, (300, 200, 100, 100))
+    _, photo = label_size(3000, (1500, 900, 400, 400))
+    assert photo >= 2.5 * webcam
+
+
 def test_saved_video_is_h264_without_the_fps_counter_and_with_face_ids(tmp_path):
     av = pytest.importorskip("av")
     out = tmp_path / "demo.mp4"
