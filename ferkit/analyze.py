@@ -57,8 +57,7 @@ def refuse_writing_over_sources(images, folder: Path) -> None:
     a folder above a folder of sources) would overwrite it."""
     sources = {os.path.normcase(path.resolve()): path for path, _ in images}
     for path, name in images:
-        target = folder.expanduser() / name
-        hit = sources.get(os.path.normcase(target.resolve()))
+        hit = sources.get(os.path.normcase((folder / name).resolve()))  # where analyze writes the copy
         if hit is not None:
             raise SourceError(
                 f"--annotate {folder} would write the annotated copy of {path} over the source image {hit}; "

@@ -212,7 +212,7 @@ def _fit(config: TrainConfig, data, train_split, plan: Plan, folder: CheckpointF
         agree = float(np.mean(soft.argmax(1) == train_split.y))
         print(f"distillation: the teachers agree with {agree:.3f} of the labels; targets {config.distill:g} theirs")
 
-    plateau, restore = None, []
+    plateau, restore, warmup = None, [], None
     if config.schedule == "plateau":
         plateau = keras.callbacks.ReduceLROnPlateau(
             monitor="val_loss",
@@ -224,7 +224,7 @@ def _fit(config: TrainConfig, data, train_split, plan: Plan, folder: CheckpointF
         )
         restore = [RestorePlateau(plateau, state["plateau"])] if state["plateau"] else []
         if config.warmup_epochs:  # (the cosine schedule has its own warm-up)
-            restore.append(LinearWarmUp(config.lr, config.warmup_epochs * len(batches)))
+            warmup = LinearWarmUp(config.lr, config.warmup_epochs * len(batches))
     history = state["history"]
     average = None
     if config.swa_epochs:
@@ -250,6 +250,7 @@ def _fit(config: TrainConfig, data, train_split, plan: Plan, folder: CheckpointF
                         EpochRandomness(batches, config.seed),
                         plateau,
                         *restore,
+                        warmup,
                         plan.writer and checkpoint,
                         budget,
                     )
