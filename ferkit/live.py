@@ -253,8 +253,7 @@ def parse_args(argv=None):
         {"--output": args.output, "--log": args.log, "--report": args.report},
         {"--source": source, "--model": args.model, "--yunet": args.yunet, "--cascade": args.cascade},
     )
-    if args.output and args.log and Path(args.output).expanduser().resolve() == Path(args.log).expanduser().resolve():
-        p.error("--output and --log name the same file; give them different names")
+    cli.refuse_duplicates(p, {"--output": args.output, "--log": args.log})
     output = Path(args.output).expanduser() if args.output else None
     if (
         output

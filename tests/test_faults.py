@@ -104,6 +104,28 @@ def test_output_named_like_the_source_is_refused_and_the_source_kept(model_path,
     assert digest(long_clip) == before
 
 
+def test_a_log_that_links_to_the_video_output_is_refused(model_path, tmp_path, capsys):
+    # The suffixes keep --output and --log apart by name; a link is how one path can be both.
+    (tmp_path / "log.csv").symlink_to(tmp_path / "out.avi")
+    with pytest.raises(SystemExit) as stopped:
+        realtime.main(
+            [
+                "--source",
+                "demo",
+                "--no-display",
+                "--model",
+                str(model_path),
+                "--output",
+                str(tmp_path / "out.avi"),
+                "--log",
+                str(tmp_path / "log.csv"),
+            ]
+        )
+    assert stopped.value.code == 2
+    assert "--output and --log both name" in usage_error(capsys.readouterr().err)
+    assert not (tmp_path / "out.avi").exists()
+
+
 def test_annotated_copies_over_a_source_photo_are_refused_and_the_photos_kept(model_path, tmp_path, capsys):
     import analyze
 
