@@ -75,7 +75,7 @@ def build_model(
     then Dense 256, 512, 512 blocks (dropout 0.25, 0.25, 0.22). ``vgg`` is a compact VGG-style
     variant (two 3x3 convs per stage, 32-64-128-256 channels): 2.5x fewer multiply-adds, so more
     epochs per CPU hour. ``wide``: the same shape ``width``-``8 * width`` channels wide (48-384 by
-    default, 2.6M weights) on the centre 40x40 crop, global average pooling and one Dense 256 block
+    default, 2.7M weights) on the centre 40x40 crop, global average pooling and one Dense 256 block
     instead of a flattened map. Pixels are rescaled inside the model. ``augment``: False, True (light)
     or one of ``AUGMENTATIONS``. ``sync_bn``: batch statistics over the global batch when
     replicas each hold part of it (TensorFlow's MirroredStrategy; JAX shards do this anyway).

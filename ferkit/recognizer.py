@@ -42,10 +42,11 @@ class Face:
 class Recognizer:
     """Finds faces in an image and classifies each one's expression.
 
-    ``model`` is a saved ``.keras`` file (default: the shipped model) or an
-    ``ExpressionClassifier``; ``detector`` a ``YuNetDetector`` (default), a ``FaceDetector``
-    (Haar) or any callable from a frame to (x, y, w, h) boxes. With ``align`` (default) and a
-    detector that finds eyes, each face is rotated upright before it is classified. ``tta``:
+    ``model`` is a saved ``.onnx`` (ONNX Runtime, no Keras needed) or ``.keras`` file (default:
+    the shipped model's ONNX export, ``models/fer_cnn.onnx``) or an ``ExpressionClassifier``;
+    ``detector`` a ``YuNetDetector`` (default), a ``FaceDetector`` (Haar) or any callable from a
+    frame to (x, y, w, h) boxes. With ``align`` (default) and a detector that finds eyes, each face
+    is rotated upright before it is classified. ``tta``:
     "flip" averages each face with its mirror image, "crops" with five 44-pixel crops as well
     (12 views); more accurate, slower (see the README's speed table).
     """
