@@ -94,20 +94,23 @@ epochs=$($PY -c "print(max(4, int(($left - $compile_seconds) * 0.92 / $epoch_sec
 swa=$(( epochs / 4 ))
 say "an epoch takes ${epoch_seconds} s side by side (compiling ${compile_seconds} s): ${epochs} epochs in the ${left} s left (weight average of the last $swa)"
 
+# Runs are named by their width (--width in DEVICE_FLAGS, else the preset's 48): wide48_s0, ...
+width=$(sed -n 's/.*--width[ =]*\([0-9][0-9]*\).*/\1/p' <<< "${DEVICE_FLAGS:-}")
+prefix=wide${width:-48}
 for seed in "${SEEDS[@]}"; do
-  train "wide48_s$seed" "$seed" "$epochs" "$($PY -c "print($left / 60)")" --swa-epochs "$swa" \
-    > "$OUT/wide48_s$seed.log" 2>&1 &
+  train "${prefix}_s$seed" "$seed" "$epochs" "$($PY -c "print($left / 60)")" --swa-epochs "$swa" \
+    > "$OUT/${prefix}_s$seed.log" 2>&1 &
 done
 wait
 say "runs finished"
 
 # Bring back, per run, the model that scores higher on validation (the best epoch or the average),
 # and one archive of the metrics, curves and plots (the tool returns at most 8 files).
-$PY - "$WORK" "$OUT" "${SEEDS[@]}" <<'EOF' | tee -a "$OUT/device.log"
+$PY - "$WORK" "$OUT" "$prefix" "${SEEDS[@]}" <<'EOF' | tee -a "$OUT/device.log"
 import json, shutil, sys
-work, out, seeds = sys.argv[1], sys.argv[2], sys.argv[3:]
+work, out, prefix, seeds = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4:]
 for seed in seeds:
-    name = f"wide48_s{seed}"
+    name = f"{prefix}_s{seed}"
     try:
         metrics = json.load(open(f"{work}/models/{name}_metrics.json"))
     except OSError:
