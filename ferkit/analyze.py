@@ -24,7 +24,6 @@ from .atomic import finish, partial_name, replacing
 from .classify import TTA_MODES, ExpressionClassifier
 from .data import IMAGE_SUFFIXES
 from .detect import YuNetDetector
-from .draw import draw
 from .errors import Interrupted, SourceError
 from .recognizer import Recognizer, load_image
 
@@ -132,15 +131,7 @@ def analyze(args) -> dict:
             for (_, name), frame, faces in zip(chunk, frames, recognizer.batch(frames) if frames else []):
                 table.write(name.as_posix(), faces)
                 if args.annotate:
-                    canvas = draw(
-                        frame,
-                        [f.box for f in faces],
-                        [list(f.probabilities.values()) for f in faces],
-                        recognizer.class_names,
-                        None,
-                        args.bars,
-                        ids=range(len(faces)),
-                    )
+                    canvas = recognizer.annotate(frame, faces, bars=args.bars, numbered=True)
                     target = args.annotate / name
                     with replacing(target, target.suffix) as tmp:
                         if not cv2.imwrite(tmp, canvas):

@@ -30,8 +30,12 @@ def text_scale(canvas: np.ndarray) -> float:
 def draw(frame: np.ndarray, boxes, probabilities, class_names, fps: float | None, bars: bool, ids=None) -> np.ndarray:
     """The frame with a box and label per face; ``ids`` (one per face, or None) are drawn before
     the label as #N, the names of the report's face_N files and of the log's face column."""
-    canvas = frame if frame.ndim == 3 and frame.shape[2] == 3 else cv2.cvtColor(to_grey(frame), cv2.COLOR_GRAY2BGR)
-    canvas = canvas.copy()
+    if frame.ndim == 3 and frame.shape[2] == 4:  # a PNG with transparency keeps its colours
+        canvas = cv2.cvtColor(frame, cv2.COLOR_BGRA2BGR)
+    elif frame.ndim == 3 and frame.shape[2] == 3:
+        canvas = frame.copy()
+    else:
+        canvas = cv2.cvtColor(to_grey(frame), cv2.COLOR_GRAY2BGR)
     ids = list(ids) if ids is not None else [None] * len(boxes)
     scale = text_scale(canvas)
     font, thick = 0.6 * scale, max(1, round(2 * scale))

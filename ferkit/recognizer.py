@@ -9,6 +9,7 @@ detection every few frames and per-face smoothing. ``realtime.py`` uses exactly 
     for face in recognizer("photo.jpg"):           # a path, a PIL image or a numpy array
         print(face.box, face.label, f"{face.confidence:.0%}")
     recognizer(["a.jpg", "b.png"])                 # a list: a list of results, one model call
+    cv2.imwrite("out.jpg", recognizer.annotate("photo.jpg"))  # boxes and labels drawn on a copy
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import numpy as np
 
 from .classify import ExpressionClassifier
 from .detect import YuNetDetector
+from .draw import draw
 from .errors import ParameterError
 from .faces import as_image, crop_faces, read_image, to_grey
 from .paths import DEFAULT_MODEL_PATH
@@ -122,6 +124,19 @@ class Recognizer:
             results.append(self.faces(boxes, proba[start : start + len(boxes)]))
             start += len(boxes)
         return results
+
+    def annotate(self, image, faces: list[Face] | None = None, bars: bool = False, numbered: bool = False):
+        """A BGR copy of the image with each face's box and expression drawn as the demo draws them:
+        what to show or save (``cv2.imwrite("out.jpg", recognizer.annotate("photo.jpg"))``).
+        ``faces``: this image's results from an earlier call, so it is not searched again;
+        ``bars``: all seven probabilities beside each face; ``numbered``: #0, #1, ... before the
+        labels, the faces' order in the results (``analyze.py``'s face column)."""
+        frame = load_image(image)
+        if faces is None:
+            faces = self(frame)
+        proba = np.array([[f.probabilities[n] for n in self.class_names] for f in faces], np.float32)
+        ids = range(len(faces)) if numbered else None
+        return draw(frame, [f.box for f in faces], proba, self.class_names, None, bars, ids)
 
 
 def load_image(image) -> np.ndarray:

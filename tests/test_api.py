@@ -41,6 +41,37 @@ def test_recognizer_returns_box_label_and_seven_probabilities(tmp_path):
     assert recognizer(np.zeros((120, 160, 3), np.uint8)) == []  # no face, no result
 
 
+def test_annotate_draws_each_face_on_a_copy_and_reuses_given_results(tmp_path):
+    import keras
+
+    from ferkit.draw import COLOURS
+    from ferkit.networks import build_model
+
+    keras.utils.set_random_seed(0)
+    recognizer = ferkit.Recognizer(ferkit.save_model(build_model(arch="vgg"), tmp_path / "m.keras"))
+    frame = next(clips.demo_frames(1))
+    before = frame.copy()
+    faces = recognizer(frame)
+    annotated = recognizer.annotate(frame)
+    np.testing.assert_array_equal(frame, before)  # the caller's image is not drawn on
+    assert annotated.shape == frame.shape and annotated.dtype == np.uint8
+    x, y, w, h = faces[0].box
+    # the box's left edge, halfway down, is in the colour of the face's expression
+    assert tuple(annotated[y + h // 2, x]) == COLOURS[faces[0].label]
+    np.testing.assert_array_equal(recognizer.annotate(frame, faces), annotated)
+    # given results are drawn as they are: no face given, nothing drawn (no second search)
+    np.testing.assert_array_equal(recognizer.annotate(frame, []), frame)
+    assert not np.array_equal(recognizer.annotate(frame, faces, numbered=True), annotated)
+    assert not np.array_equal(recognizer.annotate(frame, faces, bars=True), annotated)
+    # a PNG with transparency (BGRA) comes back as a colour BGR image, not grey
+    assert not np.array_equal(frame[..., 0], frame[..., 2])  # the demo frame has colour to lose
+    path = tmp_path / "face.png"
+    cv2.imwrite(str(path), cv2.cvtColor(frame, cv2.COLOR_BGR2BGRA))
+    from_png = recognizer.annotate(path, faces)
+    assert from_png.shape == frame.shape
+    np.testing.assert_array_equal(from_png, annotated)
+
+
 @pytest.mark.skipif(not DEFAULT_MODEL_PATH.exists(), reason="no shipped model at models/fer_cnn.keras")
 def test_readme_example_runs_as_written(tmp_path, capsys):
     readme = (ROOT / "README.md").read_text()
