@@ -254,3 +254,28 @@ def plot_time_to_accuracy(runs: dict, target: float, path: str | os.PathLike, ti
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right", fontsize=8)
     return _save(fig, path)
+
+
+def plot_runs(runs: dict, lines: dict, path: str | os.PathLike, title: str, by: str = "hours") -> Path:
+    """Validation accuracy of several training runs on one chart, one line per run
+    (``runs[label] = history`` with ``val_accuracy`` and, for ``by="hours"``, ``seconds`` per epoch),
+    against the hours of training (runs of different speeds compare fairly) or the epoch; ``lines``
+    (label -> accuracy) drawn across as references, e.g. the shipped model's figure."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(8, 4.2))
+    for label, history in runs.items():
+        accuracy = history["val_accuracy"]
+        x = np.cumsum(history["seconds"]) / 3600 if by == "hours" else np.arange(1, len(accuracy) + 1)
+        ax.plot(x, accuracy, lw=1.4, label=label)
+    styles = iter(["--", ":", "-."] * len(lines))
+    for label, value in lines.items():
+        ax.axhline(value, color="k", ls=next(styles), lw=1, label=f"{label} ({value:.4f})")
+    highest = max([max(h["val_accuracy"]) for h in runs.values()] + list(lines.values()))
+    ax.set_ylim(top=min(1.0, highest + 0.02))  # room above the reference lines
+    ax.set_xlabel("hours of training" if by == "hours" else "epoch")
+    ax.set_ylabel("validation (PublicTest) accuracy, one pass")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    return _save(fig, path)

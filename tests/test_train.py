@@ -196,6 +196,43 @@ def test_a_time_limit_writes_the_outputs_and_the_same_command_trains_on(training
     assert not checkpoints.exists()
 
 
+def test_a_run_in_progress_and_a_finished_one_plot_side_by_side(training_dir, tmp_path, monkeypatch, capsys):
+    from tools.plot_runs import main as plot_runs
+
+    clock = iter(range(0, 10_000, 100))  # training's clock: each reading 100 s after the last
+    monkeypatch.setattr(training, "time", SimpleNamespace(time=lambda: next(clock)))
+    stopped = run(training_dir, tmp_path, "--epochs", "4", "--arch", "vgg", "--max-minutes", "5")
+    monkeypatch.undo()
+    done = stopped["epochs_trained"]
+    assert done < 4
+    capsys.readouterr()
+    models = tmp_path / "models"
+    out = plot_runs(
+        [
+            str(models / "checkpoints" / "t"),
+            str(models / "t_metrics.json"),
+            "--line",
+            "0.5",
+            "chance+",
+            "--out",
+            str(tmp_path / "curves.png"),
+        ]
+    )
+    assert out.stat().st_size > 10_000 and out.read_bytes()[:4] == b"\x89PNG"
+    printed = capsys.readouterr().out.splitlines()
+    best = max(stopped["history"]["val_accuracy"])
+    assert printed[0].startswith(f"t: epoch {done} of 4 (checkpoint)") and f"best {best:.4f}" in printed[0]
+    assert printed[1].startswith(f"t: {done} epochs (finished)")
+
+    with pytest.raises(SystemExit) as refused:
+        plot_runs([str(tmp_path / "nowhere"), "--out", str(tmp_path / "x.png")])
+    err = capsys.readouterr().err
+    assert refused.value.code != 0 and "Traceback" not in err and "does not exist: give a checkpoint folder" in err
+    with pytest.raises(SystemExit) as refused:
+        plot_runs([str(models / "t_metrics.json"), "--line", "high", "shipped", "--out", str(tmp_path / "x.png")])
+    assert refused.value.code == 2 and "is not an accuracy" in capsys.readouterr().err
+
+
 def test_an_npz_without_its_test_faces_trains_and_leaves_the_test_to_evaluate(training_dir, tmp_path, capsys):
     """The GPU carry: train and validation faces only, as WebP (tools/export_npz.py --splits train
     val --quality 90): a few grey levels from the originals; train_cnn.py trains on it and reports
