@@ -222,7 +222,13 @@ def test_a_run_in_progress_and_a_finished_one_plot_side_by_side(training_dir, tm
     printed = capsys.readouterr().out.splitlines()
     best = max(stopped["history"]["val_accuracy"])
     assert printed[0].startswith(f"t: epoch {done} of 4 (checkpoint)") and f"best {best:.4f}" in printed[0]
-    assert printed[1].startswith(f"t: {done} epochs (finished)")
+    assert printed[1].startswith(f"t: epoch {done} of 4 (stopped at its time limit)")
+
+    drawn = {}
+    monkeypatch.setattr("ferkit.report.plot_runs", lambda runs, *a, **k: drawn.update(runs) or tmp_path / "y.png")
+    plot_runs([str(models / "t_metrics.json")] * 2 + ["--out", str(tmp_path / "y.png")])
+    assert len(drawn) == 2  # two runs of one name are both drawn
+    monkeypatch.undo()
 
     with pytest.raises(SystemExit) as refused:
         plot_runs([str(tmp_path / "nowhere"), "--out", str(tmp_path / "x.png")])
@@ -231,6 +237,13 @@ def test_a_run_in_progress_and_a_finished_one_plot_side_by_side(training_dir, tm
     with pytest.raises(SystemExit) as refused:
         plot_runs([str(models / "t_metrics.json"), "--line", "high", "shipped", "--out", str(tmp_path / "x.png")])
     assert refused.value.code == 2 and "is not an accuracy" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as refused:
+        plot_runs([str(models / "t_metrics.json"), "--line", "68", "shipped", "--out", str(tmp_path / "x.png")])
+    assert refused.value.code == 2 and "between 0 and 1" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(SystemExit) as refused:
+        plot_runs([str(tmp_path / "empty"), "--out", str(tmp_path / "x.png")])
+    assert "holds no checkpoint: its run has finished" in capsys.readouterr().err
 
 
 def test_an_npz_without_its_test_faces_trains_and_leaves_the_test_to_evaluate(training_dir, tmp_path, capsys):

@@ -95,8 +95,9 @@ swa=$(( epochs / 4 ))
 say "an epoch takes ${epoch_seconds} s side by side (compiling ${compile_seconds} s): ${epochs} epochs in the ${left} s left (weight average of the last $swa)"
 
 # Runs are named by their width (--width in DEVICE_FLAGS, else the preset's 48): wide48_s0, ...
-width=$(sed -n 's/.*--width[ =]*\([0-9][0-9]*\).*/\1/p' <<< "${DEVICE_FLAGS:-}")
-prefix=wide${width:-48}
+width=48
+[[ " ${DEVICE_FLAGS:-} " =~ .*--width[=[:space:]]+([0-9]+) ]] && width=$((10#${BASH_REMATCH[1]}))
+prefix=wide$width
 for seed in "${SEEDS[@]}"; do
   train "${prefix}_s$seed" "$seed" "$epochs" "$($PY -c "print($left / 60)")" --swa-epochs "$swa" \
     > "$OUT/${prefix}_s$seed.log" 2>&1 &

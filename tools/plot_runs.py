@@ -2,7 +2,7 @@
 against hours of training (or epochs) in one plot, and a line each in the terminal (epochs, hours,
 best epoch, the learning rate now). A run is its checkpoint folder (train_cnn.py --checkpoint-dir;
 readable while it trains, which is how to watch a run of many hours) or the NAME_metrics.json it
-wrote into --models-dir when it ended.
+wrote into --models-dir when it ended (or stopped at its --max-minutes).
 
     python tools/plot_runs.py ~/.cache/fer-train/ckpt-wide48g ~/.cache/fer-train/models/fer_wide48_metrics.json \\
         --line 0.6826 "shipped model" --out plots/runs.png
@@ -10,51 +10,68 @@ wrote into --models-dir when it ended.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
 from ferkit import cli
 from ferkit.errors import CheckpointError
-from ferkit.report import plot_runs
 
 
-def read_run(path: Path) -> tuple[str, dict, int | None]:
-    """(name, history, planned epochs) of a checkpoint folder, (name, history, None) of a metrics
-    file (a finished run)."""
-    running = path.is_dir()
-    source = path / "state.json" if running else path
+@dataclass
+class Run:
+    name: str
+    history: dict
+    state: str  # "checkpoint", "stopped" (at its time limit) or "finished"
+    planned: int | None  # the epochs the run was given
+
+    def summary(self) -> str:
+        accuracy = self.history["val_accuracy"]
+        best = max(range(len(accuracy)), key=accuracy.__getitem__)
+        seconds = self.history.get("seconds") or []
+        hours = f"{sum(seconds) / 3600:.2f} h" if len(seconds) == len(accuracy) else "hours not recorded"
+        rate = self.history.get("learning_rate") or self.history.get("lr") or [math.nan]
+        done = {
+            "checkpoint": f"epoch {len(accuracy)} of {self.planned} (checkpoint)",
+            "stopped": f"epoch {len(accuracy)} of {self.planned} (stopped at its time limit)",
+            "finished": f"{len(accuracy)} epochs (finished)",
+        }[self.state]
+        return (
+            f"{self.name}: {done}, {hours}; best {accuracy[best]:.4f} at epoch {best + 1}, "
+            f"last {accuracy[-1]:.4f}; learning rate {rate[-1]:.3g}"
+        )
+
+
+def read_run(path: Path) -> Run:
+    """A run from its checkpoint folder or its metrics file."""
+    folder = path.is_dir()
+    source = path / "state.json" if folder else path
+    if folder and not source.exists():
+        raise CheckpointError(
+            f"{path} holds no checkpoint: its run has finished (a finished run removes its checkpoint; plot "
+            "its models/NAME_metrics.json) or has not finished its first epoch yet"
+        )
+    if not source.exists():
+        raise CheckpointError(
+            f"{source} does not exist: give a checkpoint folder (train_cnn.py --checkpoint-dir) or a "
+            "NAME_metrics.json from --models-dir"
+        )
     try:
         record = json.loads(source.read_text())
         history = record["history"]
         settings = record.get("settings") or {}
-        name = settings.get("name") or path.stem.removesuffix("_metrics")
-        planned = settings.get("epochs") if running else None
         if not history.get("val_accuracy"):
             raise KeyError("val_accuracy")
-    except FileNotFoundError:
-        raise CheckpointError(
-            f"{source} does not exist: give a checkpoint folder (train_cnn.py --checkpoint-dir) or a "
-            "NAME_metrics.json from --models-dir"
-        ) from None
-    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise CheckpointError(
             f"{source} holds no training history with validation accuracy ({type(exc).__name__}: {exc}); "
             "give a checkpoint folder of train_cnn.py or a NAME_metrics.json it wrote"
         ) from None
-    return name, history, planned
-
-
-def summary_line(name: str, history: dict, planned: int | None) -> str:
-    accuracy = history["val_accuracy"]
-    best = max(range(len(accuracy)), key=accuracy.__getitem__)
-    hours = sum(history.get("seconds", [])) / 3600
-    rate = history.get("learning_rate") or history.get("lr") or [math.nan]
-    done = f"epoch {len(accuracy)} of {planned} (checkpoint)" if planned else f"{len(accuracy)} epochs (finished)"
-    return (
-        f"{name}: {done}, {hours:.2f} h; best {accuracy[best]:.4f} at epoch "
-        f"{best + 1}, last {accuracy[-1]:.4f}; learning rate {rate[-1]:.3g}"
-    )
+    name = settings.get("name") or path.stem.removesuffix("_metrics")
+    state = "checkpoint" if folder else "stopped" if record.get("stopped_after_epoch") else "finished"
+    return Run(name, history, state, settings.get("epochs"))
 
 
 def main(argv=None) -> Path:
@@ -66,7 +83,7 @@ def main(argv=None) -> Path:
         action="append",
         default=[],
         metavar=("ACCURACY", "LABEL"),
-        help="a reference accuracy drawn across (repeat for more)",
+        help="a reference accuracy (0-1) drawn across (repeat for more)",
     )
     p.add_argument("--by", choices=("hours", "epoch"), default="hours", help="the x axis")
     p.add_argument("--title", default="Validation accuracy of training runs", help="the plot's title")
@@ -75,24 +92,36 @@ def main(argv=None) -> Path:
     lines = {}
     for value, label in args.line:
         try:
-            lines[label] = float(value)
-        except ValueError:
-            p.error(f"--line {value} {label}: {value} is not an accuracy; write it as --line 0.68 'shipped model'")
+            accuracy = cli.finite_float(value)
+        except Exception:
+            accuracy = math.nan
+        if not 0 <= accuracy <= 1:
+            p.error(f"--line {value} {label}: {value} is not an accuracy between 0 and 1; e.g. --line 0.68 'shipped'")
+        lines[label] = accuracy
+    args.out = args.out.expanduser()
     cli.check_output_file(p, "--out", args.out, suffixes={".png", ".svg", ".pdf"})
     cli.refuse_same(p, {"--out": args.out}, {f"run {r}": r for r in args.runs})
+    if importlib.util.find_spec("matplotlib") is None:
+        p.error("the plot is drawn with matplotlib, which is not installed: pip install matplotlib")
 
     def work() -> Path:
+        from ferkit.report import plot_runs
+
         runs = {}
         for path in args.runs:
-            name, history, planned = read_run(path.expanduser())
-            label = f"{name}, epoch {len(history['val_accuracy'])} of {planned}" if planned else name
-            if args.by == "hours" and len(history.get("seconds", [])) != len(history["val_accuracy"]):
+            run = read_run(path.expanduser())
+            if args.by == "hours" and len(run.history.get("seconds") or []) != len(run.history["val_accuracy"]):
                 raise CheckpointError(
                     f"{path} does not record the seconds of every epoch (a run from an older version); "
                     "plot it with --by epoch"
                 )
-            runs[label] = history
-            print(summary_line(name, history, planned))
+            label = run.name if run.state == "finished" else f"{run.name}, epoch {len(run.history['val_accuracy'])}"
+            if label in runs:  # two runs of one name (two machines, two sessions): both drawn
+                label = f"{label} ({path})"
+            if label in runs:
+                label += f" #{len(runs) + 1}"
+            runs[label] = run.history
+            print(run.summary())
         return plot_runs(runs, lines, args.out, args.title, by=args.by)
 
     out = cli.run_main(work)
