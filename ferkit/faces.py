@@ -55,6 +55,49 @@ def as_image(image) -> np.ndarray:
     raise SourceError(f"pixels of type {image.dtype} are not an image; give uint8, uint16 or float pixels")
 
 
+def exif_orientation(data: bytes | np.ndarray) -> int:
+    """The EXIF orientation (1-8; 1 when there is none) of an encoded JPEG: phones store their
+    photos as the sensor saw them and this tag says how to turn them upright. OpenCV applies it
+    only when it converts the pixels, not for the unchanged decode ``read_image`` needs (alpha,
+    16 bits), so it is read here: the APP1 segment's TIFF header, then tag 0x0112 of IFD0."""
+    data = bytes(data[:65536])  # the EXIF segment comes first and is at most 64 KiB
+    if data[:2] != b"\xff\xd8":
+        return 1
+    at = 2
+    while at + 4 <= len(data) and data[at] == 0xFF:
+        marker, length = data[at + 1], int.from_bytes(data[at + 2 : at + 4], "big")
+        if marker == 0xE1 and data[at + 4 : at + 10] == b"Exif\x00\x00":
+            tiff = data[at + 10 : at + 2 + length]
+            order = {b"II": "little", b"MM": "big"}.get(tiff[:2])
+            if order is None or len(tiff) < 8:
+                return 1
+            ifd = int.from_bytes(tiff[4:8], order)
+            count = int.from_bytes(tiff[ifd : ifd + 2], order)
+            for entry in range(ifd + 2, ifd + 2 + 12 * count, 12):
+                if int.from_bytes(tiff[entry : entry + 2], order) == 0x0112:
+                    value = int.from_bytes(tiff[entry + 8 : entry + 10], order)
+                    return value if 1 <= value <= 8 else 1
+            return 1
+        if marker in (0xD9, 0xDA):  # end of image, start of the pixels: no EXIF before them
+            return 1
+        at += 2 + length
+    return 1
+
+
+def upright(image: np.ndarray, orientation: int) -> np.ndarray:
+    """The image turned as its EXIF ``orientation`` says (2-8 flip and/or rotate; 1 leaves it)."""
+    if orientation in (5, 6, 7, 8):  # the stored image lies on its side
+        image = np.swapaxes(image, 0, 1)
+        orientation = {5: 1, 6: 2, 7: 3, 8: 4}[orientation]
+    if orientation == 2:
+        image = image[:, ::-1]
+    elif orientation == 3:
+        image = image[::-1, ::-1]
+    elif orientation == 4:
+        image = image[::-1]
+    return np.ascontiguousarray(image)
+
+
 def read_image(path) -> np.ndarray:
     """An image file (any format OpenCV decodes; any file name, non-ASCII too) as ``as_image``
     gives it: uint8 grey, BGR or BGRA (OpenCV reads a grey + alpha PNG as BGRA; a two-channel
@@ -76,6 +119,7 @@ def read_image(path) -> np.ndarray:
         raise SourceError(f"{path} is not an image OpenCV can read (JPEG, PNG, BMP, TIFF, WebP, ...)")
     if image.ndim == 3 and image.shape[2] == 2:  # a file's two channels are grey and alpha
         image = image[:, :, 0]
+    image = upright(image, exif_orientation(data))
     try:
         return as_image(image)
     except SourceError as exc:

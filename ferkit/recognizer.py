@@ -24,7 +24,7 @@ from .classify import ExpressionClassifier
 from .detect import YuNetDetector
 from .draw import draw
 from .errors import ParameterError
-from .faces import as_image, crop_faces, read_image, to_grey
+from .faces import as_image, crop_faces, read_image, to_grey, upright
 from .paths import DEFAULT_MODEL_PATH
 from .track import FaceSmoother
 
@@ -146,7 +146,10 @@ def load_image(image) -> np.ndarray:
         return read_image(image)
     if hasattr(image, "convert") and hasattr(image, "mode"):  # a PIL image, without importing PIL
         rgb = np.asarray(image.convert("RGBA" if "A" in image.mode else "RGB"))
-        return cv2.cvtColor(rgb, cv2.COLOR_RGBA2BGRA if rgb.shape[2] == 4 else cv2.COLOR_RGB2BGR)
+        bgr = cv2.cvtColor(rgb, cv2.COLOR_RGBA2BGRA if rgb.shape[2] == 4 else cv2.COLOR_RGB2BGR)
+        # Image.open keeps a phone photo as stored; its EXIF orientation says how to turn it upright
+        exif = image.getexif() if hasattr(image, "getexif") else {}
+        return upright(bgr, int(exif.get(0x0112, 1) or 1))
     return as_image(image)
 
 

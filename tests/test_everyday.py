@@ -96,6 +96,36 @@ def test_the_api_takes_paths_pil_images_arrays_and_lists(recognizer, photos, mon
     assert many[0][0].label == reference[0].label
 
 
+def test_phone_photos_stored_on_their_side_are_read_upright(recognizer, photos, tmp_path):
+    from PIL import Image
+
+    from ferkit.faces import read_image
+
+    frame = cv2.imread(str(photos / "p0.jpg"))
+    reference = recognizer(frame)
+    # stored as the sensor saw it (turned 90 degrees), with the EXIF tag that turns it back
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(np.rot90(frame[:, :, ::-1]).copy()).save(tmp_path / "phone.jpg", exif=exif.tobytes(), quality=95)
+    for image in (tmp_path / "phone.jpg", Image.open(tmp_path / "phone.jpg")):
+        faces = recognizer(image)
+        assert len(faces) == 1 and faces[0].label == reference[0].label, type(image)
+        assert np.abs(np.subtract(faces[0].box, reference[0].box)).max() <= 8
+    # all eight orientations, in both byte orders, as OpenCV's own converting read turns them
+    pattern = np.zeros((30, 50, 3), np.uint8)
+    pattern[:15, :25], pattern[15:, 25:], pattern[:5] = (255, 0, 0), (0, 255, 0), (0, 0, 255)
+    jpeg = cv2.imencode(".jpg", pattern, [cv2.IMWRITE_JPEG_QUALITY, 100])[1].tobytes()
+    for orientation in range(1, 9):
+        for order, byteorder in ((b"II", "little"), (b"MM", "big")):
+            tiff = order + (42).to_bytes(2, byteorder) + (8).to_bytes(4, byteorder) + (1).to_bytes(2, byteorder)
+            tiff += (0x0112).to_bytes(2, byteorder) + (3).to_bytes(2, byteorder) + (1).to_bytes(4, byteorder)
+            tiff += orientation.to_bytes(2, byteorder) + bytes(2) + bytes(4)
+            app1 = b"\xff\xe1" + (8 + len(tiff)).to_bytes(2, "big") + b"Exif\x00\x00" + tiff
+            path = tmp_path / f"o{orientation}{order.decode()}.jpg"
+            path.write_bytes(jpeg[:2] + app1 + jpeg[2:])
+            np.testing.assert_array_equal(read_image(path), cv2.imread(str(path)), err_msg=path.name)
+
+
 @pytest.mark.parametrize(
     "bad, why",
     [
