@@ -153,12 +153,15 @@ class YuNetDetector:
     def detect_still(self, frame: np.ndarray):
         """``detect`` for a single image, where time matters less than finding every face: YuNet
         finds faces of about 10-300 pixels in the image it sees, so a photo is searched at full
-        size and at every third of that down to ~320 pixels (a 40-pixel face in an 8000-pixel
-        photo, and a face that fills a phone photo), and the boxes are merged by non-maximum
-        suppression. ``scale`` does not apply here."""
+        size and at every third of that until the image is at most 320 pixels long (a 40-pixel
+        face in an 8000-pixel photo, and a face that fills the image, whatever its size), and the
+        boxes are merged by non-maximum suppression. A face much larger than YuNet's range can
+        also be half-found at full size (its eyes and nose as a face): a box mostly inside a
+        better-scoring one is dropped, since one face does not sit inside another. ``scale`` does
+        not apply here."""
         frame = _as_bgr(frame)
         scales, long_side = [1.0], max(frame.shape[:2])
-        while long_side * scales[-1] / 3 >= 320:
+        while long_side * scales[-1] > 320:
             scales.append(scales[-1] / 3)
         found = [self._detect_at(frame, s, keep_scores=True) for s in scales]
         boxes = np.concatenate([f[0] for f in found])
@@ -167,8 +170,25 @@ class YuNetDetector:
         if len(boxes) <= 1:
             return boxes, eyes
         keep = cv2.dnn.NMSBoxes(boxes.tolist(), scores.tolist(), self.score_threshold, self.nms_threshold)
-        keep = np.sort(np.asarray(keep, int).reshape(-1))
+        keep = np.asarray(keep, int).reshape(-1)
+        keep = np.sort(_not_inside(boxes[keep], scores[keep], keep))
         return boxes[keep], eyes[keep]
+
+
+def _not_inside(boxes: np.ndarray, scores: np.ndarray, index: np.ndarray, most: float = 0.6) -> np.ndarray:
+    """``index`` without the boxes whose area lies ``most`` or more inside a box of higher score."""
+    order = np.argsort(-scores, kind="stable")
+    kept = []
+    for i in order:
+        x, y, w, h = boxes[i]
+        inside = False
+        for j in kept:
+            X, Y, W, H = boxes[j]
+            overlap = max(0, min(x + w, X + W) - max(x, X)) * max(0, min(y + h, Y + H) - max(y, Y))
+            inside = inside or overlap >= most * w * h
+        if not inside:
+            kept.append(i)
+    return index[kept]
 
 
 def _as_bgr(frame: np.ndarray) -> np.ndarray:

@@ -166,6 +166,22 @@ def test_stills_find_small_faces_and_faces_that_fill_a_large_photo(recognizer):
     assert len(faces) == 1 and faces[0].box[2] > 1200
 
 
+@pytest.mark.parametrize("side", [640, 800, 1200, 1400, 2000])
+def test_a_face_that_fills_the_image_is_found_once_at_any_size(recognizer, side):
+    # 640-900 pixels fell between the search's scales (no face found); from about 1200 pixels
+    # the full-size pass also found the eyes and nose as a second, smaller face inside the first.
+    frame = next(clips.demo_frames(1))
+    x, y, w, h = recognizer.detect(frame)[0][0]
+    face = frame[max(0, y - h // 6) : y + h + h // 6, max(0, x - w // 6) : x + w + w // 6]
+    image = np.full((side * 13 // 10, side, 3), 90, np.uint8)
+    grown = cv2.resize(face, (side * 9 // 10, side * 9 // 10), interpolation=cv2.INTER_CUBIC)
+    image[side // 10 : side // 10 + grown.shape[0], side // 20 : side // 20 + grown.shape[1]] = grown
+    faces = recognizer(image)
+    assert len(faces) == 1 and faces[0].box[2] > side // 2, [f.box for f in faces]
+    grey = cv2.resize(cv2.cvtColor(face, cv2.COLOR_BGR2GRAY), (side, side), interpolation=cv2.INTER_CUBIC)
+    assert len(recognizer(grey)) == 1  # a face crop blown up to fill the whole image
+
+
 def test_labels_fit_small_images_and_grow_with_large_photos():
     from ferkit.draw import draw
 
