@@ -109,7 +109,7 @@ def run(args) -> dict:
                 frame, boxes, proba, class_names, fps if args.burn_fps and not still else None, args.bars, ids
             )
             if log:
-                log.write(n_frames, seconds, pipeline.recognizer.faces(boxes, proba, ids))
+                log.write(n_frames, seconds, pipeline.recognizer.faces(boxes, proba, ids, shape=frame.shape))
             if timeline:
                 timeline.add(seconds, ids, proba)
             if output:

@@ -31,8 +31,9 @@ from .track import FaceSmoother
 
 @dataclass(frozen=True)
 class Face:
-    """One face found in an image: its box (x, y, w, h) in image pixels, the most probable
-    expression with its probability, and all seven probabilities by class name."""
+    """One face found in an image: its box (x, y, w, h) in image pixels, inside the image (a face
+    at the edge has its box cut there), the most probable expression with its probability, and all
+    seven probabilities by class name."""
 
     box: tuple[int, int, int, int]
     label: str
@@ -89,15 +90,21 @@ class Recognizer:
         """Class probabilities (N, 7) for the faces in these boxes of a grey frame, in one call."""
         return self.classifier(crop_faces(grey, boxes, eyes))
 
-    def faces(self, boxes, probabilities, ids=None) -> list[Face]:
-        """``Face`` results from boxes and their probabilities."""
+    def faces(self, boxes, probabilities, ids=None, shape=None) -> list[Face]:
+        """``Face`` results from boxes and their probabilities. With the image's ``shape`` each box
+        is cut at the image's edges (the detector's square around a face at the edge reaches
+        beyond it; the crop the model saw is padded, the box people crop with must not)."""
         ids = ids if ids is not None else [None] * len(boxes)
         results = []
         for box, proba, track_id in zip(boxes, probabilities, ids):
             best = int(np.argmax(proba))
+            x, y, w, h = (int(v) for v in box)
+            if shape is not None:
+                left, top = max(x, 0), max(y, 0)
+                x, y, w, h = left, top, max(min(x + w, shape[1]) - left, 0), max(min(y + h, shape[0]) - top, 0)
             results.append(
                 Face(
-                    box=tuple(int(v) for v in box),
+                    box=(x, y, w, h),
                     label=self.class_names[best],
                     confidence=float(proba[best]),
                     probabilities={n: float(p) for n, p in zip(self.class_names, proba)},
@@ -120,8 +127,8 @@ class Recognizer:
         crops = [c for frame, (boxes, eyes) in zip(frames, found) for c in crop_faces(to_grey(frame), boxes, eyes)]
         proba = self.classifier(crops)
         results, start = [], 0
-        for boxes, _ in found:
-            results.append(self.faces(boxes, proba[start : start + len(boxes)]))
+        for frame, (boxes, _) in zip(frames, found):
+            results.append(self.faces(boxes, proba[start : start + len(boxes)], shape=frame.shape))
             start += len(boxes)
         return results
 

@@ -166,6 +166,18 @@ def test_stills_find_small_faces_and_faces_that_fill_a_large_photo(recognizer):
     assert len(faces) == 1 and faces[0].box[2] > 1200
 
 
+def test_boxes_of_faces_at_the_edge_stay_inside_the_image(recognizer):
+    frame = next(clips.demo_frames(1))
+    x, y, w, h = recognizer.detect(frame)[0][0]
+    for cut in (frame[y + h // 8 :, x + w // 8 :], frame[: y + h - h // 8, : x + w - w // 8]):
+        faces = recognizer(cut)
+        assert len(faces) == 1
+        fx, fy, fw, fh = faces[0].box
+        assert min(fx, fy) >= 0 and fx + fw <= cut.shape[1] and fy + fh <= cut.shape[0], faces[0].box
+        assert min(fw, fh) > w // 2
+        assert cut[fy : fy + fh, fx : fx + fw].shape[:2] == (fh, fw)  # the obvious crop is the box
+
+
 @pytest.mark.parametrize("side", [640, 800, 1200, 1400, 2000])
 def test_a_face_that_fills_the_image_is_found_once_at_any_size(recognizer, side):
     # 640-900 pixels fell between the search's scales (no face found); from about 1200 pixels
