@@ -20,6 +20,14 @@ DEFAULT_CASCADE = Path(cv2.data.haarcascades) / "haarcascade_frontalface_default
 SMALLEST_FRAME = 8
 
 
+def _check_counts(detector, **least) -> None:
+    """Whole-number settings of a detector at or above their least values (``min_face=1``)."""
+    for name, low in least.items():
+        value = getattr(detector, name)
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+            raise ParameterError(name, f"is {value!r}; give a whole number, {low} or more")
+
+
 def downscaled(frame: np.ndarray, scale: float) -> np.ndarray | None:
     """The frame scaled by ``scale`` (area averaging), or None when it would be too small to hold
     a face (a 1x1 image, a tiny --detect-scale)."""
@@ -48,8 +56,14 @@ class FaceDetector:
             raise ParameterError("scale", "must be in (0, 1]")
         if self.scale_factor <= 1:
             raise ParameterError("scale_factor", "must be greater than 1")
+        _check_counts(self, min_face=1, min_neighbors=0)
+        if not Path(self.cascade).expanduser().is_file():  # before OpenCV, which logs its own error line
+            raise SourceError(
+                f"Haar cascade {self.cascade} not found; give the path of haarcascade_frontalface_default.xml "
+                f"(OpenCV 4.x ships it in cv2.data.haarcascades), or leave it out for that one."
+            )
         try:
-            self.classifier = cv2.CascadeClassifier(str(self.cascade))
+            self.classifier = cv2.CascadeClassifier(str(Path(self.cascade).expanduser()))
         except (cv2.error, SystemError):  # a file that is not a cascade XML at all (OpenCV wraps its error)
             self.classifier = None
         if self.classifier is None or self.classifier.empty():
@@ -104,6 +118,7 @@ class YuNetDetector:
             raise ParameterError("scale", "must be in (0, 1]")
         if not 0 < self.score_threshold < 1:
             raise ParameterError("score_threshold", "must be between 0 and 1")
+        _check_counts(self, min_face=1)
         if not Path(self.model).is_file():
             raise SourceError(
                 f"YuNet model {self.model} not found; it ships in models/ (face_detection_yunet_2026may.onnx). "

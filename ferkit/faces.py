@@ -18,6 +18,11 @@ def as_image(image) -> np.ndarray:
     NaN, values out of range)."""
     from .errors import SourceError
 
+    if isinstance(image, (bytes, bytearray, memoryview)):
+        raise SourceError(
+            "got the bytes of an encoded file, not pixels; decode them first: "
+            "cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR), or give the file's path"
+        )
     if image is None or not hasattr(image, "shape"):
         raise SourceError(
             f"no image to look at (got {type(image).__name__}); give a path, a PIL image or a numpy array "
@@ -26,6 +31,12 @@ def as_image(image) -> np.ndarray:
     image = np.asarray(image)
     if image.ndim == 3 and image.shape[2] == 1:
         image = image[:, :, 0]
+    channels_first = image.ndim in (3, 4) and image.shape[-3] in (1, 3, 4) and image.shape[-1] > 4
+    if channels_first and (image.ndim == 3 or image.shape[0] == 1):  # (C, H, W) or (1, C, H, W): PyTorch's
+        raise SourceError(
+            f"an image of shape {image.shape} has its channels first; move them last "
+            f"(np.moveaxis(image, -3, -1), and squeeze a batch of one) and give uint8 BGR pixels"
+        )
     if image.ndim not in (2, 3) or image.size == 0 or (image.ndim == 3 and image.shape[2] not in (3, 4)):
         raise SourceError(
             f"an image of shape {image.shape} is not grey (H, W), BGR (H, W, 3) or BGRA (H, W, 4); "
@@ -107,7 +118,11 @@ def read_image(path) -> np.ndarray:
 
     from .errors import SourceError
 
+    if str(path).lower().startswith(("http://", "https://")):
+        raise SourceError(f"{path} is a web address; images are read from files: download it first")
     path = Path(path).expanduser()
+    if path.is_dir():
+        raise SourceError(f"{path} is a folder, not an image; give one image file (analyze.py reads folders)")
     if not path.is_file():
         raise SourceError(f"image {path} not found; check the path")
     try:

@@ -76,6 +76,11 @@ def load_model(path: str | os.PathLike = DEFAULT_MODEL_PATH):
             f"or train one with `python train_cnn.py --data PATH/TO/fer2013` (the full install, "
             f"requirements.txt; it writes {_shown(KERAS_MODEL_PATH)})."
         )
+    if path.is_dir():
+        raise ModelFileError(
+            f"{path} is a folder; give a saved model file (.onnx or .keras; the shipped one is "
+            f"{_shown(DEFAULT_MODEL_PATH)})"
+        )
     if is_onnx(path):
         from .onnxmodel import load_onnx
 
@@ -83,6 +88,16 @@ def load_model(path: str | os.PathLike = DEFAULT_MODEL_PATH):
         check_classifier(model, class_names, path)
         return model, class_names
     if not zipfile.is_zipfile(path):
+        if path.suffix.lower() in (".h5", ".hdf5"):
+            raise ModelFileError(
+                f"{path} is a Keras 2 (HDF5) model; load it with Keras and save it again as .keras "
+                "(model.save('x.keras')), or use the shipped model"
+            )
+        if path.suffix.lower() != ".keras":
+            raise ModelFileError(
+                f"{path} is not a model file; give a saved .onnx or .keras model (the shipped one is "
+                f"{_shown(DEFAULT_MODEL_PATH)})"
+            )
         raise ModelFileError(f"{path} is not a Keras 3 .keras file; re-save it with model.save('x.keras').")
     try:
         import keras

@@ -21,9 +21,9 @@ import cv2
 import numpy as np
 
 from .classify import ExpressionClassifier
-from .detect import YuNetDetector
+from .detect import DETECTORS, YuNetDetector
 from .draw import draw
-from .errors import ParameterError
+from .errors import ParameterError, SourceError
 from .faces import as_image, crop_faces, read_image, to_grey, upright
 from .paths import DEFAULT_MODEL_PATH
 from .track import FaceSmoother
@@ -56,11 +56,15 @@ class Recognizer:
 
     def __init__(
         self,
-        model: str | os.PathLike | ExpressionClassifier = DEFAULT_MODEL_PATH,
+        model: str | os.PathLike | ExpressionClassifier | None = DEFAULT_MODEL_PATH,
         detector=None,
         align: bool = True,
         tta: str | None = None,
     ):
+        if model is None:
+            model = DEFAULT_MODEL_PATH
+        if not isinstance(align, (bool, np.bool_)):
+            raise ParameterError("align", f"is {align!r}; give True (faces turned upright by their eyes) or False")
         if isinstance(model, ExpressionClassifier):
             if tta is not None and tta != model.tta:
                 raise ParameterError(
@@ -71,9 +75,14 @@ class Recognizer:
             self.classifier = model
         else:
             self.classifier = ExpressionClassifier(model, tta=tta)
-        self.detector = detector if detector is not None else YuNetDetector()
-        self.align = align
+        self.detector = _detector(detector)
+        self.align = bool(align)
         self.class_names = self.classifier.class_names
+
+    @property
+    def tta(self) -> str | None:
+        """The views each face is averaged over: None (one), "flip" or "crops"."""
+        return self.classifier.tta
 
     def detect(self, frame: np.ndarray, still: bool = False):
         """(boxes, eyes or None) for a frame; eyes only when aligning and the detector finds them.
@@ -122,7 +131,14 @@ class Recognizer:
         return self.batch([image])[0]
 
     def batch(self, images) -> list[list[Face]]:
-        frames = [load_image(image) for image in images]
+        frames = []
+        for index, image in enumerate(images):
+            try:
+                frames.append(load_image(image))
+            except SourceError as exc:
+                if len(images) == 1:
+                    raise
+                raise SourceError(f"image {index} of the {len(images)} given: {exc}") from None
         found = [self.detect(frame, still=True) for frame in frames]
         crops = [c for frame, (boxes, eyes) in zip(frames, found) for c in crop_faces(to_grey(frame), boxes, eyes)]
         proba = self.classifier(crops)
@@ -141,9 +157,56 @@ class Recognizer:
         frame = load_image(image)
         if faces is None:
             faces = self(frame)
+        faces = self._check_faces(faces, frame.shape)
         proba = np.array([[f.probabilities[n] for n in self.class_names] for f in faces], np.float32)
         ids = range(len(faces)) if numbered else None
         return draw(frame, [f.box for f in faces], proba, self.class_names, None, bars, ids)
+
+    def _check_faces(self, faces, shape) -> list[Face]:
+        """``faces`` as one image's list of ``Face`` that fits an image of this shape; one
+        ``ParameterError`` saying what was given instead."""
+        faces = [faces] if isinstance(faces, Face) else list(faces) if isinstance(faces, (list, tuple)) else faces
+        if not isinstance(faces, list) or not all(isinstance(f, Face) for f in faces):
+            if isinstance(faces, list) and faces and all(isinstance(f, list) for f in faces):
+                given = "a list of lists (the results of a list of images)"
+            elif isinstance(faces, list):
+                given = "a list that holds something other than Face results"
+            else:
+                given = f"a {type(faces).__name__}"
+            raise ParameterError("faces", f"is {given}; give one image's results, recognizer(image), or None")
+        for face in faces:
+            if list(face.probabilities) != list(self.class_names):
+                raise ParameterError(
+                    "faces", "come from a model with other classes; give the results of this recognizer, or None"
+                )
+            x, y, w, h = face.box
+            if x < 0 or y < 0 or x + w > shape[1] or y + h > shape[0]:
+                raise ParameterError(
+                    "faces",
+                    f"do not fit this image: box {face.box} reaches beyond its {shape[1]}x{shape[0]} pixels; give "
+                    "the faces found in this image (recognizer(image)), or None",
+                )
+        return faces
+
+
+def _detector(detector):
+    """The face detector a ``Recognizer`` is given: None (YuNet), a name ("yunet", "haar"), a
+    detector class (built with its defaults) or any callable from a frame to boxes."""
+    if detector is None:
+        return YuNetDetector()
+    if isinstance(detector, str):
+        if detector not in DETECTORS:
+            raise ParameterError("detector", f"is {detector!r}; use one of {', '.join(sorted(DETECTORS))}")
+        return DETECTORS[detector]()
+    if isinstance(detector, type):
+        detector = detector()
+    if not callable(detector) and not hasattr(detector, "detect"):
+        raise ParameterError(
+            "detector",
+            f"is a {type(detector).__name__}; give YuNetDetector(...), FaceDetector(...), 'yunet', 'haar', or a "
+            "function from a frame to (x, y, w, h) boxes",
+        )
+    return detector
 
 
 def load_image(image) -> np.ndarray:
@@ -172,12 +235,27 @@ class Pipeline:
     boxes: np.ndarray = field(default_factory=lambda: np.zeros((0, 4), int))
     eyes: np.ndarray | None = None
     frame_index: int = 0
+    frame_shape: tuple | None = None  # of the frame the boxes were found in
 
-    def process(self, frame: np.ndarray):
-        """Return (boxes, smoothed probabilities, face ids) for one frame."""
-        frame = as_image(frame)
-        if self.frame_index % self.detect_every == 0:
+    def __post_init__(self):
+        if (
+            isinstance(self.detect_every, bool)
+            or not isinstance(self.detect_every, (int, np.integer))
+            or self.detect_every < 1
+        ):
+            raise ParameterError("detect_every", f"is {self.detect_every!r}; give a whole number of frames, 1 or more")
+
+    def process(self, frame):
+        """(boxes, smoothed probabilities, face ids) for one frame (an array, a path or a PIL
+        image, as ``Recognizer`` takes): arrays of N boxes (x, y, w, h), N x 7 probabilities in
+        the model's class order (``recognizer.class_names``), N ids that follow each face from
+        frame to frame. ``recognizer.faces(boxes, probabilities, ids, frame.shape)`` makes
+        ``Face`` results of them."""
+        frame = load_image(frame)
+        # A frame of another size (a new source, a resized window): boxes from the old one do not fit.
+        if self.frame_index % self.detect_every == 0 or frame.shape[:2] != self.frame_shape:
             self.boxes, self.eyes = self.recognizer.detect(frame, self.still)
+            self.frame_shape = frame.shape[:2]
         self.frame_index += 1
         proba = self.recognizer.classify(to_grey(frame), self.boxes, self.eyes)
         smoothed, ids = self.smoother.update(self.boxes, proba)

@@ -15,6 +15,7 @@ import pytest
 from conftest import ROOT
 
 import analyze
+import ferkit
 import realtime
 from ferkit import Pipeline, Recognizer, clips
 from ferkit.classify import ExpressionClassifier
@@ -136,13 +137,56 @@ def test_phone_photos_stored_on_their_side_are_read_upright(recognizer, photos, 
         (np.full((9, 9), 1000, np.int64), "range over"),
         (np.full((9, 9), -2.0), "range over"),
         ("no/such/photo.jpg", "not found"),
+        (b"\xff\xd8\xff\xe0 an uploaded JPEG", "decode them first"),
+        (np.zeros((3, 40, 50), np.uint8), "channels first"),
+        (np.zeros((1, 3, 40, 50), np.float32), "channels first"),
+        ("https://example.com/face.jpg", "web address"),
+        (ROOT / "models", "is a folder"),
     ],
 )
 def test_an_image_the_api_cannot_read_is_one_typed_error(recognizer, bad, why):
     with pytest.raises(SourceError, match=why):
         recognizer(bad)
-    with pytest.raises(SourceError):
-        Pipeline(recognizer).process(bad if not isinstance(bad, str) else None)
+    with pytest.raises(SourceError, match=why):
+        Pipeline(recognizer).process(bad)
+    with pytest.raises(SourceError, match=f"image 1 of the 2 given: .*{why}"):  # which one, in a list
+        recognizer([np.zeros((60, 60), np.uint8), bad])
+
+
+def test_a_pipeline_looks_again_when_the_frame_size_changes(recognizer):
+    pipeline = Pipeline(recognizer, detect_every=10)  # would reuse the boxes for 9 more frames
+    assert len(pipeline.process(next(clips.demo_frames(1)))[0]) == 1
+    boxes, probabilities, ids = pipeline.process(np.zeros((80, 100, 3), np.uint8))
+    assert len(boxes) == len(probabilities) == len(ids) == 0  # not the old box, far outside this frame
+
+
+def test_settings_and_results_the_api_cannot_use_are_one_typed_error(recognizer, photos):
+    from ferkit import FaceDetector, ParameterError
+
+    assert Recognizer(None, detector="haar").tta is None  # None: the shipped model; a detector by name
+    assert isinstance(Recognizer(detector=FaceDetector).detector, FaceDetector)  # the class: its defaults
+    for build, why in (
+        (lambda: Recognizer(detector="hog"), "use one of haar, yunet"),
+        (lambda: Recognizer(detector=3), "give YuNetDetector"),
+        (lambda: Recognizer(align="no"), "give True"),
+        (lambda: Pipeline(recognizer, detect_every=0), "1 or more"),
+        (lambda: ferkit.YuNetDetector(min_face=-5), "1 or more"),
+        (lambda: FaceDetector(min_neighbors=1.5), "whole number"),
+    ):
+        with pytest.raises(ParameterError, match=why):
+            build()
+    with pytest.raises(SourceError, match="not found; give the path of haarcascade"):
+        FaceDetector(cascade="no/such/cascade.xml")
+    photo = cv2.imread(str(photos / "p0.jpg"))
+    faces = recognizer(photo)
+    assert recognizer.annotate(photo, faces[0]).shape == photo.shape  # one Face is one face
+    for wrong, why in (
+        (recognizer([photo]), "a list of lists"),
+        (["box"], "something other than Face"),
+        (faces, "do not fit this image"),
+    ):
+        with pytest.raises(ParameterError, match=why):
+            recognizer.annotate(photo if why != "do not fit this image" else photo[:100, :100], wrong)
 
 
 @pytest.mark.parametrize("shape", [(1, 1), (1, 1, 3), (3, 500, 3), (7, 7)])
