@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -25,7 +26,7 @@ import realtime
 import train_cnn
 from ferkit import clips, video
 from ferkit.data import load_dataset
-from ferkit.modelfile import save_model
+from ferkit.modelfile import load_model, save_model
 from ferkit.networks import build_model
 
 PYTHON = sys.executable
@@ -476,3 +477,18 @@ def test_a_foreign_weights_file_is_named_in_one_short_line(model_path, capsys):
     with pytest.raises(FeatureError, match="is not an Xception no-top weights file") as refused:
         load_xception(str(model_path), 71)
     assert len(str(refused.value)) < 400 and "download" not in str(refused.value)
+
+
+def test_a_model_path_that_is_no_model_says_what_it_is(tmp_path):
+    from ferkit.errors import ModelFileError
+
+    (tmp_path / "photo.jpg").write_bytes(b"\xff\xd8\xff\xe0 a photo")
+    (tmp_path / "old.h5").write_bytes(b"\x89HDF\r\n\x1a\n")
+    (tmp_path / "folder.onnx").mkdir()
+    for path, why in (
+        (tmp_path / "photo.jpg", "is not a model file; give a saved .onnx or .keras model"),
+        (tmp_path / "old.h5", "is a Keras 2 (HDF5) model"),
+        (tmp_path / "folder.onnx", "is a folder; give a saved model file"),
+    ):
+        with pytest.raises(ModelFileError, match=re.escape(why)):
+            load_model(path)
