@@ -131,7 +131,7 @@ class Recognizer:
         return self.batch([image])[0]
 
     def batch(self, images) -> list[list[Face]]:
-        frames = []
+        images, frames = list(images), []
         for index, image in enumerate(images):
             try:
                 frames.append(load_image(image))
