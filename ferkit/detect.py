@@ -20,10 +20,11 @@ DEFAULT_CASCADE = Path(cv2.data.haarcascades) / "haarcascade_frontalface_default
 SMALLEST_FRAME = 8
 
 
-def _check_counts(detector, **least) -> None:
-    """Whole-number settings of a detector at or above their least values (``min_face=1``)."""
+def check_counts(settings, **least) -> None:
+    """Whole-number settings (attributes of ``settings``: a detector, a pipeline) at or above their
+    least values (``min_face=1``); one ``ParameterError`` naming the first that is not."""
     for name, low in least.items():
-        value = getattr(detector, name)
+        value = getattr(settings, name)
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
             raise ParameterError(name, f"is {value!r}; give a whole number, {low} or more")
 
@@ -56,7 +57,7 @@ class FaceDetector:
             raise ParameterError("scale", "must be in (0, 1]")
         if self.scale_factor <= 1:
             raise ParameterError("scale_factor", "must be greater than 1")
-        _check_counts(self, min_face=1, min_neighbors=0)
+        check_counts(self, min_face=1, min_neighbors=0)
         if not Path(self.cascade).expanduser().is_file():  # before OpenCV, which logs its own error line
             raise SourceError(
                 f"Haar cascade {self.cascade} not found; give the path of haarcascade_frontalface_default.xml "
@@ -118,7 +119,7 @@ class YuNetDetector:
             raise ParameterError("scale", "must be in (0, 1]")
         if not 0 < self.score_threshold < 1:
             raise ParameterError("score_threshold", "must be between 0 and 1")
-        _check_counts(self, min_face=1)
+        check_counts(self, min_face=1)
         if not Path(self.model).is_file():
             raise SourceError(
                 f"YuNet model {self.model} not found; it ships in models/ (face_detection_yunet_2026may.onnx). "

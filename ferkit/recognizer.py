@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 
 from .classify import ExpressionClassifier
-from .detect import DETECTORS, YuNetDetector
+from .detect import DETECTORS, YuNetDetector, check_counts
 from .draw import draw
 from .errors import ParameterError, SourceError
 from .faces import as_image, crop_faces, read_image, to_grey, upright
@@ -238,12 +238,7 @@ class Pipeline:
     frame_shape: tuple | None = None  # of the frame the boxes were found in
 
     def __post_init__(self):
-        if (
-            isinstance(self.detect_every, bool)
-            or not isinstance(self.detect_every, (int, np.integer))
-            or self.detect_every < 1
-        ):
-            raise ParameterError("detect_every", f"is {self.detect_every!r}; give a whole number of frames, 1 or more")
+        check_counts(self, detect_every=1)
 
     def process(self, frame):
         """(boxes, smoothed probabilities, face ids) for one frame (an array, a path or a PIL
