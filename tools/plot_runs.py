@@ -27,11 +27,15 @@ class Run:
     state: str  # "checkpoint", "stopped" (at its time limit) or "finished"
     planned: int | None  # the epochs the run was given
 
+    @property
+    def timed(self) -> bool:
+        """Whether the seconds of every epoch were recorded (runs of older versions did not)."""
+        return len(self.history.get("seconds") or []) == len(self.history["val_accuracy"])
+
     def summary(self) -> str:
         accuracy = self.history["val_accuracy"]
         best = max(range(len(accuracy)), key=accuracy.__getitem__)
-        seconds = self.history.get("seconds") or []
-        hours = f"{sum(seconds) / 3600:.2f} h" if len(seconds) == len(accuracy) else "hours not recorded"
+        hours = f"{sum(self.history['seconds']) / 3600:.2f} h" if self.timed else "hours not recorded"
         rate = self.history.get("learning_rate") or self.history.get("lr") or [math.nan]
         done = {
             "checkpoint": f"epoch {len(accuracy)} of {self.planned} (checkpoint)",
@@ -110,7 +114,7 @@ def main(argv=None) -> Path:
         runs = {}
         for path in args.runs:
             run = read_run(path.expanduser())
-            if args.by == "hours" and len(run.history.get("seconds") or []) != len(run.history["val_accuracy"]):
+            if args.by == "hours" and not run.timed:
                 raise CheckpointError(
                     f"{path} does not record the seconds of every epoch (a run from an older version); "
                     "plot it with --by epoch"
