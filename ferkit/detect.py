@@ -94,8 +94,8 @@ class FaceDetector:
 
 # YuNet's boxes are tight around the face; FER2013's crops show more forehead and chin. This maps
 # a YuNet box (x, y, w, h) to the FER framing: centre shift (dx, dy) and side as shares of the
-# YuNet box's width. Measured by benchmarks/yunet_framing.py on PublicTest faces (never the
-# test split) pasted into larger frames, where the FER crop is the known answer.
+# YuNet box's width. Measured by benchmarks/faces_in_frames.py --framing-only on PublicTest
+# faces (never the test split) pasted into larger frames, where the FER crop is the known answer.
 FER_FRAMING = (0.007, -0.024, 1.231)  # 3,589 PublicTest faces, 94.2% found
 
 

@@ -33,7 +33,7 @@ from .track import FaceSmoother
 class Face:
     """One face found in an image: its box (x, y, w, h) in image pixels, inside the image (a face
     at the edge has its box cut there), the most probable expression with its probability, and all
-    seven probabilities by class name."""
+    seven probabilities by class name. A photo's faces (``recognizer(image)``) come left to right."""
 
     box: tuple[int, int, int, int]
     label: str
@@ -86,14 +86,23 @@ class Recognizer:
 
     def detect(self, frame: np.ndarray, still: bool = False):
         """(boxes, eyes or None) for a frame; eyes only when aligning and the detector finds them.
-        ``still``: a single image, searched at several scales where the detector can."""
+        ``still``: a single image, searched at several scales where the detector can, its faces
+        ordered left to right (by the box's left edge, then its top)."""
         if still and hasattr(self.detector, "detect_still"):
             boxes, eyes = self.detector.detect_still(frame)
         elif hasattr(self.detector, "detect"):
             boxes, eyes = self.detector.detect(frame)
         else:
             boxes, eyes = self.detector(frame), None
-        return boxes, (eyes if self.align else None)
+        eyes = eyes if self.align else None
+        if still and len(boxes) > 1:
+            # The detector's order (scale by scale, then by its anchors) means nothing to a reader
+            # of a table or an annotated photo: face 0 is the leftmost. Video keeps the detector's
+            # order, where faces are told apart by their track ids instead.
+            boxes = np.asarray(boxes)
+            order = np.lexsort((boxes[:, 1], boxes[:, 0]))
+            boxes, eyes = boxes[order], (None if eyes is None else np.asarray(eyes)[order])
+        return boxes, eyes
 
     def classify(self, grey: np.ndarray, boxes: np.ndarray, eyes: np.ndarray | None = None) -> np.ndarray:
         """Class probabilities (N, 7) for the faces in these boxes of a grey frame, in one call."""

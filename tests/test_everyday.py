@@ -210,6 +210,21 @@ def test_stills_find_small_faces_and_faces_that_fill_a_large_photo(recognizer):
     assert len(faces) == 1 and faces[0].box[2] > 1200
 
 
+def test_a_photos_faces_come_left_to_right_whatever_size_found_them(recognizer):
+    # The search's order put the large face on the right first and the small one on the left last;
+    # face 0 must be the leftmost, as in analyze.py's table and annotate(numbered=True).
+    frame = next(clips.demo_frames(1))
+    x, y, w, h = recognizer.detect(frame)[0][0]
+    face = frame[max(0, y - h // 4) : y + h + h // 4, max(0, x - w // 4) : x + w + w // 4]
+    image = np.full((720, 1280, 3), 90, np.uint8)
+    for left, side in ((40, 90), (300, 150), (700, 420)):
+        image[150 : 150 + side, left : left + side] = cv2.resize(face, (side, side), interpolation=cv2.INTER_AREA)
+    faces = recognizer(image)
+    assert len(faces) == 3, [f.box for f in faces]
+    assert [f.box[0] for f in faces] == sorted(f.box[0] for f in faces)
+    assert faces[0].box[2] < 80 and faces[2].box[2] > 200
+
+
 def test_boxes_of_faces_at_the_edge_stay_inside_the_image(recognizer):
     frame = next(clips.demo_frames(1))
     x, y, w, h = recognizer.detect(frame)[0][0]
