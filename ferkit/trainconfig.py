@@ -20,7 +20,8 @@ OPTIMIZERS = ("adam", "adamw", "sgd")
 
 # Named recipes for train_cnn.py --preset; explicit flags override them. "fast": the
 # time-to-accuracy recipe (benchmarks/time_to_accuracy.py), >= 0.65 PrivateTest in under 45 minutes
-# on 2 CPU cores: the VGG variant at batch 128 in bf16 (2x the images/s of batch 64 float32) and
+# on 2 CPU cores with AVX-512 BF16: the VGG variant at batch 128 in bf16 (2x the images/s of batch
+# 64 float32 there; ``mixed_precision="auto"`` keeps float32 where bf16 would be emulated) and
 # one cosine cycle with a short warm-up, so the run ends at a low learning rate instead of on a
 # plateau; the test is read with 12-view crop TTA (chosen on PublicTest: +1.8 points over one pass
 # for a 30-epoch run, 20 s). "strong": the long recipe behind the shipped model's successor.
@@ -36,7 +37,7 @@ PRESETS = {
         warmup_epochs=2,
         label_smoothing=0.1,
         augment="light",
-        mixed_precision=True,
+        mixed_precision="auto",
         tta="crops",
     ),
 }
@@ -51,7 +52,8 @@ PRESETS["strong"] = {
 # "wide": the published 0.72-0.73 recipe's shape (a VGG trunk 48-384 wide on random 40x40 crops,
 # SGD with Nesterov momentum, weight decay, random erasing in the strong augmentation), with a
 # cosine schedule that ends at a low learning rate after the epochs there is time for: 40 epochs
-# (2.5-3.5 min each on 2 CPU cores in bf16, ~2 h) fit one session; on a GPU give --epochs 200-300.
+# (2.5-3.5 min each on 2 CPU cores with AVX-512 BF16, in bf16; 9-10 min on 2 AVX2-only cores in
+# float32) fit one session there; on a GPU give --epochs 200-300.
 PRESETS["wide"] = dict(
     arch="wide",
     width=48,
@@ -64,7 +66,7 @@ PRESETS["wide"] = dict(
     warmup_epochs=2,
     label_smoothing=0.1,
     augment="strong",
-    mixed_precision=True,
+    mixed_precision="auto",
     tta="crops",
 )
 
@@ -101,7 +103,7 @@ class TrainConfig:
     limit: int | None = None
     val_fraction: float = 0.1
     seed: int = 0
-    mixed_precision: bool = False
+    mixed_precision: bool | str = False  # True, False or "auto": bf16 where native (ferkit.precision)
     distribute: bool = False  # data-parallel over all visible devices (ferkit.distribute)
     cpu_devices: int = 0  # present the CPU as this many devices (to try --distribute without GPUs)
     stream: bool = False  # read training faces from the on-disk cache per batch (datasets beyond RAM)
@@ -151,6 +153,11 @@ class TrainConfig:
             ),
             ("label_smoothing", 0 <= self.label_smoothing < 1, "must be in [0, 1)"),
             ("tta", self.tta in (False, True, *TTA_MODES), f"must be one of {', '.join(TTA_MODES)}"),
+            (
+                "mixed_precision",
+                self.mixed_precision in (False, True, "auto"),
+                'must be True, False or "auto" (bf16 where the hardware computes it natively)',
+            ),
             (
                 "teacher_tta",
                 self.teacher_tta in (False, True, *TTA_MODES),

@@ -23,6 +23,7 @@ from .distribute import Plan, data_parallel, lost_peer, split_cpu
 from .errors import Interrupted, ModelFileError, ParameterError, PeerLost, TrainingDiverged
 from .modelfile import copy_weights, inference_copy, load_model, save_model
 from .networks import build_model
+from .precision import choose_precision
 from .report import classification_summary, plot_confusion, plot_history
 from .trainconfig import OPTIMIZERS, PRESETS, RESUME_KEYS, SCHEDULES, TrainConfig
 from .weightavg import RunningAverage, averaged_model
@@ -285,6 +286,8 @@ def train(config: TrainConfig) -> dict:
     if config.cpu_devices:
         split_cpu(config.cpu_devices)
     keras.utils.set_random_seed(config.seed)
+    config.mixed_precision, line = choose_precision(config.mixed_precision)
+    print(line)
     if config.mixed_precision:
         keras.mixed_precision.set_global_policy("mixed_bfloat16")
     data = load_dataset(

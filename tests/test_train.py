@@ -12,7 +12,7 @@ from conftest import FER2013
 
 import evaluate
 import train_cnn
-from ferkit import modelfile, networks, training
+from ferkit import modelfile, networks, precision, training
 from ferkit.classify import predict_proba
 from ferkit.data import load_dataset
 from ferkit.errors import ModelFileError
@@ -357,6 +357,41 @@ def test_a_preset_sets_the_recipe_and_given_flags_override_it():
     assert (mine.epochs, mine.augment, mine.batch_size) == (5, False, 128)
     plain = train_cnn.parse_args(["--name", "p", "--augment"])
     assert (plain.augment, plain.optimizer, plain.mixed_precision) == ("light", "adam", False)
+
+
+def test_bf16_is_chosen_only_where_the_cpu_computes_it_natively(tmp_path, monkeypatch):
+    monkeypatch.setattr(precision, "accelerator", lambda: None)
+    avx2 = tmp_path / "avx2"
+    avx2.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx avx2 fma\n\nprocessor\t: 1\nflags\t\t: fpu avx2\n")
+    sapphire = tmp_path / "amx"
+    sapphire.write_text("processor\t: 0\nflags\t\t: avx2 avx512f avx512_bf16 amx_bf16 amx_tile\n")
+    assert precision.cpu_flags(avx2) >= {"avx2", "fma"} and "avx512_bf16" not in precision.cpu_flags(avx2)
+    assert precision.cpu_flags(tmp_path / "none") is None
+    assert precision.choose_precision("auto", avx2) == (False, precision.choose_precision("auto", avx2)[1])
+    assert "float32" in precision.choose_precision("auto", avx2)[1]
+    assert precision.choose_precision("auto", sapphire)[0] is True
+    assert precision.choose_precision("auto", tmp_path / "none")[0] is False  # unknown: the safe choice
+    forced, line = precision.choose_precision(True, avx2)
+    assert forced is True and "--no-mixed-precision trains faster here" in line  # asked for: kept, with a word
+    assert precision.choose_precision(False, sapphire)[0] is False
+    monkeypatch.setattr(precision, "accelerator", lambda: "GPU")
+    assert precision.choose_precision("auto", avx2)[0] is True
+
+
+@pytest.mark.parametrize("native", [False, True])
+def test_a_preset_trains_in_bf16_only_where_it_is_native(training_dir, tmp_path, monkeypatch, capsys, native):
+    # The presets asked for bf16 everywhere; on an AVX2-only CPU that made the wide network's
+    # training step 12x slower (4.5 against 57 images/s). "auto" decides, and the run says so.
+    monkeypatch.setattr(precision, "native_bf16", lambda cpuinfo=None: (native, "as the test says"))
+    policies, set_policy = [], keras.mixed_precision.set_global_policy
+    monkeypatch.setattr(keras.mixed_precision, "set_global_policy", lambda p: policies.append(str(p)) or set_policy(p))
+    try:
+        metrics = run(training_dir, tmp_path, "--preset", "fast", "--epochs", "1")
+    finally:
+        set_policy("float32")
+    assert metrics["settings"]["mixed_precision"] is native
+    assert ("mixed_bfloat16" in policies) is native  # the model trained in bf16 (the saved copy is float32)
+    assert ("precision: mixed bfloat16" if native else "precision: float32") in capsys.readouterr().out
 
 
 def test_mixup_blends_faces_and_labels_the_same_way_on_every_pass():
