@@ -2,7 +2,7 @@
 weights (checkpoints of one network: stochastic weight averaging).
 
     python ensemble.py models/a.keras models/b.keras --data data/fer2013 --tta \\
-        --out models/fer_cnn.keras
+        --out models/average.keras
     python ensemble.py snapshots/epoch00*.keras --average weights --data data/fer2013 \\
         --out models/fer_swa.keras
 
@@ -48,13 +48,21 @@ def parse_args(argv=None):
         help="predictions: any models, the mean of their probabilities (costs every member's time); weights: "
         "checkpoints of one network (e.g. a run's last epochs), one model's cost, BatchNorm re-measured",
     )
-    p.add_argument("--out", type=Path, help="save the averaged model here (class names inside)")
+    p.add_argument(
+        "--out",
+        type=Path,
+        help="save the averaged model here (class names inside); without it only the accuracies are printed",
+    )
+    p.add_argument("--overwrite", action="store_true", help="allow --out to replace an existing file")
     cli.add_common(p, "cache_dir")
     args = p.parse_args(argv)
     if len(args.models) < 2:
         p.error("give at least two models to average")
     cli.check_output_file(p, "--out", args.out, {".keras"})
-    cli.refuse_same(p, {"--out": args.out}, {f"member {i + 1}": m for i, m in enumerate(args.models)})
+    ordinal = {1: "1st", 2: "2nd", 3: "3rd"}
+    models = {f"{ordinal.get(i, f'{i}th')} model to average": m for i, m in enumerate(args.models, start=1)}
+    cli.refuse_same(p, {"--out": args.out}, models)
+    cli.refuse_existing(p, [args.out], args.overwrite, "Give --out another name")
     onnx = [str(m) for m in args.models if m.suffix.lower() == ".onnx"]
     if onnx:
         p.error(f"{onnx[0]} is an ONNX export; average the .keras models, then export the average with export.py")
@@ -108,6 +116,8 @@ def compare(args) -> dict:
     if args.out:
         save_model(ensemble, args.out, class_names)
         print(f"saved {args.out} ({args.out.stat().st_size / 1e6:.1f} MB)")
+    else:
+        print("not saved: give --out FILE.keras to keep the average")
     return scores
 
 

@@ -36,6 +36,10 @@ from ferkit.report import plot_ga_progress, plot_ga_selection
 D = GAConfig  # the GA's defaults, defined once in the package
 XCEPTION_FEATURES = 2048
 CURVE_K = (32, 64, 128, 256, 512, 1024)
+# What a run writes (the first three to --models-dir, the plots to --plots-dir); one clone ships
+# models/ga_report.json and both plots, so a run refuses to replace them without --overwrite.
+MODEL_OUTPUTS = ("ga_mask.npy", "ga_forest.joblib", "ga_report.json")
+PLOT_OUTPUTS = ("ga_progress.png", "ga_selection.png")
 
 
 def parse_args(argv=None):
@@ -84,6 +88,11 @@ def parse_args(argv=None):
         "features sent to each worker once; --jobs still sets the local processes for the other forests",
     )
     cli.add_common(p, "cache_dir", "models_dir", "plots_dir")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an earlier run's outputs (or the shipped models/ga_report.json and plots/ga_*.png)",
+    )
     args = p.parse_args(argv)
     for name in ("seeds", "final_trees"):
         if getattr(args, name) < 1:
@@ -96,6 +105,12 @@ def parse_args(argv=None):
     cli.check(p, lambda: ga_config(args, seed=0).validate(XCEPTION_FEATURES))
     cli.check_output_dir(p, "--models-dir", args.models_dir)
     cli.check_output_dir(p, "--plots-dir", args.plots_dir)
+    cli.refuse_existing(
+        p,
+        [args.models_dir / n for n in MODEL_OUTPUTS] + [args.plots_dir / n for n in PLOT_OUTPUTS],
+        args.overwrite,
+        "Give other --models-dir and --plots-dir",
+    )
     return args
 
 
@@ -238,16 +253,16 @@ def run(args) -> dict:
 
     import joblib
 
-    with replacing(args.models_dir / "ga_mask.npy", ".npy") as tmp:
+    with replacing(args.models_dir / MODEL_OUTPUTS[0], ".npy") as tmp:
         np.save(tmp, chosen["mask"])
-    with replacing(args.models_dir / "ga_forest.joblib", ".joblib") as tmp:
+    with replacing(args.models_dir / MODEL_OUTPUTS[1], ".joblib") as tmp:
         joblib.dump(chosen["forest"], tmp, compress=3)
-    progress_plot = plot_ga_progress(runs[0]["ga"].log, args.plots_dir / "ga_progress.png")
+    progress_plot = plot_ga_progress(runs[0]["ga"].log, args.plots_dir / PLOT_OUTPUTS[0])
     selection_plot = plot_ga_selection(
         table,
         curve,
         [(r["seed"], r["candidates"], r["rows"]["GA-selected"]) for r in runs],
-        args.plots_dir / "ga_selection.png",
+        args.plots_dir / PLOT_OUTPUTS[1],
     )
     report = {
         "table": table,
@@ -288,7 +303,7 @@ def run(args) -> dict:
         "extraction_seconds": round(extract_seconds, 1),
         "total_seconds": round(time.time() - started, 1),
     }
-    atomic_write_text(args.models_dir / "ga_report.json", json.dumps(report, indent=1))
+    atomic_write_text(args.models_dir / MODEL_OUTPUTS[2], json.dumps(report, indent=1))
 
     print(f"\n{'method':<24}{'features':>9}{'test accuracy (mean +- std over ' + str(args.seeds) + ' seeds)':>48}")
     for name, row in table.items():

@@ -193,6 +193,21 @@ def refuse_same(p: argparse.ArgumentParser, outputs: dict, inputs: dict) -> None
                 )
 
 
+def refuse_existing(p: argparse.ArgumentParser, outputs, overwrite: bool, elsewhere: str) -> None:
+    """Refuse, before any work, output files that exist already (an earlier run's, or what ships
+    with the project) unless ``--overwrite`` was given: the run would replace them when it ends.
+    ``elsewhere``: how to write somewhere else instead."""
+    if overwrite:
+        return
+    there = [str(path) for path in outputs if path is not None and Path(path).expanduser().exists()]
+    if there:
+        one = len(there) == 1
+        p.error(
+            f"{', '.join(there)} {'exists' if one else 'exist'} (an earlier run's, or what ships with the project) "
+            f"and this run would replace {'it' if one else 'them'}. {elsewhere}, or add --overwrite"
+        )
+
+
 def refuse_duplicates(p: argparse.ArgumentParser, outputs: dict) -> None:
     """Refuse two outputs with one path: the second would silently overwrite the first."""
     seen = {}

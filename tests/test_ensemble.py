@@ -50,6 +50,16 @@ def test_saved_average_predicts_the_mean_of_its_members(training_dir, tmp_path, 
     members = [predict_proba(load_model(p)[0], faces) for p in paths]
     np.testing.assert_allclose(predict_proba(averaged, faces), np.mean(members, axis=0), rtol=1e-4, atol=1e-6)
 
+    # The same command again would replace that file (or, as in the old --help example, the shipped
+    # model): refused before any work unless --overwrite; without --out the run says nothing is kept.
+    saved = out.read_bytes()
+    with pytest.raises(SystemExit) as refused:
+        ensemble.main([*map(str, paths), "--data", str(training_dir), "--out", str(out)])
+    assert refused.value.code == 2 and "--overwrite" in capsys.readouterr().err and out.read_bytes() == saved
+    assert ensemble.parse_args([*map(str, paths), "--out", str(out), "--overwrite"]).overwrite
+    ensemble.main([*map(str, paths), "--data", str(training_dir), "--cache-dir", str(tmp_path / "cache")])
+    assert "not saved: give --out FILE.keras to keep the average" in capsys.readouterr().out
+
 
 def test_models_of_different_classes_are_refused(training_dir, tmp_path, capsys):
     [first] = saved_models(tmp_path, archs=("vgg",))

@@ -199,8 +199,23 @@ def test_ensemble_out_naming_a_member_is_refused(model_path, tmp_path, capsys):
     before = digest(model_path)
     with pytest.raises(SystemExit) as stopped:
         ensemble.main([str(model_path), str(other), "--out", str(model_path)])
-    assert stopped.value.code == 2 and "member 1" in capsys.readouterr().err
+    assert stopped.value.code == 2 and "is also the 1st model to average" in capsys.readouterr().err
     assert digest(model_path) == before
+
+
+def test_a_genetic_search_does_not_replace_earlier_results_unless_asked(tmp_path, capsys):
+    # The default folders hold the shipped report and plots; a short trial run replaced them.
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "ga_report.json").write_text("{}")
+    argv = ["--models-dir", str(tmp_path / "m"), "--plots-dir", str(tmp_path / "p")]
+    started = time.time()
+    with pytest.raises(SystemExit) as stopped:
+        ga_select.main(argv)
+    err = capsys.readouterr().err
+    assert stopped.value.code == 2 and time.time() - started < 5
+    assert "ga_report.json exists" in err and "--overwrite" in err
+    assert ga_select.parse_args([*argv, "--overwrite"]).overwrite
+    assert (tmp_path / "m" / "ga_report.json").read_text() == "{}"
 
 
 # --------------------------------------------------------------------------- interruptions
