@@ -81,6 +81,7 @@ class Dataset:
     layout: str
     val_note: str
     class_names: tuple[str, ...] = CLASS_NAMES
+    test_note: str = "test: the dataset's own test split"
 
 
 def canonical_class(name: str, where: Path) -> str:
@@ -519,8 +520,15 @@ def load_dataset(
     val_idx = np.flatnonzero(group == VAL)
     test_idx = np.flatnonzero(group == TEST)
     spare = np.flatnonzero(group == UNASSIGNED)
+    test_note = Dataset.test_note
     if len(spare) and not len(train_idx):
         train_idx, test_idx = _stratified_split(spare, y, test_fraction, seed)
+        # Said wherever the test split is reported: a CSV without its Usage column may well hold
+        # the very faces a model trained on, and its "test" accuracy would then mean nothing.
+        test_note = (
+            f"test: {test_fraction:.0%} of the images, held out at random (the data names no test split: "
+            "a Usage column or a test/ folder would)"
+        )
     elif len(spare):
         train_idx = np.sort(np.concatenate([train_idx, spare]))
     if not len(train_idx):
@@ -547,4 +555,5 @@ def load_dataset(
         source=str(root),
         layout=layout,
         val_note=val_note,
+        test_note=test_note,
     )

@@ -10,9 +10,11 @@ import numpy as np
 import pytest
 from conftest import FER2013, counts, synthetic_face, write_csv, write_images
 
-from ferkit.data import Split, load_dataset, stratified_subset
+import evaluate
+from ferkit.data import Dataset, Split, load_dataset, stratified_subset
 from ferkit.errors import DatasetError
 from ferkit.faces import CLASS_NAMES, prepare_face, to_model_input
+from ferkit.paths import DEFAULT_MODEL_PATH
 
 
 def class_counts(split: Split) -> list[int]:
@@ -83,6 +85,23 @@ def test_csv_label_codes_are_not_alphabetical(tmp_path, cache_dir):
     # csv codes 0..6 are Angry, Disgust, Fear, Happy, Sad, Surprise, Neutral
     assert names == ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
     assert len(data.train) == len(data.val) == 7
+
+
+def test_a_csv_without_usage_says_its_test_split_was_drawn_at_random(tmp_path, cache_dir, capsys):
+    # Such a CSV may hold the faces a model trained on; evaluate.py printed "test split" and 0.81
+    # for FER2013 training rows, with nothing to say the split was made up.
+    rng = np.random.default_rng(0)
+    rows = [(code, " ".join(map(str, rng.integers(0, 256, 48 * 48)))) for code in range(7) for _ in range(10)]
+    csv_path = write_csv(tmp_path / "mine.csv", rows, header=("emotion", "pixels"))
+    data = load_dataset(csv_path, cache_dir=cache_dir, progress=False)
+    assert "held out at random" in data.test_note and len(data.test) == 7
+    with_usage = write_csv(
+        tmp_path / "f.csv", [(*row, "Training" if i % 3 else "PrivateTest") for i, row in enumerate(rows)]
+    )
+    assert load_dataset(with_usage, cache_dir=cache_dir, progress=False).test_note == Dataset.test_note
+    if DEFAULT_MODEL_PATH.exists():
+        evaluate.main(["--model", str(DEFAULT_MODEL_PATH), "--data", str(csv_path), "--cache-dir", str(cache_dir)])
+        assert "note: test: 10% of the images, held out at random" in capsys.readouterr().out
 
 
 def test_csv_pixels_keep_their_values(tmp_path, cache_dir):
