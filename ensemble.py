@@ -109,7 +109,10 @@ def compare(args) -> dict:
         ensemble = average_models(members)
 
     candidates = {**{str(path): member for path, member in zip(args.models, members)}, "average": ensemble}
-    scores = {name: accuracy(model, data.val, **tta_options(args.tta)) for name, model in candidates.items()}
+    scores = {
+        name: accuracy(model, data.val, **tta_options(args.tta), progress=Path(name).name)
+        for name, model in candidates.items()
+    }
     print(f"validation accuracy ({len(data.val)} faces, {data.val_note}, {TTA_NAMES[args.tta]}):")
     for name, value in scores.items():
         print(f"  {value:.4f}  {name}")

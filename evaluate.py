@@ -85,7 +85,7 @@ def evaluate(args) -> dict:
     require_classes(class_names, data.class_names, args.model)
     split = data.test if args.split == "test" else data.val
     tta = tta_options(args.tta)
-    proba = predict_proba(model, split.x, **tta)
+    proba = predict_proba(model, split.x, **tta, progress=f"{args.split} split")
     summary = classification_summary(split.y, proba.argmax(1), class_names)
     summary["ece"] = expected_calibration_error(proba, split.y, ECE_BINS)
     summary.update(model=str(args.model), data=data.source, split=args.split, tta=args.tta, faces=len(split))

@@ -4,6 +4,7 @@ evaluation (with optional mirror and crop TTA) and the one-compiled-call classif
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -56,23 +57,42 @@ def tta_views(batch: np.ndarray, *, flip_tta: bool = False, crops: bool = False)
 
 
 def predict_proba(
-    model, x, *, flip_tta: bool = False, crops: bool = False, batch_size: int = 256, chunk: int = 8192
+    model,
+    x,
+    *,
+    flip_tta: bool = False,
+    crops: bool = False,
+    batch_size: int = 256,
+    chunk: int = 8192,
+    progress: str | None = None,
 ) -> np.ndarray:
     """Class probabilities for uint8 (N, 48, 48) faces (an array, or rows read from disk).
     flip_tta averages with the mirror image; crops also with five 44-pixel crops (centre,
     corners) of each, so 12 views with flip_tta. Converted ``chunk`` faces at a time, so memory
-    does not grow with N."""
+    does not grow with N. ``progress``: the label of a progress bar on stderr (gone when done);
+    a split read with 12 views takes minutes on a CPU."""
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        chunk = min(chunk, 512)  # the bar moves once per chunk
+        bar = tqdm(total=len(x), desc=progress, unit="face", leave=False, file=sys.stderr)
     parts = []
     for start in range(0, len(x), chunk):
         views = tta_views(to_model_input(np.asarray(x[start : start + chunk])), flip_tta=flip_tta, crops=crops)
         proba = sum(np.asarray(model.predict(v, batch_size=batch_size, verbose=0), np.float64) for v in views)
         parts.append(proba / len(views))
+        if bar is not None:
+            bar.update(len(proba))
+    if bar is not None:
+        bar.close()
     return np.concatenate(parts) if parts else np.zeros((0, model.output_shape[-1]))
 
 
-def accuracy(model, split: Split, *, flip_tta: bool = False, crops: bool = False) -> float:
+def accuracy(model, split: Split, *, flip_tta: bool = False, crops: bool = False, progress: str | None = None) -> float:
     """Share of a split's faces whose most probable class is the true one."""
-    return float(np.mean(predict_proba(model, split.x, flip_tta=flip_tta, crops=crops).argmax(1) == split.y))
+    proba = predict_proba(model, split.x, flip_tta=flip_tta, crops=crops, progress=progress)
+    return float(np.mean(proba.argmax(1) == split.y))
 
 
 class ExpressionClassifier:
