@@ -29,10 +29,18 @@ class _HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefa
         return super()._get_help_string(action)
 
 
+class _OneLineErrors(argparse.ArgumentParser):
+    """A refused command line is one line, like every other error of the scripts: argparse put
+    its usage block (20 lines for train_cnn.py) above the line that says what is wrong."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (all options: {self.prog} --help)\n")
+
+
 def parser(doc: str | None) -> argparse.ArgumentParser:
     # No abbreviations: a misspelt --epoch must be an error, not silently --epochs (or worse,
     # a run with default outputs that replaces the shipped model).
-    return argparse.ArgumentParser(description=doc, formatter_class=_HelpFormatter, allow_abbrev=False)
+    return _OneLineErrors(description=doc, formatter_class=_HelpFormatter, allow_abbrev=False)
 
 
 def finite_float(text: str) -> float:

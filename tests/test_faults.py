@@ -43,9 +43,10 @@ def one_error_line(err: str) -> str:
 
 
 def usage_error(err: str) -> str:
-    """The one error line argparse prints under the usage lines for a refused command line."""
+    """The one line a refused command line prints: what is wrong, without argparse's usage block
+    above it (20 lines for train_cnn.py) that buried it."""
     lines = [line for line in err.strip().splitlines() if ": error: " in line]
-    assert len(lines) == 1 and "Traceback" not in err, err
+    assert len(lines) == 1 and "Traceback" not in err and "usage:" not in err, err
     return lines[0]
 
 
