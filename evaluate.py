@@ -78,6 +78,7 @@ def parse_args(argv=None):
 
 
 def evaluate(args) -> dict:
+    cli.check_inputs(args.data, [args.model])
     if args.model.suffix.lower() != ".onnx":
         cli.import_keras_quietly()
     model, class_names = load_model(args.model)

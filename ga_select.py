@@ -208,6 +208,7 @@ def kbest_curve(args, x_train, y_train, x_test, y_test) -> dict:
 
 
 def run(args) -> dict:
+    cli.check_inputs(args.data)
     started = time.time()
     args.models_dir.mkdir(parents=True, exist_ok=True)
     data = load_dataset(args.data, cache_dir=args.cache_dir)

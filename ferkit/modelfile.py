@@ -60,10 +60,9 @@ def _shown(path: Path) -> str:
         return str(path)
 
 
-def load_model(path: str | os.PathLike = DEFAULT_MODEL_PATH):
-    """Load a saved classifier and its class names; clear errors for missing or foreign files.
-    A ``.keras`` file loads with Keras; an ``.onnx`` file (``export.py``) with ONNX Runtime, so
-    neither TensorFlow nor Keras is imported for it."""
+def check_model_path(path: str | os.PathLike) -> Path:
+    """The path of a saved model, or ``ModelFileError`` when there is no file there (missing, or a
+    folder): what the scripts check at parse time, before loading any framework."""
     path = Path(path)
     if not path.exists():
         shipped = (
@@ -81,6 +80,14 @@ def load_model(path: str | os.PathLike = DEFAULT_MODEL_PATH):
             f"{path} is a folder; give a saved model file (.onnx or .keras; the shipped one is "
             f"{_shown(DEFAULT_MODEL_PATH)})"
         )
+    return path
+
+
+def load_model(path: str | os.PathLike = DEFAULT_MODEL_PATH):
+    """Load a saved classifier and its class names; clear errors for missing or foreign files.
+    A ``.keras`` file loads with Keras; an ``.onnx`` file (``export.py``) with ONNX Runtime, so
+    neither TensorFlow nor Keras is imported for it."""
+    path = check_model_path(path)
     if is_onnx(path):
         from .onnxmodel import load_onnx
 

@@ -335,3 +335,36 @@ def test_help_loads_no_deep_learning_framework(script):
     # An option whose help names its default in words is not given a second, absolute one.
     text = " ".join(out.stdout.split())
     assert not re.search(r"\(default [^)]*\) \(default:", text), text
+
+
+MISSING = """
+import sys, importlib
+module = importlib.import_module(sys.argv[1])
+try:
+    module.main(sys.argv[2:])
+except SystemExit as exc:
+    print("exit:", exc.code)
+heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("tensorflow", "keras", "jax", "torch"))
+print("heavy:", heavy)
+"""
+
+
+@pytest.mark.parametrize(
+    "script, argv, says",
+    [
+        ("train_cnn", ["--data", "no/such/fer2013", "--models-dir", "{tmp}"], "dataset path no/such/fer2013 does not"),
+        ("train_cnn", ["--init-from", "no.keras", "--models-dir", "{tmp}"], "model file no.keras not found"),
+        ("evaluate", ["--data", "no/such/fer2013"], "dataset path no/such/fer2013 does not"),
+        ("evaluate", ["--model", "no.keras"], "model file no.keras not found"),
+        ("ensemble", ["{tmp}/a.keras", "{tmp}/b.keras"], "a.keras not found"),
+        ("ga_select", ["--data", "no.csv", "--models-dir", "{tmp}", "--plots-dir", "{tmp}"], "no.csv does not"),
+    ],
+)
+def test_a_missing_dataset_or_model_is_said_before_loading_any_framework(script, argv, says, tmp_path):
+    # It took 6-14 s (Keras and TensorFlow loaded first) to say the path was wrong.
+    argv = [a.format(tmp=tmp_path) for a in argv]
+    out = subprocess.run(
+        [sys.executable, "-c", MISSING, script, *argv], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert "exit: 2" in out.stdout and "heavy: []" in out.stdout, out.stdout + out.stderr[-1500:]
+    assert says in out.stderr and len(out.stderr.strip().splitlines()) == 1, out.stderr
