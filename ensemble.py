@@ -39,7 +39,7 @@ def parse_args(argv=None):
         choices=TTA_MODES,
         default=False,
         help="flip (the flag alone): average with the mirrored face; crops: 12 views (mirror x whole face and "
-        "five 44-pixel crops)",
+        "five 44-pixel crops) (default off)",
     )
     p.add_argument(
         "--average",

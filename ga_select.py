@@ -79,7 +79,7 @@ def parse_args(argv=None):
     p.add_argument("--candidates", type=int, default=D.candidates, help="front members scored on validation")
     p.add_argument("--final-trees", type=int, default=300, help="trees in the validation, final and baseline forests")
     p.add_argument("--patience", type=int, default=D.patience, help="stop after N generations without a better subset")
-    p.add_argument("--jobs", type=int, default=D.jobs, help="processes fitting forests (default: all cores)")
+    p.add_argument("--jobs", type=int, default=D.jobs, help="processes fitting forests (default all cores)")
     p.add_argument(
         "--scheduler",
         default=D.scheduler,

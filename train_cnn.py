@@ -38,8 +38,8 @@ def parse_args(argv=None) -> TrainConfig:
         "--width to 8x--width channels on 40x40 crops (the published 0.72-0.73 recipes' shape)",
     )
     p.add_argument("--width", type=int, default=D.width, help="first-stage channels of --arch wide")
-    p.add_argument("--epochs", type=int, default=D.epochs)
-    p.add_argument("--batch-size", type=int, default=D.batch_size)
+    p.add_argument("--epochs", type=int, default=D.epochs, help="passes over the training faces")
+    p.add_argument("--batch-size", type=int, default=D.batch_size, help="faces per training step")
     p.add_argument(
         "--preset",
         choices=PRESETS,
@@ -72,8 +72,15 @@ def parse_args(argv=None) -> TrainConfig:
     )
     p.add_argument("--lr-factor", type=cli.finite_float, default=D.lr_factor, help="ReduceLROnPlateau factor")
     p.add_argument("--lr-patience", type=int, default=D.lr_patience, help="ReduceLROnPlateau patience (epochs)")
-    p.add_argument("--min-lr", type=cli.finite_float, default=D.min_lr)
-    p.add_argument("--label-smoothing", type=cli.finite_float, default=D.label_smoothing)
+    p.add_argument(
+        "--min-lr", type=cli.finite_float, default=D.min_lr, help="the lowest rate the plateau schedule decays to"
+    )
+    p.add_argument(
+        "--label-smoothing",
+        type=cli.finite_float,
+        default=D.label_smoothing,
+        help="share of each target spread evenly over all classes (0 = off)",
+    )
     p.add_argument(
         "--augment",
         nargs="?",
@@ -81,7 +88,7 @@ def parse_args(argv=None) -> TrainConfig:
         choices=(*AUGMENTATIONS, "none"),
         default=D.augment,
         help="light (the flag alone): random flip/shift/rotate/zoom; strong: also box scale +-15%%, "
-        "brightness, contrast, blur and random erasing; none: off (to override a --preset)",
+        "brightness, contrast, blur and random erasing; none: off (to override a --preset) (default off)",
     )
     p.add_argument("--mixup", type=cli.finite_float, default=D.mixup, help="mixup alpha (0 = off; 0.2 is typical)")
     p.add_argument("--class-weights", action="store_true", help="weight classes by inverse frequency")
@@ -109,7 +116,7 @@ def parse_args(argv=None) -> TrainConfig:
         choices=TTA_MODES,
         default=D.tta,
         help="test-time augmentation of the final evaluation: flip (the flag alone) averages with the mirrored "
-        "face; crops also with five 44-pixel crops of each (12 views)",
+        "face; crops also with five 44-pixel crops of each (12 views) (default off)",
     )
     p.add_argument(
         "--swa-epochs",
@@ -132,7 +139,12 @@ def parse_args(argv=None) -> TrainConfig:
         default=D.val_fraction,
         help="share of train held out for validation when the data has no validation split",
     )
-    p.add_argument("--seed", type=int, default=D.seed)
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=D.seed,
+        help="seed of the weights, the validation split, the batches and augmentation",
+    )
     p.add_argument(
         "--mixed-precision",
         action=argparse.BooleanOptionalAction,
@@ -166,7 +178,7 @@ def parse_args(argv=None) -> TrainConfig:
         "--checkpoint-dir",
         type=Path,
         default=D.checkpoint_dir,
-        help="where per-epoch checkpoints go (default models/checkpoints/NAME)",
+        help="where per-epoch checkpoints go (default MODELS_DIR/checkpoints/NAME: models/checkpoints/NAME)",
     )
     cli.add_common(p, "models_dir", "plots_dir", "cache_dir")
     preset = p.parse_known_args(argv)[0].preset
