@@ -46,14 +46,25 @@ def load_xception(weights: str, size: int):
     except Exception as exc:  # download failures and foreign files surface as many exception types
         if weights == "imagenet":
             raise FeatureError(
-                f"could not download the ImageNet Xception weights ({type(exc).__name__}). Without internet, "
+                f"could not download the ImageNet Xception weights ({_reason(exc)}). Without internet, "
                 f"download the no-top weights elsewhere and give their path with --weights."
             ) from None
         raise FeatureError(
-            f"{weights} is not an Xception no-top weights file (Keras could not load it: "
-            f"{str(exc).strip().splitlines()[0][:120] if str(exc).strip() else type(exc).__name__}). Give "
+            f"{weights} is not an Xception no-top weights file (Keras could not load it: {_reason(exc)}). Give "
             f"xception_weights_tf_dim_ordering_tf_kernels_notop.h5 or a .weights.h5 of keras.applications.Xception."
         ) from None
+
+
+def _reason(exc: BaseException, most: int = 160) -> str:
+    """The first line of an exception's message, cut at a word (not mid-word) when long; its type
+    where it has no message (a bare ``Exception`` from a failed download said nothing)."""
+    lines = str(exc).strip().splitlines()
+    text = lines[0] if lines else ""
+    if not text:
+        return f"{type(exc).__name__}, no message"
+    if len(text) > most:
+        text = text[:most].rsplit(" ", 1)[0].rstrip(" .,:;") + " ..."
+    return text
 
 
 def extract_features(

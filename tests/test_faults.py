@@ -495,6 +495,18 @@ def test_a_foreign_weights_file_is_named_in_one_short_line(model_path, capsys):
     assert len(str(refused.value)) < 400 and "download" not in str(refused.value)
 
 
+def test_why_the_weights_failed_is_said_whole_words_or_by_type():
+    from ferkit.features import _reason
+
+    assert _reason(Exception()) == "Exception, no message"  # a failed download said only "(Exception)"
+    long = Exception("File format not supported: filepath=x.onnx. Keras 3 only supports V3 `.keras` files " * 3)
+    assert _reason(long).endswith(" ...") and len(_reason(long)) <= 164
+    assert _reason(long)[:-4] == str(long)[: len(_reason(long)) - 4]  # a cut at a word, not inside one
+    assert _reason(OSError("[Errno -3] Temporary failure in name resolution\nmore")) == (
+        "[Errno -3] Temporary failure in name resolution"
+    )
+
+
 def test_a_model_path_that_is_no_model_says_what_it_is(tmp_path):
     from ferkit.errors import ModelFileError
 
