@@ -315,8 +315,9 @@ def run(args) -> dict:
         print(f"\nchosen subsets across seeds: mean Jaccard overlap {np.mean(overlaps):.2f}")
     print(f"total {report['total_seconds']:.0f} s (features {extract_seconds:.0f} s)")
     print(
-        f"saved {args.models_dir / 'ga_mask.npy'}, {args.models_dir / 'ga_forest.joblib'}, "
-        f"{args.models_dir / 'ga_report.json'}, {progress_plot}, {selection_plot}"
+        "saved "
+        + ", ".join(str(args.models_dir / name) for name in MODEL_OUTPUTS)
+        + f", {progress_plot}, {selection_plot}"
     )
     return report
 
