@@ -25,7 +25,7 @@ from ferkit.calibration import (
     with_temperature,
 )
 from ferkit.classify import TTA_MODES, TTA_NAMES, predict_proba, tta_options
-from ferkit.data import Dataset, load_dataset
+from ferkit.data import load_dataset
 from ferkit.modelfile import load_model, read_calibration, require_classes, save_model
 from ferkit.report import classification_summary, format_report, plot_confusion, plot_reliability
 
@@ -93,7 +93,7 @@ def evaluate(args) -> dict:
     name = {"test": "test", "val": "validation"}[args.split]
     views = f" with {TTA_NAMES[args.tta]}" if args.tta else ""
     print(f"{args.model} on {data.source} {name} split ({len(split)} faces){views}")
-    if args.split == "test" and data.test_note != Dataset.test_note:
+    if args.split == "test" and data.test_drawn:
         print(f"note: {data.test_note}")
     print(format_report(summary))
     calibrated = read_calibration(args.model)

@@ -83,6 +83,11 @@ class Dataset:
     class_names: tuple[str, ...] = CLASS_NAMES
     test_note: str = "test: the dataset's own test split"
 
+    @property
+    def test_drawn(self) -> bool:
+        """Whether the test split was drawn at random here (the data names none of its own)."""
+        return self.test_note != Dataset.test_note
+
 
 def canonical_class(name: str, where: Path) -> str:
     key = name.strip().lower()

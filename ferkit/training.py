@@ -17,7 +17,7 @@ from .atomic import atomic_write_text
 from .batches import EpochBatches, EpochRandomness, ExactValidationLoss, FaceBatches, epoch_seed
 from .checkpoint import CheckpointFolder, EpochCheckpoint, RestorePlateau, load_checkpoint, saved_epoch, seed_states
 from .classify import accuracy, predict_proba, tta_options
-from .data import Dataset, load_dataset, stratified_subset
+from .data import load_dataset, stratified_subset
 from .distill import blend_targets, cached_teacher_probabilities
 from .distribute import Plan, data_parallel, lost_peer, split_cpu
 from .errors import Interrupted, ModelFileError, ParameterError, PeerLost, TrainingDiverged
@@ -304,7 +304,7 @@ def train(config: TrainConfig) -> dict:
     print(
         f"data: {data.source} ({data.layout}); train {len(train_split)}, validation "
         f"{len(data.val)}, test {len(data.test)}; {data.val_note}"
-        + (f"; {data.test_note}" if data.test_note != Dataset.test_note else "")
+        + (f"; {data.test_note}" if data.test_drawn else "")
         + ("; faces read from disk per batch" if config.stream else "")
     )
     plan = data_parallel(config.batch_size) if config.distribute else Plan()
