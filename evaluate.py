@@ -136,6 +136,9 @@ def evaluate(args) -> dict:
         )
     if args.json:
         atomic_write_text(args.json, json.dumps(summary, indent=1))
+    saved = [str(path) for path in (args.reliability, args.confusion, args.json) if path]
+    if saved:
+        print(f"saved {', '.join(saved)}")
     return summary
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 from pathlib import Path
@@ -60,11 +59,13 @@ class CheckpointFolder:
     def open(self) -> None:
         """Check, create or adopt, and lock the folder. Raises ``CheckpointError`` naming the fix."""
         self.check()
-        created = not self.path.exists()
+        # The folders this run makes, deepest first (models/checkpoints/NAME makes checkpoints/ too
+        # on a first run): removed again at the end if they are empty then.
+        made = [str(p.absolute()) for p in (self.path, *self.path.parents) if not p.exists()]
         self.path.mkdir(parents=True, exist_ok=True)
         self._lock()
         if not (self.path / MARKER).exists():
-            note = {"made_by": "train_cnn.py (ferkit)", "created_folder": created}
+            note = {"made_by": "train_cnn.py (ferkit)", "created_folder": bool(made), "created_folders": made}
             atomic_write_text(self.path / MARKER, json.dumps(note) + "\n")
 
     def _lock(self) -> None:
@@ -92,20 +93,24 @@ class CheckpointFolder:
             path.unlink(missing_ok=True)
 
     def remove(self) -> None:
-        """A finished run: remove the checkpoint files and the mark; the folder too if this
-        program created it and nothing else is in it."""
+        """A finished run: remove the checkpoint files and the mark; the folder too, and the
+        folders above it that the run made, if this program created them and nothing else is in them."""
         marker = self.path / MARKER
         try:
-            created = json.loads(marker.read_text()).get("created_folder", False)
-        except (OSError, ValueError):
-            created = False
+            note = json.loads(marker.read_text())
+            # An older run's mark names only whether the folder itself was made.
+            made = note.get("created_folders", [str(self.path)] if note.get("created_folder") else [])
+        except (OSError, ValueError, AttributeError):
+            made = []
         self.clear()
         marker.unlink(missing_ok=True)
         (self.path / LOCK).unlink(missing_ok=True)
         self.release()
-        if created:
-            with contextlib.suppress(OSError):  # rmdir only removes an empty folder: a file the user put
-                self.path.rmdir()  # there since stays
+        for folder in made:  # deepest first
+            try:  # rmdir only removes an empty folder: a file the user (or another run) put there stays
+                Path(folder).rmdir()
+            except OSError:
+                break
 
     def release(self) -> None:
         if self._lock_fd is not None:

@@ -380,9 +380,13 @@ def _fingerprint(parts) -> str:
     return h.hexdigest()[:20]
 
 
-def _load_raw(layout: str, paths: dict[str, Path], cache_dir: Path | None, progress: bool, stream: bool = False):
+def _load_raw(
+    layout: str, paths: dict[str, Path], cache_dir: Path | None, progress: bool, stream: bool = False, check=None
+):
     """Decode every image once; later calls with unchanged sources read the cache. With
-    ``stream`` the faces go to (and come back as) a face file read on demand (``FaceRows``)."""
+    ``stream`` the faces go to (and come back as) a face file read on demand (``FaceRows``).
+    ``check(group)``: called on image folders' groups (known from file and folder names) before
+    any image is decoded, so a dataset that cannot be used is refused in seconds, not minutes."""
     if layout in ("csv", "npz"):
         st = paths[layout].stat()
         key = _fingerprint([layout, str(paths[layout].resolve()), st.st_size, st.st_mtime_ns])
@@ -397,6 +401,8 @@ def _load_raw(layout: str, paths: dict[str, Path], cache_dir: Path | None, progr
             items += _collect_folder(folder, default, require_all_nonempty=role in ("train", "all"))
         if not items:
             raise DatasetError(f"no images found under {', '.join(map(str, paths.values()))}.")
+        if check is not None:
+            check(np.array([item[2] for item in items]))
         key = _fingerprint(
             [layout, sorted((str(Path(p).resolve()), s, m) for p, _, _, s, m in items), [(i[1], i[2]) for i in items]]
         )
@@ -489,6 +495,18 @@ def _stratified_split(indices: np.ndarray, y: np.ndarray, fraction: float, seed:
     return rest, held
 
 
+def _require_splits(root: Path, layout: str, train: bool, val: bool, test: bool, need_test: bool) -> None:
+    if not train:
+        raise DatasetError(f"{root} has no training images; add a train/ folder or Training rows.")
+    if not test and (need_test or not val):
+        raise DatasetError(
+            f"{root} has no test images. Add a test/ folder (or PrivateTest rows), or pass a plain "
+            f"folder of class folders to split it automatically (files named Training_* always count as "
+            f"training images, so a FER2013 train/ folder alone cannot be split)."
+            + (" An .npz exported without its test faces serves train_cnn.py only." if layout == "npz" else "")
+        )
+
+
 def load_dataset(
     root: str | os.PathLike,
     *,
@@ -517,7 +535,14 @@ def load_dataset(
     if not 0 < val_fraction < 1 or not 0 < test_fraction < 1:
         raise DatasetError("val_fraction and test_fraction must be between 0 and 1.")
     layout, paths = detect_layout(root)
-    x, y, group = _load_raw(layout, paths, Path(cache_dir) if cache_dir else None, progress, stream)
+
+    def usable(group):  # the groups as named; spare images without training ones are split here
+        spare, train = np.any(group == UNASSIGNED), np.any(group == TRAIN)
+        _require_splits(
+            root, layout, spare or train, np.any(group == VAL), np.any(group == TEST) or spare and not train, need_test
+        )
+
+    x, y, group = _load_raw(layout, paths, Path(cache_dir) if cache_dir else None, progress, stream, check=usable)
     if len(y) == 0:
         raise DatasetError(f"no readable images in {root}.")
 
@@ -536,15 +561,7 @@ def load_dataset(
         )
     elif len(spare):
         train_idx = np.sort(np.concatenate([train_idx, spare]))
-    if not len(train_idx):
-        raise DatasetError(f"{root} has no training images; add a train/ folder or Training rows.")
-    if not len(test_idx) and (need_test or not len(val_idx)):
-        raise DatasetError(
-            f"{root} has no test images. Add a test/ folder (or PrivateTest rows), or pass a plain "
-            f"folder of class folders to split it automatically (files named Training_* always count as "
-            f"training images, so a FER2013 train/ folder alone cannot be split)."
-            + (" An .npz exported without its test faces serves train_cnn.py only." if layout == "npz" else "")
-        )
+    _require_splits(root, layout, len(train_idx) > 0, len(val_idx) > 0, len(test_idx) > 0, need_test)
     if len(val_idx):
         val_note = "validation: the dataset's own validation split"
         if not len(test_idx):  # e.g. an .npz exported without its test faces, to train elsewhere

@@ -56,7 +56,7 @@ def test_temperature_folded_into_the_model_matches_and_is_saved(tmp_path):
     np.testing.assert_allclose(np.asarray(reloaded(faces)), np.asarray(model(faces)), rtol=1e-5, atol=1e-6)
 
 
-def test_evaluate_calibrates_on_validation_and_keeps_the_labels(training_dir, tmp_path):
+def test_evaluate_calibrates_on_validation_and_keeps_the_labels(training_dir, tmp_path, capsys):
     import keras
 
     from ferkit.networks import build_model
@@ -77,6 +77,7 @@ def test_evaluate_calibrates_on_validation_and_keeps_the_labels(training_dir, tm
     )
     assert report["calibration"]["temperature"] > 0 and 0 <= report["ece"] <= 1
     assert (tmp_path / "rel.png").stat().st_size > 10_000
+    assert f"saved {tmp_path / 'rel.png'}" in capsys.readouterr().out
     again = evaluate.main(["--model", str(tmp_path / "cal.keras"), *common])
     assert again["accuracy"] == report["accuracy"]  # a temperature never changes the most probable class
     assert again["ece"] == pytest.approx(report["calibration"]["ece_after_on_test"], abs=1e-6)

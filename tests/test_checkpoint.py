@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from test_train import TINY
 from test_train import run as train_run
 
 from ferkit.checkpoint import MARKER, CheckpointFolder
@@ -13,7 +14,7 @@ from ferkit.errors import CheckpointError
 
 
 def run(data, tmp_path, *extra):
-    return train_run(data, tmp_path, "--arch", "vgg", "--epochs", "1", *extra)
+    return train_run(data, tmp_path, *TINY, "--epochs", "1", *extra)
 
 
 def test_a_folder_of_other_files_is_refused_and_left_as_it_was(training_dir, tmp_path, capsys):
@@ -42,9 +43,9 @@ def test_a_finished_run_removes_only_its_own_files(training_dir, tmp_path):
     assert given.is_dir() and list(given.iterdir()) == []
     assert (tmp_path / "models" / "t.keras").exists()
 
-    made = tmp_path / "made" / "here"  # a folder the run made: removed with its files
+    made = tmp_path / "made" / "here"  # folders the run made: removed with its files
     run(training_dir, tmp_path, "--checkpoint-dir", str(made), "--overwrite")
-    assert not made.exists() and (tmp_path / "made").is_dir()
+    assert not (tmp_path / "made").exists()
 
 
 def test_cleanup_keeps_files_put_beside_the_checkpoint(tmp_path):
@@ -57,6 +58,24 @@ def test_cleanup_keeps_files_put_beside_the_checkpoint(tmp_path):
     assert sorted(p.name for p in folder.path.iterdir()) == sorted([".lock", MARKER, "notes.txt"])
     folder.remove()
     assert [p.name for p in folder.path.iterdir()] == ["notes.txt"]  # made by the run, but not empty: kept
+
+
+def test_the_folders_a_run_made_above_its_checkpoints_go_when_empty_and_stay_otherwise(tmp_path):
+    models = tmp_path / "models"
+    models.mkdir()  # the user's (or an earlier run's)
+    first = CheckpointFolder(models / "checkpoints" / "a")  # the default place: checkpoints/ made too
+    first.open()
+    first.remove()
+    assert list(models.iterdir()) == []  # no empty checkpoints/ left behind
+
+    first, second = CheckpointFolder(models / "checkpoints" / "a"), CheckpointFolder(models / "checkpoints" / "b")
+    first.open()
+    second.open()  # another run beside it
+    first.remove()
+    assert [p.name for p in (models / "checkpoints").iterdir()] == ["b"]
+    (second.path / "notes.txt").write_text("the user's")
+    second.remove()
+    assert (second.path / "notes.txt").exists()
 
 
 def test_a_second_run_on_the_same_folder_is_refused_at_its_start(training_dir, tmp_path, capsys):

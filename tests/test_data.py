@@ -11,6 +11,7 @@ import pytest
 from conftest import FER2013, counts, synthetic_face, write_csv, write_images
 
 import evaluate
+from ferkit import data as data_module
 from ferkit.data import Dataset, Split, load_dataset, stratified_subset
 from ferkit.errors import DatasetError
 from ferkit.faces import CLASS_NAMES, prepare_face, to_model_input
@@ -127,6 +128,17 @@ def test_csv_pixels_keep_their_values(tmp_path, cache_dir):
 def test_bad_input_gives_one_clear_error(tmp_path, cache_dir, make, message):
     with pytest.raises(DatasetError, match=message):
         load_dataset(make(tmp_path), cache_dir=cache_dir, progress=False)
+
+
+def test_a_fer2013_train_folder_alone_is_refused_before_any_image_is_decoded(tmp_path, cache_dir, monkeypatch):
+    write_images(tmp_path / "train", counts(3), prefix="Training")  # FER2013's train/ given as --data
+
+    def decode(*args, **kwargs):
+        raise AssertionError("decoded 28,709 images before saying the data cannot be used")
+
+    monkeypatch.setattr(data_module, "_decode_files", decode)
+    with pytest.raises(DatasetError, match="no test images.*cannot be split"):
+        load_dataset(tmp_path / "train", cache_dir=cache_dir, progress=False)
 
 
 def test_empty_class_folder_is_named(tmp_path, cache_dir):

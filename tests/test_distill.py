@@ -20,13 +20,13 @@ from ferkit.networks import build_model
 
 @pytest.fixture
 def teachers(tmp_path):
-    """Two small untrained VGG variants with different weights, saved like trained models."""
+    """Two small untrained networks with different weights, saved like trained models."""
     paths = []
     for seed in (1, 2):
         import keras
 
         keras.utils.set_random_seed(seed)
-        paths.append(save_model(build_model(arch="vgg"), tmp_path / f"teacher{seed}.keras"))
+        paths.append(save_model(build_model(arch="wide", width=8), tmp_path / f"teacher{seed}.keras"))
     return paths
 
 
@@ -92,7 +92,7 @@ def test_distilled_run_learns_the_blended_targets_and_resumes_without_rereading(
         original(self, *args, **kwargs)
 
     monkeypatch.setattr(training.EpochBatches, "__init__", record)
-    flags = ["--epochs", "2", "--arch", "vgg", "--teacher", *map(str, teachers), "--distill", "0.4"]
+    flags = ["--epochs", "2", "--arch", "wide", "--width", "8", "--teacher", *map(str, teachers), "--distill", "0.4"]
     interrupt_after_epoch(monkeypatch, 0)
     with pytest.raises(SystemExit):
         run(training_dir, tmp_path, *flags)

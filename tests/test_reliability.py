@@ -34,7 +34,8 @@ def one_error_line(err: str) -> str:
 def train(data, tmp_path, *extra):
     return train_cnn.main(
         ["--data", str(data), "--models-dir", str(tmp_path / "models"), "--plots-dir", str(tmp_path / "plots"),
-         "--cache-dir", str(tmp_path / "cache"), "--batch-size", "32", "--arch", "vgg", "--name", "t", *extra]
+         "--cache-dir", str(tmp_path / "cache"), "--batch-size", "32", "--arch", "wide", "--width", "8", "--name", "t",
+         *extra]
     )  # fmt: skip
 
 
@@ -105,7 +106,9 @@ def test_init_from_a_model_of_other_classes_is_one_error(training_dir, tmp_path,
     from ferkit.networks import build_model
 
     keras.utils.set_random_seed(0)
-    five = save_model(build_model(num_classes=5, arch="vgg"), tmp_path / "five.keras", ("a", "b", "c", "d", "e"))
+    five = save_model(
+        build_model(num_classes=5, arch="wide", width=8), tmp_path / "five.keras", ("a", "b", "c", "d", "e")
+    )
     with pytest.raises(SystemExit) as refused:
         train(training_dir, tmp_path, "--epochs", "1", "--init-from", str(five))
     assert refused.value.code == 2
@@ -171,7 +174,7 @@ def test_a_preset_warm_up_is_fitted_to_a_short_run(tmp_path, capsys):
 def test_ctrl_c_while_the_framework_imports_is_a_clean_exit(training_dir, tmp_path):
     run = subprocess.Popen(
         [sys.executable, "train_cnn.py", "--data", str(training_dir), "--models-dir", str(tmp_path / "m"),
-         "--cache-dir", str(tmp_path / "c"), "--epochs", "1", "--arch", "vgg"],
+         "--cache-dir", str(tmp_path / "c"), "--epochs", "1", "--arch", "wide", "--width", "8"],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )  # fmt: skip
