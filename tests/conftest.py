@@ -45,6 +45,11 @@ def write_images(
             cv2.imwrite(str(class_dir / f"{prefix}_{seed}{i:04d}{ext}"), image)
 
 
+# The mechanics of a run (resume, limits, checkpoints) do not depend on the network's size; the
+# narrowest wide network (8-64 channels) trains 2-3x faster than the VGG variant on a CPU.
+TINY = ("--arch", "wide", "--width", "8")
+
+
 def counts(n: int) -> dict[str, int]:
     return {name: n for name in CLASS_NAMES}
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from test_train import TINY
+from conftest import TINY
 from test_train import run as train_run
 
 from ferkit.checkpoint import MARKER, CheckpointFolder

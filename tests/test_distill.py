@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+from conftest import TINY
 from test_train import interrupt_after_epoch, run
 
 import train_cnn
@@ -92,7 +93,7 @@ def test_distilled_run_learns_the_blended_targets_and_resumes_without_rereading(
         original(self, *args, **kwargs)
 
     monkeypatch.setattr(training.EpochBatches, "__init__", record)
-    flags = ["--epochs", "2", "--arch", "wide", "--width", "8", "--teacher", *map(str, teachers), "--distill", "0.4"]
+    flags = ["--epochs", "2", *TINY, "--teacher", *map(str, teachers), "--distill", "0.4"]
     interrupt_after_epoch(monkeypatch, 0)
     with pytest.raises(SystemExit):
         run(training_dir, tmp_path, *flags)

@@ -17,7 +17,7 @@ import warnings
 import cv2
 import numpy as np
 import pytest
-from conftest import ROOT
+from conftest import ROOT, TINY
 
 import ensemble
 import evaluate
@@ -286,10 +286,7 @@ def _train_args(data, out):
         out / "cache",
         "--batch-size",
         "32",
-        "--arch",
-        "wide",
-        "--width",
-        "8",
+        *TINY,
         "--augment",
         "--epochs",
         "4",

@@ -13,7 +13,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import ROOT, counts, write_images
+from conftest import ROOT, TINY, counts, write_images
 
 import evaluate
 import train_cnn
@@ -34,8 +34,7 @@ def one_error_line(err: str) -> str:
 def train(data, tmp_path, *extra):
     return train_cnn.main(
         ["--data", str(data), "--models-dir", str(tmp_path / "models"), "--plots-dir", str(tmp_path / "plots"),
-         "--cache-dir", str(tmp_path / "cache"), "--batch-size", "32", "--arch", "wide", "--width", "8", "--name", "t",
-         *extra]
+         "--cache-dir", str(tmp_path / "cache"), "--batch-size", "32", *TINY, "--name", "t", *extra]
     )  # fmt: skip
 
 
@@ -174,7 +173,7 @@ def test_a_preset_warm_up_is_fitted_to_a_short_run(tmp_path, capsys):
 def test_ctrl_c_while_the_framework_imports_is_a_clean_exit(training_dir, tmp_path):
     run = subprocess.Popen(
         [sys.executable, "train_cnn.py", "--data", str(training_dir), "--models-dir", str(tmp_path / "m"),
-         "--cache-dir", str(tmp_path / "c"), "--epochs", "1", "--arch", "wide", "--width", "8"],
+         "--cache-dir", str(tmp_path / "c"), "--epochs", "1", *TINY],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )  # fmt: skip

@@ -14,10 +14,9 @@ import tarfile
 
 import numpy as np
 import pytest
-from conftest import FER2013
+from conftest import FER2013, TINY
 from test_faults import ROOT, wait_for
 from test_ga import config, synthetic_features
-from test_train import TINY
 
 from ferkit import ga
 from ferkit.data import export_npz

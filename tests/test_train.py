@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import keras
 import numpy as np
 import pytest
-from conftest import FER2013
+from conftest import FER2013, TINY
 
 import evaluate
 import train_cnn
@@ -18,10 +18,6 @@ from ferkit.data import load_dataset
 from ferkit.errors import ModelFileError
 from ferkit.faces import CLASS_NAMES
 from ferkit.modelfile import load_model
-
-# The mechanics of a run (resume, limits, checkpoints) do not depend on the network's size; the
-# narrowest wide network (8-64 channels) trains 2-3x faster than the VGG variant on a CPU.
-TINY = ("--arch", "wide", "--width", "8")
 
 
 def run(data, tmp_path, *extra):
