@@ -14,7 +14,7 @@ import tarfile
 
 import numpy as np
 import pytest
-from conftest import FER2013, TINY
+from conftest import TINY
 from test_faults import ROOT, wait_for
 from test_ga import config, synthetic_features
 
@@ -157,16 +157,17 @@ def test_training_from_disk_matches_training_in_memory(training_dir, tmp_path):
 # --------------------------------------------------------------------------- data-parallel training
 
 TWO_DEVICES = ("--distribute", "--cpu-devices", "2")
+WITHOUT_DROPOUT = (str(ROOT / "tests" / "without_dropout.py"),)
 BACKENDS = ["jax", "tensorflow"]
 
 
-def _train(backend: str, data, out, *extra, wait=True, cores=None, arch=TINY):
-    """train_cnn.py in a fresh process (the CPU can be split into devices only before the backend
-    starts) on the given Keras backend; ``cores``: the CPU cores it may run on (default: all);
-    ``arch``: the network flags (default: the narrowest wide network, for a run's mechanics)."""
+def _train(backend: str, data, out, *extra, wait=True, cores=None, wrapper=()):
+    """train_cnn.py (the narrowest wide network) in a fresh process (the CPU can be split into
+    devices only before the backend starts) on the given Keras backend; ``cores``: the CPU cores it
+    may run on (default: all); ``wrapper``: a script that runs train_cnn.py (tests/without_dropout.py)."""
     args = [
-        sys.executable, "train_cnn.py", "--data", data, "--models-dir", out, "--plots-dir", out,
-        "--cache-dir", out / "cache", *arch, "--name", "t", *extra,
+        sys.executable, *wrapper, "train_cnn.py", "--data", data, "--models-dir", out, "--plots-dir", out,
+        "--cache-dir", out / "cache", *TINY, "--name", "t", *extra,
     ]  # fmt: skip
     env = {**os.environ, "KERAS_BACKEND": backend, "PYTHONUNBUFFERED": "1"}
     process = subprocess.Popen(
@@ -234,28 +235,25 @@ def test_the_gpu_script_trains_on_jax_where_tensorflow_cannot_be_imported(traini
     assert probe["test_accuracy"] is None and run_metrics["data"]["test"] == 0  # no test faces travelled
 
 
-@pytest.mark.slow
-@pytest.mark.skipif(not FER2013.exists(), reason="needs FER2013 at ../shared")
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_two_devices_follow_the_one_device_loss_curve(backend, tmp_path):
+def test_two_devices_follow_the_one_device_loss_curve(backend, training_dir, tmp_path):
+    """Dropout off in both runs (tests/without_dropout.py) and no augmentation: the replicas' own
+    dropout masks are the one thing that may differ from one device's, so without them the two
+    curves must agree to float rounding, epoch by epoch (the gradient is the mean over the global
+    batch, batch statistics are over the global batch, the validation loss is over real faces)."""
     pytest.importorskip(backend)
-    # Real faces (a stratified 1,280), a global batch of 64, three epochs.
-    settings = ("--limit", "1280", "--batch-size", "64", "--epochs", "3")
-    # The VGG variant: it learns in three epochs, so the curves say something (the narrow network
-    # barely moves from ln 7 that soon).
-    vgg = ("--arch", "vgg")
-    _, one = _train(backend, FER2013, tmp_path / "one", *settings, arch=vgg)
-    printed, two = _train(backend, FER2013, tmp_path / "two", *settings, *TWO_DEVICES, arch=vgg)
-    assert "over 2 devices, 32 faces each per step" in printed
-    # Not equal to the last digit: the replicas draw other dropout masks than one device does
-    # (and TensorFlow's see half a batch each; batch statistics are synchronised). Measured here
-    # (largest deviation over 3 epochs, loss / val_loss): JAX 0.7% / 3.9%, TensorFlow 2.3% / 3.5%;
-    # another seed's run on one device deviates 1.9% / 5.3% (JAX) and 2.8% / 3.5% (TensorFlow).
-    # One epoch's validation loss is as noisy as another seed (CI, stop 32: JAX's first epoch 6.8%
-    # off, 1.92 against 2.06, both near an untrained model's ln 7 = 1.95), so the validation check is
-    # on the mean over the three epochs (there 2.9%); the training loss is checked epoch by epoch.
-    np.testing.assert_allclose(two["loss"], one["loss"], rtol=0.03)
-    np.testing.assert_allclose(np.mean(two["val_loss"]), np.mean(one["val_loss"]), rtol=0.05)
+    settings = ("--batch-size", "40", "--epochs", "3")
+    _, one = _train(backend, training_dir, tmp_path / "one", *settings, wrapper=WITHOUT_DROPOUT)
+    printed, two = _train(backend, training_dir, tmp_path / "two", *settings, *TWO_DEVICES, wrapper=WITHOUT_DROPOUT)
+    assert "over 2 devices, 20 faces each per step" in printed
+    # Measured here (largest relative deviation over 3 epochs, loss / val_loss): JAX 6e-7 / 4e-4,
+    # TensorFlow 1.0e-3 / 7e-4 (its replicas sum in another order). With dropout on (the VGG variant
+    # on 1,280 real faces, which this replaced) they agreed only to 0.7-2.3% / 3.5-3.9%, as far apart
+    # as another seed's run. Batch statistics of half a batch (TensorFlow without synchronised
+    # BatchNorm, measured) put the training loss 33-225% off. The accuracies are left out: the
+    # model is at chance on these 42 validation faces, and one face on a tie is 2.4 points.
+    for key in ("loss", "val_loss"):
+        np.testing.assert_allclose(two[key], one[key], rtol=5e-3, err_msg=key)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -360,24 +358,15 @@ def _finish_hosts(processes, tmp_path):
     return outputs, json.loads((tmp_path / "host0" / "t_metrics.json").read_text())["history"]
 
 
-WITHOUT_DROPOUT = (str(ROOT / "tests" / "without_dropout.py"),)
-
-
 def test_two_processes_on_loopback_train_together_like_one_process_on_two_devices(training_dir, tmp_path):
     """Several hosts, simulated. Dropout off in both runs (tests/without_dropout.py): each layout
     draws its own dropout masks, the one difference left, so without it the curves must agree to
     float rounding: the training loss and the validation loss."""
     pytest.importorskip("jax")
     settings = ("--batch-size", "40", "--epochs", "2", "--distribute")
-    one = tmp_path / "one"
-    reference = subprocess.run(
-        [sys.executable, *WITHOUT_DROPOUT, "train_cnn.py", "--data", training_dir, "--models-dir", one,
-         "--plots-dir", one, "--cache-dir", one / "cache", *TINY, "--name", "t", *settings,
-         "--cpu-devices", "2"],
-        cwd=ROOT, env={**os.environ, "KERAS_BACKEND": "jax"}, capture_output=True, text=True, timeout=900,
-    )  # fmt: skip
-    assert reference.returncode == 0, reference.stderr[-3000:]
-    expected = json.loads((one / "t_metrics.json").read_text())["history"]
+    _, expected = _train(
+        "jax", training_dir, tmp_path / "one", *settings, "--cpu-devices", "2", wrapper=WITHOUT_DROPOUT
+    )
     outputs, history = _finish_hosts(_start_hosts(training_dir, tmp_path, settings, wrapper=WITHOUT_DROPOUT), tmp_path)
     assert "JAX DataParallel over 2 devices" in outputs[0][0]
     assert not (tmp_path / "host1").exists() or not list((tmp_path / "host1").glob("t*"))  # only process 0 writes
