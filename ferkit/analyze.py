@@ -129,15 +129,17 @@ def analyze(args) -> dict:
                     unreadable.append(str(path))
                     bar.write(f"warning: skipped: {exc}", file=sys.stderr)
             for (_, name), frame, faces in zip(chunk, frames, recognizer.batch(frames) if frames else []):
-                table.write(name.as_posix(), faces)
-                if args.annotate:
-                    canvas = recognizer.annotate(frame, faces, bars=args.bars, numbered=True)
-                    target = args.annotate / name
-                    with replacing(target, target.suffix) as tmp:
-                        if not cv2.imwrite(tmp, canvas):
-                            raise SourceError(f"cannot write {target}; check the folder --annotate")
-                n_faces += len(faces)
-            n_images += len(chunk)
+                # An image's row and its annotated copy are written both or neither, and counted: a
+                # stop says exactly how far the table goes.
+                with cli.interrupts_held():
+                    table.write(name.as_posix(), faces)
+                    if args.annotate:
+                        canvas = recognizer.annotate(frame, faces, bars=args.bars, numbered=True)
+                        target = args.annotate / name
+                        with replacing(target, target.suffix) as tmp:
+                            if not cv2.imwrite(tmp, canvas):
+                                raise SourceError(f"cannot write {target}; check the folder --annotate")
+                    n_faces, n_images = n_faces + len(faces), n_images + 1
             bar.update(len(batch))
     except KeyboardInterrupt:
         interrupted = True

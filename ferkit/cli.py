@@ -120,6 +120,27 @@ def _stop_on_sigterm() -> None:
         signal.signal(signal.SIGTERM, handler)
 
 
+@contextmanager
+def interrupts_held():
+    """Ctrl-C or SIGTERM during the block takes effect at its end, so what the block writes
+    together (a frame's rows in the log and its picture in the video) is written whole or not at
+    all. Each signal is raised again on leaving, to whatever handler was there (ignored stays ignored)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught = []
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    for sig in previous:
+        signal.signal(sig, lambda signum, frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        for sig in caught:
+            signal.raise_signal(sig)
+
+
 def run_main(work, *args):
     """Call ``work(*args)``; the package's errors become one line and exit code 2, an
     interruption (Ctrl-C, SIGTERM) exit code 130, a failing disk or folder exit code 1."""

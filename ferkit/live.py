@@ -108,13 +108,16 @@ def run(args) -> dict:
             canvas = draw(
                 frame, boxes, proba, class_names, fps if args.burn_fps and not still else None, args.bars, ids
             )
-            if log:
-                log.write(n_frames, seconds, pipeline.recognizer.faces(boxes, proba, ids, shape=frame.shape))
-            if timeline:
-                timeline.add(seconds, ids, proba)
-            if output:
-                output.write(canvas)
-            n_frames, n_faces = n_frames + 1, n_faces + len(boxes)
+            # The log, the timeline and the video take this frame all or not at all: a stop in between
+            # left the log one frame ahead of the video.
+            with cli.interrupts_held():
+                if log:
+                    log.write(n_frames, seconds, pipeline.recognizer.faces(boxes, proba, ids, shape=frame.shape))
+                if timeline:
+                    timeline.add(seconds, ids, proba)
+                if output:
+                    output.write(canvas)
+                n_frames, n_faces = n_frames + 1, n_faces + len(boxes)
             on_screen = canvas if still or args.burn_fps else draw_fps(canvas.copy(), fps)
             if not args.no_display and not show(WINDOW, on_screen, wait=still):
                 break

@@ -71,6 +71,34 @@ def test_a_folder_of_photos_becomes_one_row_per_face(photos, tmp_path, capsys):
     assert row["file"] == "p1.png" and len(row["probabilities"]) == 7
 
 
+def test_a_stop_while_an_image_is_written_keeps_the_table_and_the_copies_in_step(photos, tmp_path, monkeypatch, capsys):
+    import signal
+
+    import ferkit.analyze
+
+    written, imwrite = [], cv2.imwrite
+
+    def imwrite_and_ctrl_c_at_the_third(path, image):
+        written.append(path)
+        if len(written) == 3:
+            signal.raise_signal(signal.SIGINT)  # Ctrl-C while the third annotated copy is written
+        return imwrite(path, image)
+
+    monkeypatch.setattr(ferkit.analyze.cv2, "imwrite", imwrite_and_ctrl_c_at_the_third)
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)  # a test runner's worker may ignore it
+    out, annotated = tmp_path / "results.csv", tmp_path / "ann"
+    try:
+        with pytest.raises(SystemExit) as stopped:
+            analyze.main([str(photos), "--log", str(out), "--annotate", str(annotated), "--quiet"])
+    finally:
+        signal.signal(signal.SIGINT, before)
+    assert stopped.value.code == 130
+    assert "interrupted after 3 of 7 images" in capsys.readouterr().err
+    rows = list(csv.DictReader(out.open()))
+    assert len(rows) == 3 and all((annotated / row["file"]).is_file() for row in rows)
+    assert len([p for p in annotated.rglob("*") if p.is_file()]) == 3
+
+
 def test_the_api_takes_paths_pil_images_arrays_and_lists(recognizer, photos, monkeypatch):
     from PIL import Image
 

@@ -243,14 +243,35 @@ def test_signal_during_a_video_run_leaves_a_playable_video_and_the_full_log(mode
     run.send_signal(sig)
     _, err = run.communicate(timeout=60)
     assert run.returncode == 130, err
-    assert "interrupted after" in one_error_line(err)
+    said = re.search(r"interrupted after (\d+) frames", one_error_line(err))
     capture = cv2.VideoCapture(str(out))
     frames = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
     ok, _ = capture.read()
     assert ok and 20 <= frames < 1500  # finalised: readable, with the frames up to the signal
     rows = log.read_text().splitlines()
     assert len(rows) > 20 and rows[-1].count(",") == rows[0].count(",")  # nothing cut off
+    # The video, the log and the message agree on where it stopped (the log was once a frame ahead
+    # of the video when the signal came between the two writes).
+    assert said and int(said.group(1)) == frames == int(rows[-1].split(",")[0]) + 1
     assert not list(tmp_path.glob(".*partial*"))
+
+
+def test_a_signal_inside_held_writes_stops_the_work_after_them():
+    from ferkit.cli import interrupts_held
+
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)  # a test runner's worker may ignore it
+    try:
+        done = []
+        with pytest.raises(KeyboardInterrupt), interrupts_held():
+            signal.raise_signal(signal.SIGINT)
+            done.append("the writes after the signal")
+        assert done == ["the writes after the signal"]
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        with interrupts_held():
+            signal.raise_signal(signal.SIGINT)  # ignored before the block: still ignored after it
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, before)
 
 
 def test_ctrl_c_stops_the_ga_worker_pool_promptly(tmp_path):
