@@ -120,25 +120,42 @@ def _stop_on_sigterm() -> None:
         signal.signal(signal.SIGTERM, handler)
 
 
+def _restore(handlers: dict) -> None:
+    for sig, handler in handlers.items():
+        signal.signal(sig, handler)
+
+
 @contextmanager
 def interrupts_held():
     """Ctrl-C or SIGTERM during the block takes effect at its end, so what the block writes
     together (a frame's rows in the log and its picture in the video) is written whole or not at
-    all. Each signal is raised again on leaving, to whatever handler was there (ignored stays ignored)."""
+    all. The signal is raised again on leaving, to whatever handler was there (ignored stays
+    ignored); a second one acts at once (a write that hangs can still be stopped); an error the
+    block raises goes on as it is, not turned into an interruption."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    caught = []
-    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
-    for sig in previous:
-        signal.signal(sig, lambda signum, frame: caught.append(signum))
+    previous, caught = {}, []
+
+    def hold(signum, frame):
+        if caught:  # the second: no more waiting
+            _restore(previous)
+            signal.raise_signal(signum)
+        caught.append(signum)
+
     try:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            handler = signal.getsignal(sig)
+            if handler is not None:  # None: a handler not installed from Python; left alone
+                previous[sig] = handler
+                signal.signal(sig, hold)
         yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-        for sig in caught:
-            signal.raise_signal(sig)
+    except BaseException:
+        _restore(previous)
+        raise
+    _restore(previous)
+    if len(caught) == 1:
+        signal.raise_signal(caught[0])
 
 
 def run_main(work, *args):

@@ -20,25 +20,6 @@ from .errors import ClusterError
 CONNECT_TIMEOUT_S = 20
 
 
-def _refused(address: str) -> bool:
-    """Whether nothing listens at a ``tcp://host:port`` address: the connection is refused at once.
-    Dask's client would retry such an address for the whole ``CONNECT_TIMEOUT_S``; a mistyped port
-    or a scheduler not started yet is then one clear error in a moment instead of after 20 s."""
-    import socket
-    from urllib.parse import urlsplit
-
-    try:
-        parts = urlsplit(address if "://" in address else f"tcp://{address}")
-        if parts.scheme != "tcp" or not parts.hostname or not parts.port:
-            return False
-        socket.create_connection((parts.hostname, parts.port), timeout=CONNECT_TIMEOUT_S).close()
-    except ConnectionRefusedError:
-        return True
-    except (OSError, ValueError):  # unresolvable, unreachable, a bad port: Dask says what it sees
-        pass
-    return False
-
-
 def _with_data(item, fn, data):
     """On a worker: ``fn(item, data)``, data being the scattered copy already held there."""
     return fn(item, data)
@@ -56,8 +37,6 @@ class DaskMapper:
                 "--scheduler needs dask.distributed; install it with: pip install 'dask[distributed]'"
             ) from None
         try:
-            if _refused(address):
-                raise ConnectionRefusedError("the connection was refused: nothing listens at that port")
             self.client = Client(address, timeout=CONNECT_TIMEOUT_S)
         except (OSError, TimeoutError, ValueError) as exc:
             raise ClusterError(

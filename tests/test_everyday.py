@@ -85,7 +85,8 @@ def test_a_stop_while_an_image_is_written_keeps_the_table_and_the_copies_in_step
         return imwrite(path, image)
 
     monkeypatch.setattr(ferkit.analyze.cv2, "imwrite", imwrite_and_ctrl_c_at_the_third)
-    before = signal.signal(signal.SIGINT, signal.default_int_handler)  # a test runner's worker may ignore it
+    # Python's own Ctrl-C handler, whatever this process inherited (nohup and `cmd &` ignore SIGINT).
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
     out, annotated = tmp_path / "results.csv", tmp_path / "ann"
     try:
         with pytest.raises(SystemExit) as stopped:
