@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import os
+import signal
 from pathlib import Path
 
 import cv2
@@ -86,6 +87,15 @@ def write_csv(path: Path, rows, header=("emotion", "pixels", "Usage")) -> Path:
         writer.writerow(header)
         writer.writerows(rows)
     return path
+
+
+@pytest.fixture
+def python_ctrl_c():
+    """Python's own Ctrl-C handler (KeyboardInterrupt) during the test, whatever this process
+    inherited (nohup and `cmd &` start it with SIGINT ignored); the inherited one after it."""
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, before)
 
 
 @pytest.fixture

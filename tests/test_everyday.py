@@ -71,7 +71,9 @@ def test_a_folder_of_photos_becomes_one_row_per_face(photos, tmp_path, capsys):
     assert row["file"] == "p1.png" and len(row["probabilities"]) == 7
 
 
-def test_a_stop_while_an_image_is_written_keeps_the_table_and_the_copies_in_step(photos, tmp_path, monkeypatch, capsys):
+def test_a_stop_while_an_image_is_written_keeps_the_table_and_the_copies_in_step(
+    photos, tmp_path, monkeypatch, capsys, python_ctrl_c
+):
     import signal
 
     import ferkit.analyze
@@ -85,14 +87,9 @@ def test_a_stop_while_an_image_is_written_keeps_the_table_and_the_copies_in_step
         return imwrite(path, image)
 
     monkeypatch.setattr(ferkit.analyze.cv2, "imwrite", imwrite_and_ctrl_c_at_the_third)
-    # Python's own Ctrl-C handler, whatever this process inherited (nohup and `cmd &` ignore SIGINT).
-    before = signal.signal(signal.SIGINT, signal.default_int_handler)
     out, annotated = tmp_path / "results.csv", tmp_path / "ann"
-    try:
-        with pytest.raises(SystemExit) as stopped:
-            analyze.main([str(photos), "--log", str(out), "--annotate", str(annotated), "--quiet"])
-    finally:
-        signal.signal(signal.SIGINT, before)
+    with pytest.raises(SystemExit) as stopped:
+        analyze.main([str(photos), "--log", str(out), "--annotate", str(annotated), "--quiet"])
     assert stopped.value.code == 130
     assert "interrupted after 3 of 7 images" in capsys.readouterr().err
     rows = list(csv.DictReader(out.open()))

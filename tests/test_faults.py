@@ -256,32 +256,27 @@ def test_signal_during_a_video_run_leaves_a_playable_video_and_the_full_log(mode
     assert not list(tmp_path.glob(".*partial*"))
 
 
-def test_a_signal_inside_held_writes_stops_the_work_after_them():
+def test_a_signal_inside_held_writes_stops_the_work_after_them(python_ctrl_c):
     from ferkit.cli import interrupts_held
 
-    # Python's own Ctrl-C handler, whatever this process inherited (nohup and `cmd &` ignore SIGINT).
-    before = signal.signal(signal.SIGINT, signal.default_int_handler)
-    try:
-        done = []
-        with pytest.raises(KeyboardInterrupt), interrupts_held():
-            signal.raise_signal(signal.SIGINT)
-            done.append("the writes after the signal")
-        assert done == ["the writes after the signal"]
-        with pytest.raises(KeyboardInterrupt), interrupts_held():  # a second one acts at once
-            signal.raise_signal(signal.SIGINT)
-            signal.raise_signal(signal.SIGINT)
-            done.append("not reached")
-        assert done == ["the writes after the signal"]
-        with pytest.raises(OSError, match="disk full"), interrupts_held():  # the real error, not 'interrupted'
-            signal.raise_signal(signal.SIGINT)
-            raise OSError("disk full")
-        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        with interrupts_held():
-            signal.raise_signal(signal.SIGINT)  # ignored before the block: still ignored after it
-        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
-    finally:
-        signal.signal(signal.SIGINT, before)
+    done = []
+    with pytest.raises(KeyboardInterrupt), interrupts_held():
+        signal.raise_signal(signal.SIGINT)
+        done.append("the writes after the signal")
+    assert done == ["the writes after the signal"]
+    with pytest.raises(KeyboardInterrupt), interrupts_held():  # a second one acts at once
+        signal.raise_signal(signal.SIGINT)
+        signal.raise_signal(signal.SIGINT)
+        done.append("not reached")
+    assert done == ["the writes after the signal"]
+    with pytest.raises(OSError, match="disk full"), interrupts_held():  # the real error, not 'interrupted'
+        signal.raise_signal(signal.SIGINT)
+        raise OSError("disk full")
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    with interrupts_held():
+        signal.raise_signal(signal.SIGINT)  # ignored before the block: still ignored after it
+    assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
 
 
 def test_ctrl_c_stops_the_ga_worker_pool_promptly(tmp_path):
