@@ -334,12 +334,29 @@ def test_padded_validation_batches_split_evenly_and_the_loss_is_the_mean_over_re
     np.testing.assert_allclose(total / size * shards[0].loss_scale, per_face.mean(), rtol=1e-12)
 
 
+_PORTS_GIVEN: set[int] = set()
+
+
 def _free_port() -> int:
+    """A port that binds now, below the ephemeral range (Linux 32768-60999, macOS 49152+) so no
+    bind to port 0 elsewhere (Dask, another test's JAX) can take it before JAX binds it, and in a
+    block of its own for each xdist worker so two tests running side by side never draw the same."""
+    import random
     import socket
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
+    low = 20000 + 500 * (worker % 20)
+    for port in random.sample(range(low, low + 500), 500):
+        if port in _PORTS_GIVEN:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _PORTS_GIVEN.add(port)
+        return port
+    raise RuntimeError(f"no free port in {low}-{low + 499}")
 
 
 def _start_hosts(data, tmp_path, settings, *, wrapper=(), hosts=2):
