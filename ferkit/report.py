@@ -34,19 +34,27 @@ def _save(fig, path: str | os.PathLike) -> Path:
 
 
 def classification_summary(y_true: np.ndarray, y_pred: np.ndarray, class_names=CLASS_NAMES) -> dict:
-    """Accuracy, per-class precision/recall/F1 and the confusion matrix, as plain JSON types."""
-    from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
+    """Accuracy, per-class precision/recall/F1 and the confusion matrix, as plain JSON types.
 
-    labels = list(range(len(class_names)))
-    precision, recall, f1, support = precision_recall_fscore_support(y_true, y_pred, labels=labels, zero_division=0)
+    NumPy only (scikit-learn's definitions, zero where a class is never predicted or never
+    present), so evaluate.py reports on the light runtime, which has no scikit-learn."""
+    n = len(class_names)
+    y_true, y_pred = np.asarray(y_true, np.int64), np.asarray(y_pred, np.int64)
+    matrix = np.bincount(y_true * n + y_pred, minlength=n * n).reshape(n, n)
+    hits, support, predicted = np.diag(matrix), matrix.sum(axis=1), matrix.sum(axis=0)
+
+    def ratio(top, bottom):
+        return np.divide(top, bottom, out=np.zeros(n), where=bottom > 0)
+
+    precision, recall, f1 = ratio(hits, predicted), ratio(hits, support), ratio(2 * hits, support + predicted)
     return {
-        "accuracy": float(np.mean(y_true == y_pred)),
+        "accuracy": float(np.mean(y_true == y_pred)) if len(y_true) else 0.0,
         "macro_f1": float(np.mean(f1)),
         "per_class": {
             name: {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(s)}
             for name, p, r, f, s in zip(class_names, precision, recall, f1, support)
         },
-        "confusion_matrix": confusion_matrix(y_true, y_pred, labels=labels).tolist(),
+        "confusion_matrix": matrix.tolist(),
     }
 
 

@@ -81,3 +81,45 @@ def test_evaluate_calibrates_on_validation_and_keeps_the_labels(training_dir, tm
     again = evaluate.main(["--model", str(tmp_path / "cal.keras"), *common])
     assert again["accuracy"] == report["accuracy"]  # a temperature never changes the most probable class
     assert again["ece"] == pytest.approx(report["calibration"]["ece_after_on_test"], abs=1e-6)
+    capsys.readouterr()
+
+    # The same command again would replace the calibrated model and the plot: refused, nothing touched.
+    written = {p: p.stat().st_mtime_ns for p in (tmp_path / "cal.keras", tmp_path / "rel.png")}
+    argv = ["--model", str(original), *common, "--calibrate", str(tmp_path / "cal.keras"),
+            "--reliability", str(tmp_path / "rel.png")]  # fmt: skip
+    with pytest.raises(SystemExit) as refused:
+        evaluate.main(argv)
+    assert refused.value.code == 2 and "--overwrite" in capsys.readouterr().err
+    assert {p: p.stat().st_mtime_ns for p in written} == written
+    evaluate.main([*argv, "--overwrite"])
+    assert all(p.stat().st_mtime_ns != t for p, t in written.items())
+
+
+def test_plots_without_matplotlib_are_refused_before_any_work(monkeypatch, tmp_path, capsys):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # as on the light runtime: not importable
+    with pytest.raises(SystemExit) as refused:
+        evaluate.main(["--model", "models/fer_cnn.onnx", "--data", str(tmp_path / "nowhere"),
+                       "--confusion", str(tmp_path / "c.png")])  # fmt: skip
+    assert refused.value.code == 2
+    err = capsys.readouterr().err
+    assert "--confusion draws with matplotlib" in err and "pip install matplotlib" in err
+
+
+def test_the_report_gives_scikit_learns_figures_without_it():
+    from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
+
+    from ferkit.report import classification_summary
+
+    rng = np.random.default_rng(0)
+    y_true, y_pred = rng.integers(0, 7, 500), rng.integers(0, 7, 500)
+    y_pred[y_pred == 3] = 4  # a class never predicted (precision 0/0)
+    y_true[y_true == 5] = 6  # a class never present (recall 0/0)
+    summary = classification_summary(y_true, y_pred)
+    p, r, f, s = precision_recall_fscore_support(y_true, y_pred, labels=range(7), zero_division=0)
+    rows = list(summary["per_class"].values())
+    np.testing.assert_allclose([[row[k] for k in ("precision", "recall", "f1", "support")] for row in rows],
+                               np.stack([p, r, f, s], 1), rtol=1e-12)  # fmt: skip
+    assert summary["confusion_matrix"] == confusion_matrix(y_true, y_pred, labels=range(7)).tolist()
+    assert summary["macro_f1"] == pytest.approx(f.mean()) and summary["accuracy"] == np.mean(y_true == y_pred)

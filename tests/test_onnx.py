@@ -135,25 +135,39 @@ faces = Recognizer(sys.argv[1])(next(clips.demo_frames(1)))
 assert len(faces) == 1 and abs(sum(faces[0].probabilities.values()) - 1) < 1e-4
 realtime.main(["--model", sys.argv[1], "--source", "demo", "--no-display", "--max-frames", "5", "--quiet",
                "--output", sys.argv[2]])
-heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("tensorflow", "keras", "jax", "torch"))
-print("heavy:", heavy)
 """
+
+LIGHT_EVALUATE = """
+import sys
+import evaluate
+report = evaluate.main(["--model", sys.argv[1], "--data", sys.argv[2], "--cache-dir", sys.argv[3], "--tta"])
+assert report["faces"] == 42 and len(report["confusion_matrix"]) == 7
+"""
+
+
+def heavy_imports(script: str, *args) -> str:
+    """Run ``script`` in a fresh process; what it imported of all that requirements-live.txt leaves out."""
+    left_out = '{"tensorflow", "keras", "jax", "torch", "sklearn", "matplotlib"}'
+    check = f"\nprint('heavy:', sorted({{m.split('.')[0] for m in sys.modules}} & {left_out}))\n"
+    out = subprocess.run([sys.executable, "-c", script + check, *map(str, args)], cwd=ROOT, capture_output=True,
+                         text=True, timeout=300)  # fmt: skip
+    assert out.returncode == 0, out.stderr[-2000:]
+    return out.stdout.rsplit("heavy: ", 1)[-1].strip()
 
 
 @pytest.mark.parametrize("model", [DEFAULT_MODEL_PATH, INT8_MODEL_PATH], ids=["float32", "int8"])
 def test_the_live_path_on_onnx_imports_neither_tensorflow_nor_keras(model, tmp_path):
     if not model.exists():
         pytest.skip("no shipped ONNX model")
-    out = subprocess.run(
-        [sys.executable, "-c", LIGHT_RUN, str(model), str(tmp_path / "o.mp4")],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert out.returncode == 0, out.stderr[-2000:]
-    assert "heavy: []" in out.stdout
+    assert heavy_imports(LIGHT_RUN, model, tmp_path / "o.mp4") == "[]"
     assert (tmp_path / "o.mp4").stat().st_size > 1000
+
+
+def test_evaluate_on_onnx_needs_only_the_light_runtime(training_dir, tmp_path):
+    """evaluate.py on an .onnx model imports nothing requirements-live.txt leaves out."""
+    if not DEFAULT_MODEL_PATH.exists():
+        pytest.skip("no shipped ONNX model")
+    assert heavy_imports(LIGHT_EVALUATE, DEFAULT_MODEL_PATH, training_dir, tmp_path / "cache") == "[]"
 
 
 def test_a_damaged_onnx_file_is_one_clear_error(tmp_path):
