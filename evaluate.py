@@ -55,6 +55,7 @@ def parse_args(argv=None):
         "--calibrate", type=Path, help="fit a temperature on the validation split and save the calibrated model here"
     )
     p.add_argument("--reliability", type=Path, help="save reliability diagrams (before / after --calibrate) here")
+    p.add_argument("--overwrite", action="store_true", help="allow the files above to replace existing ones")
     cli.add_common(p, "cache_dir")
     args = p.parse_args(argv)
     cli.check_output_file(p, "--confusion", args.confusion, {".png", ".jpg", ".pdf", ".svg"})
@@ -69,6 +70,8 @@ def parse_args(argv=None):
     }
     cli.refuse_same(p, outputs, {"--model": args.model, "--data": args.data})
     cli.refuse_duplicates(p, outputs)
+    cli.refuse_existing(p, outputs.values(), args.overwrite, "Choose other file names")
+    cli.require_plotting(p, {"--confusion": args.confusion, "--reliability": args.reliability})
     if args.calibrate and args.model.suffix.lower() == ".onnx":
         p.error(
             "--calibrate folds a temperature into a .keras model; calibrate models/fer_cnn.keras (say), then "

@@ -64,6 +64,17 @@ def refuse_writing_over_sources(images, folder: Path) -> None:
             )
 
 
+def refuse_replacing_copies(images, folder: Path) -> None:
+    """Refuse, before any work, a --annotate folder that already holds copies this run would write
+    (an earlier run's, or a user's files of the same names)."""
+    there = [folder / name for _, name in images if (folder / name).exists()]
+    if there:
+        raise SourceError(
+            f"--annotate {folder} already holds {len(there)} file(s) named as this run's annotated copies "
+            f"(e.g. {there[0]}); give another folder, or add --overwrite to replace them"
+        )
+
+
 class ResultTable:
     """Rows of faces as CSV or JSON lines (by the file's extension), to a file written under a
     partial name and moved onto its own at ``close`` (also after Ctrl-C), or to a stream."""
@@ -111,6 +122,8 @@ def analyze(args) -> dict:
     images = find_images(args.sources, skip=args.annotate)
     if args.annotate:
         refuse_writing_over_sources(images, args.annotate)
+        if not args.overwrite:
+            refuse_replacing_copies(images, args.annotate)
     with cli.native_logs_silenced():
         recognizer = Recognizer(ExpressionClassifier(args.model, tta=args.tta), YuNetDetector(min_face=args.min_face))
     table = ResultTable(args.log, recognizer.class_names)
@@ -194,6 +207,9 @@ def parse_args(argv=None):
     )
     p.add_argument("--batch", type=int, default=32, help="images whose faces are classified in one model call")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--overwrite", action="store_true", help="allow --log and --annotate to replace an earlier run's files"
+    )
     args = p.parse_args(argv)
     if args.batch < 1 or args.min_face < 1:
         p.error("--batch and --min-face must be at least 1")
@@ -205,6 +221,7 @@ def parse_args(argv=None):
         {"--log": None if args.log == "-" else args.log, "--annotate": args.annotate},
         {f"source {s}": s for s in args.sources},
     )
+    cli.refuse_existing(p, [None if args.log == "-" else args.log], args.overwrite, "Give --log another name")
     return args
 
 

@@ -251,6 +251,20 @@ def refuse_same(p: argparse.ArgumentParser, outputs: dict, inputs: dict) -> None
                 )
 
 
+def require_plotting(p: argparse.ArgumentParser, flags: dict) -> None:
+    """Refuse, before any work, a plot asked for (``flags``: flag -> value) where matplotlib is not
+    installed (the light runtime leaves it out), rather than failing after the work is done."""
+    import importlib.util
+
+    asked = [flag for flag, value in flags.items() if value]
+    if asked and importlib.util.find_spec("matplotlib") is None:
+        p.error(
+            f"{' and '.join(asked)} {'draws' if len(asked) == 1 else 'draw'} with matplotlib, which is not installed "
+            f"(the light runtime leaves it out): pip install matplotlib (or pip install '.[report]'), or leave "
+            f"{' and '.join(asked)} out"
+        )
+
+
 def refuse_existing(p: argparse.ArgumentParser, outputs, overwrite: bool, elsewhere: str) -> None:
     """Refuse, before any work, output files that exist already (an earlier run's, or what ships
     with the project) unless ``--overwrite`` was given: the run would replace them when it ends.

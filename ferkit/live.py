@@ -10,6 +10,7 @@ Press q or Esc in the window to quit.
 from __future__ import annotations
 
 import importlib.util
+import re
 import sys
 import time
 from pathlib import Path
@@ -226,6 +227,9 @@ def parse_args(argv=None):
     p.add_argument("--max-frames", type=int, default=0, help="stop after N frames (0 = until the end)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--verbose", action="store_true", help="show TensorFlow's own log lines")
+    p.add_argument(
+        "--overwrite", action="store_true", help="allow --output, --log and --report to replace an earlier run's files"
+    )
     args = p.parse_args(argv)
     if args.smooth < 1 or args.detect_every < 1:
         p.error("--smooth and --detect-every must be at least 1")
@@ -272,11 +276,16 @@ def parse_args(argv=None):
             f"({output.stem}_1{output.suffix}, ...) would overwrite or mix with the source images; "
             f"write them to another folder (e.g. --output annotated/{output.name})"
         )
-    if args.report and importlib.util.find_spec("matplotlib") is None:
-        p.error(
-            "--report draws its timeline with matplotlib, which is not installed (the light runtime "
-            "leaves it out): pip install matplotlib (or pip install '.[report]'), or leave --report out"
-        )
+    cli.require_plotting(p, {"--report": args.report})
+    if output and output.suffix.lower() == ".webm" and importlib.util.find_spec("av") is None:
+        p.error("--output .webm (VP9) is written with PyAV, which is not installed: pip install av, or use .mp4 / .avi")
+    if output and output.suffix.lower() in IMAGE_SUFFIXES:  # NAME, then NAME_1, NAME_2, ... for more images
+        numbered = re.compile(re.escape(output.stem) + r"_\d+" + re.escape(output.suffix) + "$")
+        siblings = sorted(f for f in output.parent.glob(f"*{output.suffix}") if numbered.match(f.name))
+    else:
+        siblings = []
+    report = args.report / "summary.csv" if args.report else None
+    cli.refuse_existing(p, [output, *siblings, args.log, report], args.overwrite, "Choose other names")
     return args
 
 

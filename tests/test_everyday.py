@@ -71,6 +71,23 @@ def test_a_folder_of_photos_becomes_one_row_per_face(photos, tmp_path, capsys):
     assert row["file"] == "p1.png" and len(row["probabilities"]) == 7
 
 
+def test_a_second_run_keeps_the_first_runs_table_and_copies_unless_told(photos, tmp_path, capsys):
+    table, copies = tmp_path / "results.csv", tmp_path / "ann"
+    analyze.main([str(photos), "--log", str(table), "--annotate", str(copies), "--quiet"])
+    first = {p: p.stat().st_mtime_ns for p in [table, *copies.rglob("*.*")]}
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as refused:  # the same table: refused when the command is read
+        analyze.main([str(photos), "--log", str(table), "--quiet"])
+    assert refused.value.code == 2 and "results.csv exists" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as refused:  # a new table, the same copies: refused before any image is read
+        analyze.main([str(photos), "--log", str(tmp_path / "new.csv"), "--annotate", str(copies), "--quiet"])
+    err = capsys.readouterr().err
+    assert refused.value.code != 0 and "already holds 6 file(s) named as" in err and "--overwrite" in err
+    assert {p: p.stat().st_mtime_ns for p in first} == first and not (tmp_path / "new.csv").exists()
+    analyze.main([str(photos), "--log", str(table), "--annotate", str(copies), "--quiet", "--overwrite"])
+    assert all(p.stat().st_mtime_ns != t for p, t in first.items())
+
+
 def test_a_stop_while_an_image_is_written_keeps_the_table_and_the_copies_in_step(
     photos, tmp_path, monkeypatch, capsys, python_ctrl_c
 ):
@@ -321,7 +338,7 @@ def test_saved_video_is_h264_without_the_fps_counter_and_with_face_ids(tmp_path)
     assert np.any((frame[..., 1] > 200) & (frame[..., 0] < 80) & (frame[..., 2] < 80))
 
 
-def test_without_pyav_the_opencv_writer_still_writes_the_video(tmp_path, monkeypatch):
+def test_without_pyav_the_opencv_writer_still_writes_the_video(tmp_path, monkeypatch, capsys):
     import builtins
 
     real_import = builtins.__import__
@@ -336,6 +353,11 @@ def test_without_pyav_the_opencv_writer_still_writes_the_video(tmp_path, monkeyp
     realtime.main(["--source", "demo", "--no-display", "--max-frames", "5", "--quiet", "--output", str(out)])
     capture = cv2.VideoCapture(str(out))
     assert int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) == 5
+
+    monkeypatch.setitem(sys.modules, "av", None)  # not installed, as importlib.util.find_spec sees it
+    with pytest.raises(SystemExit) as refused:  # VP9 needs PyAV: said before the model loads
+        realtime.main(["--source", "demo", "--no-display", "--output", str(tmp_path / "demo.webm")])
+    assert refused.value.code == 2 and "pip install av" in capsys.readouterr().err
 
 
 HELP = """

@@ -248,6 +248,31 @@ def test_report_writes_a_timeline_per_face_and_a_summary(model_path, tmp_path):
     assert (report / f"face_{rows[0]['face']}.png").stat().st_size > 10_000
 
 
+@pytest.mark.parametrize("output", ["out.avi", "still.png"])
+def test_a_second_run_keeps_the_first_runs_files_unless_told(model_path, tmp_path, capsys, output):
+    base = ["--source", "demo", "--model", str(model_path), "--no-display", "--quiet", "--max-frames", "3"]
+    outputs = {"--output": tmp_path / output, "--log": tmp_path / "faces.csv", "--report": tmp_path / "r"}
+    realtime.main([*base, *(str(a) for pair in outputs.items() for a in pair)])
+    if output == "still.png":  # one image per frame: still.png, still_1.png, still_2.png
+        assert all((tmp_path / name).exists() for name in ("still.png", "still_1.png", "still_2.png"))
+    first = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*.*")}
+    capsys.readouterr()
+    for flag, path in outputs.items():  # each output alone is in the way: refused when the command is read
+        with pytest.raises(SystemExit) as refused:
+            realtime.main([*base, flag, str(path)])
+        assert refused.value.code == 2 and "--overwrite" in capsys.readouterr().err
+    if output == "still.png":  # only a numbered image of the first run is in the way
+        (tmp_path / "still.png").rename(tmp_path / "kept.png")
+        with pytest.raises(SystemExit):
+            realtime.main([*base, "--output", str(tmp_path / "still.png")])
+        assert "still_1.png" in capsys.readouterr().err
+        (tmp_path / "kept.png").rename(tmp_path / "still.png")
+    assert {p: p.stat().st_mtime_ns for p in first} == first
+    realtime.main([*base, *(str(a) for pair in outputs.items() for a in pair), "--overwrite"])
+    for path in (outputs["--output"], outputs["--log"], outputs["--report"] / "summary.csv"):
+        assert path.stat().st_mtime_ns != first[path]
+
+
 def test_start_is_quiet_unless_verbose(model_path, tmp_path):
     import subprocess
     import sys

@@ -132,6 +132,16 @@ def playable(path: Path, least: int = 1):
     return None if ok and frames >= least else f"{path.name} unreadable ({frames} frames)"
 
 
+def log_has_rows(folder: Path, name: str, rows: int):
+    """A condition: the log a running realtime.py writes under its partial name has over ``rows`` rows."""
+
+    def condition() -> bool:
+        partial = list(folder.glob(f".{name}.partial-*.csv"))
+        return bool(partial) and len(partial[0].read_text().splitlines()) > rows
+
+    return condition
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--keep", action="store_true", help="keep the scratch folder")
@@ -233,7 +243,11 @@ def main() -> None:
             s.run(f"train: {flag} {value}", [T, *common, *places, flag, value], "refused")
         s.run("train: .npz of float faces", [T, "--data", scratch / "float.npz", *places], "refused")
         s.run("train: .npz cut short", [T, "--data", scratch / "cut.npz", *places], "refused")
-        s.run("train: warm-up with the plateau schedule", [T, *common, *places, "--warmup-epochs", "2"], "refused")
+        s.run(
+            "train: warm-up as long as the run",
+            [T, *common, *places, "--epochs", "2", "--warmup-epochs", "2"],
+            "refused",
+        )
         s.run(
             "train: global batch 33 on 2 devices",
             [T, *tiny, "--name", "d", "--batch-size", "33", "--distribute", "--cpu-devices", "2"],
@@ -393,15 +407,14 @@ def main() -> None:
         ):
             s.run(f"realtime: {flag} {value}", [R, "--source", "demo", *rt, flag, value], "refused")
         s.run("realtime: window with the headless build", [R, "--source", "demo", "--model", model], "refused")
-        partial = lambda: list(out.glob(".stop.partial-*.csv"))  # noqa: E731
         for sig in (signal.SIGTERM, signal.SIGINT):
             name = signal.Signals(sig).name
             s.run(
                 f"realtime: {name} during --output",
-                [R, "--source", long_clip, *rt, "--output", out / f"{name}.mp4", "--log", out / "stop.csv"],
+                [R, "--source", long_clip, *rt, "--output", out / f"{name}.mp4", "--log", out / f"{name}.csv"],
                 "interrupted",
                 [long_clip],
-                signal_after=(sig, lambda: partial() and len(partial()[0].read_text().splitlines()) > 20),
+                signal_after=(sig, log_has_rows(out, name, 20)),
                 check=lambda n=name: playable(out / f"{n}.mp4", 20),
             )
         s.run(
