@@ -1,7 +1,10 @@
 """Xception features + a DEAP genetic algorithm that picks a feature subset for a random forest.
 
-    python ga_select.py --data data/fer2013 --train-limit 6000   # ImageNet weights download once
-    python ga_select.py --data data/fer2013 --weights PATH/xception_notop.weights.h5   # offline
+    python ga_select.py --data data/fer2013 --train-limit 6000 --models-dir runs/ga --plots-dir runs/ga
+    python ga_select.py --data data/fer2013 --weights PATH/xception_notop.weights.h5 --overwrite  # offline
+
+The first downloads the ImageNet weights once and writes into runs/ga; the second replaces the
+shipped models/ga_report.json and plots/ga_*.png (refused without ``--overwrite``).
 
 1. ImageNet Xception (no top, global average pooling) turns each face into 2,048 features;
    features are cached on disk with the settings that produced them.

@@ -1,12 +1,13 @@
 """Train the four-block CNN on FER2013's seven expressions.
 
-    python train_cnn.py --data data/fer2013                # the full 30-epoch recipe
-    python train_cnn.py --data data/fer2013 --limit 3000 --epochs 3   # a quick run
+    python train_cnn.py --data data/fer2013 --name seed_cnn              # the full 30-epoch recipe
+    python train_cnn.py --data data/fer2013 --limit 3000 --epochs 3 --name quick   # a quick run
     python train_cnn.py --data data/fer2013 --preset fast --name fast  # >= 0.65 in < 45 min (2 AVX-512 BF16 cores)
 
 Trains on Training_, monitors PublicTest_ (validation), reports PrivateTest_ (test) once at the
 end. A checkpoint is written atomically after every epoch; run the same command again after an
-interruption to resume (``--fresh`` starts over).
+interruption to resume (``--fresh`` starts over). The model is saved as models/NAME.keras; without
+``--name`` that is the shipped models/fer_cnn.keras, which a run replaces only with ``--overwrite``.
 """
 
 from __future__ import annotations

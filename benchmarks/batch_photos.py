@@ -17,7 +17,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ferkit import analyze, clips
+from ferkit import analyze, cli, clips
 from ferkit.detect import YuNetDetector
 
 
@@ -77,4 +77,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    cli.run_main(main)

@@ -19,10 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ferkit import features, ga
+from ferkit import cli, features, ga
 from ferkit.cluster import DaskMapper, start_local_cluster, stop_local_cluster
 from ferkit.data import load_dataset, stratified_subset
-from ferkit.paths import DEFAULT_CACHE_DIR
+from ferkit.paths import DEFAULT_CACHE_DIR, DEFAULT_DATA
 
 
 def timed_ga(x, y, config: ga.GAConfig):
@@ -33,7 +33,7 @@ def timed_ga(x, y, config: ga.GAConfig):
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", type=Path, default=Path("../shared/data/fer2013"))
+    p.add_argument("--data", type=Path, default=DEFAULT_DATA)
     p.add_argument("--weights", default="imagenet")
     p.add_argument("--size", type=int, default=139)
     p.add_argument("--train-limit", type=int, default=3000)
@@ -105,4 +105,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    cli.run_main(main)

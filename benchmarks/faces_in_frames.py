@@ -21,11 +21,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from ferkit import cli
 from ferkit.classify import TTA_MODES, TTA_NAMES, ExpressionClassifier
 from ferkit.data import load_dataset, stratified_subset
 from ferkit.detect import YuNetDetector
 from ferkit.faces import crop_faces
-from ferkit.paths import DEFAULT_MODEL_PATH
+from ferkit.paths import DEFAULT_DATA, DEFAULT_MODEL_PATH
 
 FRAME = 320
 SIDE = 144  # the pasted face: 48 px upscaled 3x
@@ -85,7 +86,7 @@ def rotation_table(faces, labels, classifier, rng) -> dict:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", type=Path, default=Path("../shared/data/fer2013"))
+    p.add_argument("--data", type=Path, default=DEFAULT_DATA)
     p.add_argument("--model", type=Path, default=DEFAULT_MODEL_PATH)
     p.add_argument("--limit", type=int, default=0, help="stratified subset of each split (0 = all)")
     p.add_argument("--framing-only", action="store_true", help="measure (1) only")
@@ -125,4 +126,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    cli.run_main(main)

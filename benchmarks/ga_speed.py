@@ -22,9 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ferkit import features, ga
+from ferkit import cli, features, ga
 from ferkit.data import load_dataset, stratified_subset
-from ferkit.paths import DEFAULT_CACHE_DIR
+from ferkit.paths import DEFAULT_CACHE_DIR, DEFAULT_DATA
 
 
 class Budget(Exception):
@@ -87,7 +87,7 @@ def same_masks(x, y, config: ga.GAConfig, masks) -> tuple[float, float]:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", type=Path, default=Path("../shared/data/fer2013"))
+    p.add_argument("--data", type=Path, default=DEFAULT_DATA)
     p.add_argument("--weights", default="imagenet")
     p.add_argument("--size", type=int, default=139)
     p.add_argument("--train-limit", type=int, default=6000)
@@ -136,4 +136,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    cli.run_main(main)

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ferkit import cli
 from ferkit.paths import DEFAULT_DATA
 
 
@@ -162,4 +163,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    cli.run_main(main)

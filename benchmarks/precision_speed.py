@@ -16,7 +16,7 @@ import time
 import keras
 import numpy as np
 
-from ferkit import networks, precision
+from ferkit import cli, networks, precision
 from ferkit.trainconfig import PRESETS
 
 
@@ -62,4 +62,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    cli.run_main(main)

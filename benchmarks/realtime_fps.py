@@ -18,7 +18,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ferkit import clips, video
+from ferkit import cli, clips, video
 from ferkit.classify import ExpressionClassifier
 from ferkit.detect import DEFAULT_CASCADE, FaceDetector, YuNetDetector
 from ferkit.faces import to_model_input
@@ -104,4 +104,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    cli.run_main(main)

@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from ferkit import clips
+from ferkit import cli, clips
 from ferkit.classify import ExpressionClassifier
 from ferkit.paths import DEFAULT_MODEL_PATH, INT8_MODEL_PATH, KERAS_MODEL_PATH, PROJECT_DIR
 from ferkit.recognizer import Pipeline, Recognizer
@@ -114,4 +114,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    cli.run_main(main)

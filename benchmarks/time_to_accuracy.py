@@ -23,6 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from ferkit import cli
 from ferkit.classify import TTA_NAMES
 from ferkit.paths import DEFAULT_DATA, PLOTS_DIR
 from ferkit.report import plot_time_to_accuracy
@@ -82,4 +83,4 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    cli.run_main(main)

@@ -13,9 +13,10 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from ferkit import networks
+from ferkit import cli, networks
 from ferkit.data import load_dataset
 from ferkit.faces import to_model_input
+from ferkit.paths import DEFAULT_DATA
 
 
 class StepTimer(keras.callbacks.Callback):
@@ -47,7 +48,7 @@ def time_fit(model, fit_source, steps: int, warmup: int, images_per_step: int, *
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", type=Path, default=Path("../shared/data/fer2013"))
+    p.add_argument("--data", type=Path, default=DEFAULT_DATA)
     p.add_argument("--steps", type=int, default=40, help="timed batches per pipeline")
     p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--batch-size", type=int, default=64)
@@ -92,4 +93,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    cli.run_main(main)

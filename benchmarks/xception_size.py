@@ -13,13 +13,14 @@ from pathlib import Path
 
 import numpy as np
 
-from ferkit import features, ga
+from ferkit import cli, features, ga
 from ferkit.data import load_dataset, stratified_subset
+from ferkit.paths import DEFAULT_DATA
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", type=Path, default=Path("../shared/data/fer2013"))
+    p.add_argument("--data", type=Path, default=DEFAULT_DATA)
     p.add_argument("--weights", default="imagenet")
     p.add_argument("--sizes", type=int, nargs="+", default=[71, 96, 139])
     p.add_argument("--train", type=int, default=1400)
@@ -44,4 +45,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    cli.run_main(main)

@@ -3,7 +3,7 @@
 # several seeds side by side in one command that ends inside the device tool's 10 minutes; each
 # run's model (the best epoch or the weight average of its last quarter, whichever scores higher on
 # validation) and all logs come back in $OUT. Choosing between the runs and the PrivateTest read
-# happen on the CPU machine afterwards, on the original faces (README, "Training on a GPU").
+# happen on the CPU machine afterwards, on the original faces (README, "Scaling out", "One GPU").
 #
 # Here, once (what travels must stay under 64 MiB with the tracked files):
 #   python tools/export_npz.py --data ../shared/data/fer2013 --out data/device/fer_trainval.npz \
