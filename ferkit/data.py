@@ -20,9 +20,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .atomic import atomic_savez, replacing, set_aside, try_cache_write
+from .atomic import atomic_savez, set_aside, try_cache_write
 from .errors import DatasetError, ParameterError
 from .faces import CLASS_NAMES, IMAGE_SIZE, prepare_face
+from .npzfile import read_faces_npz, write_faces_npz
 from .paths import DEFAULT_CACHE_DIR
 from .store import FaceRows, face_checksum, write_faces
 
@@ -284,37 +285,8 @@ def _read_csv_rows(path: Path, usage_group: dict) -> tuple[np.ndarray, np.ndarra
 
 def _read_npz(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Decoded faces in one file (``export_npz``): x uint8 (N, 48, 48), y (class indices), group."""
-    try:
-        with np.load(path) as data:
-            has_x = any(k in data.files for k in ("x", "x_up", "x_webp"))
-            missing = [k for k in ("x", "y") if k not in data.files and not (k == "x" and has_x)]
-            if missing:
-                raise DatasetError(f"{path} lacks the array {missing[0]!r}; write it with tools/export_npz.py.")
-            if "x_webp" in data.files:  # export_npz(..., quality=Q): one WebP image per face
-                x = _decode_webp(data["x_webp"], data["x_ends"])
-            elif "x_up" in data.files:  # each pixel minus the one above it (PNG's "Up" filter): zlib packs it tighter
-                x = np.cumsum(data["x_up"], axis=1, dtype=np.uint8)
-            else:
-                x = data["x"]
-            y = data["y"]
-            group = data["group"] if "group" in data.files else np.full(len(y), UNASSIGNED)
-            names = tuple(data["class_names"].tolist()) if "class_names" in data.files else CLASS_NAMES
-    except DatasetError:
-        raise
-    except Exception as exc:  # not a zip, cut short, bit-flipped
-        raise DatasetError(f"{path} cannot be read as an .npz ({type(exc).__name__}); export it again.") from None
-    if names != CLASS_NAMES:
-        raise DatasetError(f"{path} has classes {', '.join(names)}; expected {', '.join(CLASS_NAMES)}, in that order.")
-    if (
-        x.dtype != np.uint8
-        or x.ndim != 3
-        or x.shape[1:] != (IMAGE_SIZE, IMAGE_SIZE)
-        or not len(x) == len(y) == len(group)
-    ):
-        raise DatasetError(
-            f"{path} holds x {x.dtype} {x.shape}, y {y.shape}, group {group.shape}; expected uint8 (N, 48, 48) "
-            f"faces with N labels and N groups. Write it with tools/export_npz.py."
-        )
+    x, y, group = read_faces_npz(path)
+    group = np.full(len(y), UNASSIGNED) if group is None else group
     if len(y) and (y.min() < 0 or y.max() >= len(CLASS_NAMES) or group.min() < TRAIN or group.max() > UNASSIGNED):
         raise DatasetError(f"{path}: labels must be 0-{len(CLASS_NAMES) - 1} and groups 0-{UNASSIGNED}.")
     return x, y.astype(np.int64), group.astype(np.int64)
@@ -347,30 +319,7 @@ def export_npz(
     keep = np.flatnonzero(np.isin(group, [SPLIT_GROUPS[name] for name in splits]))
     if not len(keep):
         raise DatasetError(f"{root} has no faces in the splits {', '.join(splits)}.")
-    x, y, group = np.asarray(x)[keep], y[keep], group[keep]
-    if quality is None:
-        faces = {"x_up": np.diff(x, axis=1, prepend=np.zeros((len(x), 1, x.shape[2]), np.uint8)).astype(np.uint8)}
-    else:
-        faces = _encode_webp(x, quality)
-    path = Path(path)
-    with replacing(path, ".tmp.npz") as tmp:
-        np.savez_compressed(tmp, **faces, y=y, group=group, class_names=np.array(CLASS_NAMES))
-    return path
-
-
-def _encode_webp(x: np.ndarray, quality: int) -> dict[str, np.ndarray]:
-    """Faces as WebP images end to end in one byte array, with where each one ends."""
-    blobs = [cv2.imencode(".webp", face, [cv2.IMWRITE_WEBP_QUALITY, quality])[1].ravel() for face in x]
-    return {"x_webp": np.concatenate(blobs), "x_ends": np.cumsum([len(b) for b in blobs])}
-
-
-def _decode_webp(blob: np.ndarray, ends: np.ndarray) -> np.ndarray:
-    starts = np.concatenate([[0], ends[:-1]])
-    with ThreadPoolExecutor() as pool:  # OpenCV's decoder releases the GIL
-        faces = list(pool.map(lambda se: cv2.imdecode(blob[se[0] : se[1]], cv2.IMREAD_GRAYSCALE), zip(starts, ends)))
-    if any(face is None or face.shape != (IMAGE_SIZE, IMAGE_SIZE) for face in faces):
-        raise DatasetError("the .npz holds a WebP face that does not decode to 48x48; export it again.")
-    return np.stack(faces) if faces else np.zeros((0, IMAGE_SIZE, IMAGE_SIZE), np.uint8)
+    return write_faces_npz(path, np.asarray(x)[keep], y[keep], group[keep], quality)
 
 
 def _fingerprint(parts) -> str:
