@@ -94,7 +94,7 @@ def weight_average(paths, members, train_faces):
 
 def compare(args) -> dict:
     cli.check_inputs(args.data, args.models)
-    cli.import_keras_quietly()
+    cli.import_keras_quietly("averaging Keras models")
     loaded = [load_model(path) for path in args.models]
     names = {names for _, names in loaded}
     if len(names) != 1:

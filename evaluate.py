@@ -2,6 +2,7 @@
 with the expected calibration error of its confidence; optionally calibrate it.
 
     python evaluate.py --model models/fer_cnn.keras --data data/fer2013 --tta
+    python evaluate.py --model models/fer_cnn.onnx --data data/fer2013   # on the light runtime too
     python evaluate.py --model models/fer_cnn.keras --data data/fer2013 \\
         --calibrate models/fer_cnn_calibrated.keras --reliability plots/reliability.png
 
@@ -83,7 +84,7 @@ def parse_args(argv=None):
 def evaluate(args) -> dict:
     cli.check_inputs(args.data, [args.model])
     if args.model.suffix.lower() != ".onnx":
-        cli.import_keras_quietly()
+        cli.import_keras_quietly(f"evaluating {args.model} (a Keras model; the light runtime evaluates .onnx models)")
     model, class_names = load_model(args.model)
     data = load_dataset(args.data, cache_dir=args.cache_dir)
     require_classes(class_names, data.class_names, args.model)
@@ -113,7 +114,7 @@ def evaluate(args) -> dict:
         after = with_temperature(proba, temperature)
         summary["calibration"] = {
             "temperature": temperature,
-            "fitted_on": f"{data.val_note.split(': ', 1)[-1]} ({len(data.val)} faces)",
+            "fitted_on": f"{data.val_note.split(': ', 1)[-1]} of {data.source} ({len(data.val)} faces)",
             "ece_before": summary["ece"],
             f"ece_after_on_{name}": expected_calibration_error(after, split.y, ECE_BINS),
             "bins": ECE_BINS,

@@ -48,7 +48,7 @@ def parse_args(argv=None):
 def export(args) -> dict:
     import numpy as np
 
-    cli.import_keras_quietly()
+    cli.import_keras_quietly("exporting a Keras model")
     from ferkit.classify import predict_proba
     from ferkit.data import load_dataset, stratified_subset
     from ferkit.export import CALIBRATION_FACES, export_onnx, quantize_int8

@@ -222,7 +222,7 @@ def run(args) -> dict:
     if args.test_limit:
         idx = stratified_subset(test.y, args.test_limit, seed=0)
         test = Split(test.x[idx], test.y[idx])
-    cli.import_keras_quietly()
+    cli.import_keras_quietly("the Xception features")
     model = load_xception(args.weights, args.size)
     extract_started = time.time()
     x_train = cached_features(train.x, train.y, args.weights, args.size, args.cache_dir, model, "train features")

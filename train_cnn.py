@@ -276,7 +276,7 @@ def report(metrics: dict) -> None:
 
 def _train(config: TrainConfig) -> dict:
     cli.check_inputs(config.data, [config.init_from] if config.init_from else [])
-    cli.import_keras_quietly()
+    cli.import_keras_quietly("training")
     from ferkit.training import train  # imports Keras (and its backend): after the arguments are read
 
     return train(config)

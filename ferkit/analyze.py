@@ -29,8 +29,9 @@ from .recognizer import Recognizer, load_image
 
 
 def find_images(sources, skip: Path | None = None) -> list[tuple[Path, Path]]:
-    """(file, name in the table) for every image under the sources, in a stable order. Names are
-    relative to the folder given (so annotated copies keep the folder layout)."""
+    """(file, name in the table) for every image under the sources, in a stable order, each file
+    once. Names are relative to the folder given (so annotated copies keep the folder layout), or,
+    where two sources hold images of one name, to the folder the sources share."""
     found = []
     for source in map(Path, sources):
         source = source.expanduser()
@@ -47,6 +48,19 @@ def find_images(sources, skip: Path | None = None) -> list[tuple[Path, Path]]:
         raise SourceError(
             f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in {', '.join(map(str, sources))}; check the path"
         )
+    first = {}  # a file given twice (itself and its folder): analysed once
+    for path, name in found:
+        first.setdefault(os.path.normcase(path.resolve()), (path, name))
+    found = list(first.values())
+    names = [os.path.normcase(name) for _, name in found]
+    if len(set(names)) < len(names):
+        # Images of one name from two sources (a/img.jpg, b/img.jpg): each is then named from the
+        # folder all sources share (a/img.jpg, b/img.jpg), so their rows and copies stay apart.
+        try:
+            base = Path(os.path.commonpath([path.resolve().parent for path, _ in found]))
+        except ValueError:  # Windows: different drives
+            raise SourceError("images of one name on two drives; analyze each drive in a run of its own") from None
+        found = [(path, path.resolve().relative_to(base)) for path, _ in found]
     return found
 
 
@@ -130,7 +144,7 @@ def analyze(args) -> dict:
     from tqdm import tqdm
 
     bar = tqdm(total=len(images), unit="img", file=sys.stderr, disable=args.quiet, leave=False)
-    started, n_images, n_faces, unreadable, interrupted = time.perf_counter(), 0, 0, [], False
+    started, n_images, n_faces, unreadable, faceless, interrupted = time.perf_counter(), 0, 0, [], [], False
     try:
         for start in range(0, len(images), args.batch):
             batch, chunk, frames = images[start : start + args.batch], [], []
@@ -153,6 +167,8 @@ def analyze(args) -> dict:
                             if not cv2.imwrite(tmp, canvas):
                                 raise SourceError(f"cannot write {target}; check the folder --annotate")
                     n_faces, n_images = n_faces + len(faces), n_images + 1
+                    if not faces:
+                        faceless.append(name.as_posix())
             bar.update(len(batch))
     except KeyboardInterrupt:
         interrupted = True
@@ -164,6 +180,7 @@ def analyze(args) -> dict:
         "images": n_images,
         "faces": n_faces,
         "unreadable": unreadable,
+        "no_face": faceless,
         "seconds": round(seconds, 2),
         "images_per_second": n_images / seconds if seconds else 0.0,
     }
@@ -181,6 +198,7 @@ def analyze(args) -> dict:
     print(
         f"{n_images} images, {n_faces} faces"
         + (f", {len(unreadable)} unreadable (skipped)" if unreadable else "")
+        + (f", {len(faceless)} without a face (no row; e.g. {faceless[0]})" if faceless else "")
         + f", {summary['images_per_second']:.1f} images/s"
         + (f"; wrote {', '.join(written)}" if written else ""),
         file=sys.stderr,

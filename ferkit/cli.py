@@ -14,7 +14,7 @@ import threading
 from contextlib import contextmanager
 from pathlib import Path
 
-from .errors import FerError, Interrupted, ParameterError, PeerLost
+from .errors import FerError, Interrupted, MissingPackage, ParameterError, PeerLost
 from .paths import DEFAULT_CACHE_DIR, DEFAULT_DATA, DEFAULT_MODEL_PATH, MODELS_DIR, PLOTS_DIR
 
 
@@ -312,15 +312,22 @@ def native_logs_silenced(enabled: bool = True):
         os.close(devnull)
 
 
-def import_keras_quietly() -> None:
+def import_keras_quietly(work: str = "this") -> None:
     """Import Keras (and its backend) without TensorFlow's start-up lines on the terminal, unless
     the user asked for them with TF_CPP_MIN_LOG_LEVEL. Scripts call it where they first need Keras,
-    inside ``run_main``, so a Ctrl-C during the import is a clean exit too."""
-    if "keras" in sys.modules:
+    inside ``run_main``, so a Ctrl-C during the import is a clean exit too, and a Python without
+    Keras (the light runtime) one line saying what ``work`` needs installed."""
+    if sys.modules.get("keras") is not None:
         return
     quiet_tensorflow(False)
-    with native_logs_silenced("TF_CPP_MIN_LOG_LEVEL" not in _user_env):
-        import keras  # noqa: F401
+    try:
+        with native_logs_silenced("TF_CPP_MIN_LOG_LEVEL" not in _user_env):
+            import keras  # noqa: F401
+    except ImportError as exc:
+        raise MissingPackage(
+            f"{work} needs Keras and TensorFlow, which this Python cannot import ({exc.name or exc}; the light "
+            f"runtime, requirements-live.txt, leaves them out): pip install -r requirements.txt"
+        ) from None
 
 
 _user_env = dict(os.environ)  # what the user set, before quiet_tensorflow() sets defaults

@@ -57,6 +57,11 @@ class PeerLost(FerError, RuntimeError):
     skipping JAX's shutdown handshake, which would wait for the lost process and then abort."""
 
 
+class MissingPackage(FerError, RuntimeError):
+    """A package the work needs is not installed (the light runtime leaves Keras and TensorFlow
+    out); the message names what to install."""
+
+
 class Interrupted(FerError):
     """Work stopped by the user (Ctrl-C); what was finished is saved and the message says where.
     Scripts exit with code 130 for it."""

@@ -71,6 +71,25 @@ def test_a_folder_of_photos_becomes_one_row_per_face(photos, tmp_path, capsys):
     assert row["file"] == "p1.png" and len(row["probabilities"]) == 7
 
 
+def test_photos_of_one_name_from_two_folders_keep_their_own_rows_and_copies(tmp_path, capsys):
+    frames = list(clips.demo_frames(2))
+    for folder, frame in zip(("a", "b"), frames):
+        (tmp_path / "dup" / folder).mkdir(parents=True)
+        cv2.imwrite(str(tmp_path / "dup" / folder / "img.jpg"), frame)
+    cv2.imwrite(str(tmp_path / "dup" / "a" / "blank.png"), np.full((240, 320, 3), 128, np.uint8))
+    a, b = tmp_path / "dup" / "a", tmp_path / "dup" / "b"
+    table, copies = tmp_path / "r.csv", tmp_path / "ann"
+    # a/img.jpg given twice (itself and its folder): analysed once
+    argv = [str(a), str(b), str(a / "img.jpg"), "--log", str(table), "--annotate", str(copies), "--quiet"]
+    summary = analyze.main(argv)
+    rows = list(csv.DictReader(table.open()))
+    assert sorted(r["file"] for r in rows) == ["a/img.jpg", "b/img.jpg"]  # named from the folder both share
+    assert summary["images"] == 3 and summary["no_face"] == ["a/blank.png"]
+    assert "1 without a face (no row; e.g. a/blank.png)" in capsys.readouterr().err
+    assert (copies / "a/img.jpg").exists() and (copies / "b/img.jpg").exists()  # neither replaced the other
+    assert not np.array_equal(cv2.imread(str(copies / "a/img.jpg")), cv2.imread(str(copies / "b/img.jpg")))
+
+
 def test_a_second_run_keeps_the_first_runs_table_and_copies_unless_told(photos, tmp_path, capsys):
     table, copies = tmp_path / "results.csv", tmp_path / "ann"
     analyze.main([str(photos), "--log", str(table), "--annotate", str(copies), "--quiet"])

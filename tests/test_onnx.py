@@ -186,3 +186,22 @@ def test_evaluate_refuses_to_calibrate_an_onnx_model(tmp_path, capsys):
         evaluate.main(["--model", str(DEFAULT_MODEL_PATH), "--calibrate", str(tmp_path / "c.keras")])
     assert refused.value.code == 2
     assert "export it again" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("script", ["evaluate", "export"])
+def test_a_keras_model_without_keras_installed_is_one_line_naming_the_install(script, monkeypatch, tmp_path, capsys):
+    module = __import__(script)
+
+    class NoKeras:  # as on the light runtime: `import keras` finds nothing
+        def find_spec(self, name, path=None, target=None):
+            if name.split(".")[0] == "keras":
+                raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+
+    monkeypatch.delitem(sys.modules, "keras", raising=False)
+    monkeypatch.setattr(sys, "meta_path", [NoKeras(), *sys.meta_path])
+    argv = {"evaluate": ["--model", str(KERAS_MODEL_PATH), "--data", str(tmp_path)],
+            "export": [str(KERAS_MODEL_PATH), "--out", str(tmp_path / "m.onnx")]}[script]  # fmt: skip
+    with pytest.raises(SystemExit) as stopped:
+        module.main(argv)
+    err = capsys.readouterr().err
+    assert stopped.value.code == 2 and "pip install -r requirements.txt" in err and "Traceback" not in err
