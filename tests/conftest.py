@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import gc
 import os
 import signal
 from pathlib import Path
@@ -26,6 +27,21 @@ from ferkit.faces import CLASS_NAMES  # noqa: E402 (after the TF log level is se
 SHARED = ROOT.parent / "shared"
 FER2013 = SHARED / "data" / "fer2013"
 XCEPTION_WEIGHTS = SHARED / "weights" / "xception_imagenet_notop.weights.h5"
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session) -> None:
+    """In a pytest-xdist worker: collect the garbage now and freeze what lives on. After a worker's
+    last report execnet gives it 5 s to finish, then interrupts it with SIGINT; pytest's closing
+    garbage collections over the objects TensorFlow and JAX leave (half a million after a few
+    models: 0.5 s a collection, five of them, more on a busy machine) went past that and the SIGINT
+    landed in JAX's gc callback (a PytestUnraisableExceptionWarning at the end of the run; seen in
+    execnet's trace, EXECNET_DEBUG=1: "execution ongoing after 5 secs ... sending ourselves a
+    SIGINT"). Frozen objects are skipped by later collections; garbage is collected first, so
+    nothing an object's finaliser would report is lost."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        gc.collect()
+        gc.freeze()
 
 
 def synthetic_face(label: int, rng: np.random.Generator, size: int = 48) -> np.ndarray:
