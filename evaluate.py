@@ -4,7 +4,7 @@ with the expected calibration error of its confidence; optionally calibrate it.
     python evaluate.py --model models/fer_cnn.keras --data data/fer2013 --tta
     python evaluate.py --model models/fer_cnn.onnx --data data/fer2013   # on the light runtime too
     python evaluate.py --model models/fer_cnn.keras --data data/fer2013 \\
-        --calibrate models/fer_cnn_calibrated.keras --reliability plots/reliability.png
+        --calibrate models/fer_cnn_calibrated.keras --reliability plots/reliability_calibrated.png
 
 ``--calibrate`` fits a temperature on the validation split (PublicTest), never the test split,
 folds it into the model's last layer and saves the result: the labels stay the same, the
@@ -63,6 +63,11 @@ def parse_args(argv=None):
     cli.check_output_file(p, "--json", args.json, {".json"})
     cli.check_output_file(p, "--calibrate", args.calibrate, {".keras"})
     cli.check_output_file(p, "--reliability", args.reliability, {".png", ".jpg", ".pdf", ".svg"})
+    if args.calibrate and args.model.suffix.lower() == ".onnx":
+        p.error(
+            "--calibrate folds a temperature into a .keras model; calibrate models/fer_cnn.keras (say), then "
+            "export it again with export.py (the temperature travels into the .onnx file)"
+        )
     outputs = {
         "--confusion": args.confusion,
         "--json": args.json,
@@ -73,11 +78,6 @@ def parse_args(argv=None):
     cli.refuse_duplicates(p, outputs)
     cli.refuse_existing(p, outputs.values(), args.overwrite, "Choose other file names")
     cli.require_plotting(p, {"--confusion": args.confusion, "--reliability": args.reliability})
-    if args.calibrate and args.model.suffix.lower() == ".onnx":
-        p.error(
-            "--calibrate folds a temperature into a .keras model; calibrate models/fer_cnn.keras (say), then "
-            "export it again with export.py (the temperature travels into the .onnx file)"
-        )
     return args
 
 
@@ -114,7 +114,7 @@ def evaluate(args) -> dict:
         after = with_temperature(proba, temperature)
         summary["calibration"] = {
             "temperature": temperature,
-            "fitted_on": f"{data.val_note.split(': ', 1)[-1]} of {data.source} ({len(data.val)} faces)",
+            "fitted_on": f"{data.val_note.split(': ', 1)[-1]} of {Path(data.source).name} ({len(data.val)} faces)",
             "ece_before": summary["ece"],
             f"ece_after_on_{name}": expected_calibration_error(after, split.y, ECE_BINS),
             "bins": ECE_BINS,

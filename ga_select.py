@@ -212,6 +212,7 @@ def kbest_curve(args, x_train, y_train, x_test, y_test) -> dict:
 
 def run(args) -> dict:
     cli.check_inputs(args.data)
+    cli.import_keras_quietly("computing the Xception features")
     started = time.time()
     args.models_dir.mkdir(parents=True, exist_ok=True)
     data = load_dataset(args.data, cache_dir=args.cache_dir)
@@ -222,7 +223,6 @@ def run(args) -> dict:
     if args.test_limit:
         idx = stratified_subset(test.y, args.test_limit, seed=0)
         test = Split(test.x[idx], test.y[idx])
-    cli.import_keras_quietly("the Xception features")
     model = load_xception(args.weights, args.size)
     extract_started = time.time()
     x_train = cached_features(train.x, train.y, args.weights, args.size, args.cache_dir, model, "train features")

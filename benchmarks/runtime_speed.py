@@ -97,9 +97,9 @@ def main() -> None:
     if not args.tta:  # TTA changes nothing before the first frame
         starts = {name: [] for name in models}
         with tempfile.TemporaryDirectory() as tmp:
-            for _ in range(args.rounds):
-                for name, (path, _) in models.items():
-                    starts[name].append(start_to_first_frame(path, Path(tmp) / "first.jpg"))
+            for round_ in range(args.rounds):
+                for index, (name, (path, _)) in enumerate(models.items()):  # a new file each (none replaced)
+                    starts[name].append(start_to_first_frame(path, Path(tmp) / f"first_{round_}_{index}.jpg"))
         title = f"start to first annotated frame (realtime.py --source demo, median of {args.rounds} fresh processes):"
         print_medians(title, starts, "s", lower_is_better=True)
 

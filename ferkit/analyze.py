@@ -57,10 +57,10 @@ def find_images(sources, skip: Path | None = None) -> list[tuple[Path, Path]]:
         # Images of one name from two sources (a/img.jpg, b/img.jpg): each is then named from the
         # folder all sources share (a/img.jpg, b/img.jpg), so their rows and copies stay apart.
         try:
-            base = Path(os.path.commonpath([path.resolve().parent for path, _ in found]))
+            base = Path(os.path.commonpath([os.path.abspath(path.parent) for path, _ in found]))
         except ValueError:  # Windows: different drives
             raise SourceError("images of one name on two drives; analyze each drive in a run of its own") from None
-        found = [(path, path.resolve().relative_to(base)) for path, _ in found]
+        found = [(path, Path(os.path.abspath(path)).relative_to(base)) for path, _ in found]
     return found
 
 
@@ -231,8 +231,10 @@ def parse_args(argv=None):
     args = p.parse_args(argv)
     if args.batch < 1 or args.min_face < 1:
         p.error("--batch and --min-face must be at least 1")
-    if args.log != "-":
+    if args.log != "-":  # ~ expanded here, once: what is checked is what is written (--log=~/x.csv)
+        args.log = str(Path(args.log).expanduser())
         cli.check_output_file(p, "--log", args.log, {".csv", ".jsonl", ".json", ".ndjson"})
+    args.annotate = args.annotate.expanduser() if args.annotate else None
     cli.check_output_dir(p, "--annotate", args.annotate)
     cli.refuse_same(
         p,

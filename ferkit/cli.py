@@ -274,8 +274,9 @@ def refuse_existing(p: argparse.ArgumentParser, outputs, overwrite: bool, elsewh
     there = [str(path) for path in outputs if path is not None and Path(path).expanduser().exists()]
     if there:
         one = len(there) == 1
+        shown = ", ".join(there[:3]) + (f" and {len(there) - 3} more" if len(there) > 3 else "")
         p.error(
-            f"{', '.join(there)} {'exists' if one else 'exist'} (an earlier run's, or what ships with the project) "
+            f"{shown} {'exists' if one else 'exist'} (an earlier run's, or what ships with the project) "
             f"and this run would replace {'it' if one else 'them'}. {elsewhere}, or add --overwrite"
         )
 
@@ -323,7 +324,7 @@ def import_keras_quietly(work: str = "this") -> None:
     try:
         with native_logs_silenced("TF_CPP_MIN_LOG_LEVEL" not in _user_env):
             import keras  # noqa: F401
-    except ImportError as exc:
+    except ModuleNotFoundError as exc:
         raise MissingPackage(
             f"{work} needs Keras and TensorFlow, which this Python cannot import ({exc.name or exc}; the light "
             f"runtime, requirements-live.txt, leaves them out): pip install -r requirements.txt"

@@ -251,6 +251,9 @@ def parse_args(argv=None):
         args.min_face = DETECTORS[args.detector].min_face
     elif args.min_face < 1:
         p.error("--min-face must be at least 1")
+    # ~ expanded once, here: what is checked below is what is written (--log=~/x.csv reaches us unexpanded)
+    args.output, args.log = (str(Path(v).expanduser()) if v else v for v in (args.output, args.log))
+    args.report = args.report.expanduser() if args.report else None
     cli.check_output_file(p, "--output", args.output, IMAGE_SUFFIXES | AnnotatedOutput.VIDEO_SUFFIXES)
     cli.check_output_file(p, "--log", args.log, {".csv", ".jsonl", ".json", ".ndjson"})
     cli.check_output_dir(p, "--report", args.report)
@@ -260,7 +263,8 @@ def parse_args(argv=None):
         {"--output": args.output, "--log": args.log, "--report": args.report},
         {"--source": source, "--model": args.model, "--yunet": args.yunet, "--cascade": args.cascade},
     )
-    cli.refuse_duplicates(p, {"--output": args.output, "--log": args.log})
+    report = args.report / "summary.csv" if args.report else None  # with face_<id>.png, what --report writes
+    cli.refuse_duplicates(p, {"--output": args.output, "--log": args.log, "--report (its summary.csv)": report})
     output = Path(args.output).expanduser() if args.output else None
     if (
         output
@@ -284,8 +288,8 @@ def parse_args(argv=None):
         siblings = sorted(f for f in output.parent.glob(f"*{output.suffix}") if numbered.match(f.name))
     else:
         siblings = []
-    report = args.report / "summary.csv" if args.report else None
-    cli.refuse_existing(p, [output, *siblings, args.log, report], args.overwrite, "Choose other names")
+    plots = sorted(args.report.glob("face_*.png")) if args.report and args.report.is_dir() else []
+    cli.refuse_existing(p, [output, *siblings, args.log, report, *plots], args.overwrite, "Choose other names")
     return args
 
 

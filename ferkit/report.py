@@ -40,7 +40,8 @@ def classification_summary(y_true: np.ndarray, y_pred: np.ndarray, class_names=C
     present), so evaluate.py reports on the light runtime, which has no scikit-learn."""
     n = len(class_names)
     y_true, y_pred = np.asarray(y_true, np.int64), np.asarray(y_pred, np.int64)
-    matrix = np.bincount(y_true * n + y_pred, minlength=n * n).reshape(n, n)
+    known = (y_true >= 0) & (y_true < n) & (y_pred >= 0) & (y_pred < n)  # others: in no row or column
+    matrix = np.bincount(y_true[known] * n + y_pred[known], minlength=n * n).reshape(n, n)
     hits, support, predicted = np.diag(matrix), matrix.sum(axis=1), matrix.sum(axis=0)
 
     def ratio(top, bottom):

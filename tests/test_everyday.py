@@ -376,7 +376,7 @@ def test_without_pyav_the_opencv_writer_still_writes_the_video(tmp_path, monkeyp
     monkeypatch.setitem(sys.modules, "av", None)  # not installed, as importlib.util.find_spec sees it
     with pytest.raises(SystemExit) as refused:  # VP9 needs PyAV: said before the model loads
         realtime.main(["--source", "demo", "--no-display", "--output", str(tmp_path / "demo.webm")])
-    assert refused.value.code == 2 and "pip install av" in capsys.readouterr().err
+    assert refused.value.code == 2 and "is written with PyAV, which is not installed" in capsys.readouterr().err
 
 
 HELP = """

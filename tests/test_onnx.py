@@ -147,7 +147,8 @@ assert report["faces"] == 42 and len(report["confusion_matrix"]) == 7
 
 def heavy_imports(script: str, *args) -> str:
     """Run ``script`` in a fresh process; what it imported of all that requirements-live.txt leaves out."""
-    left_out = '{"tensorflow", "keras", "jax", "torch", "sklearn", "matplotlib"}'
+    left_out = str({"tensorflow", "keras", "jax", "torch", "sklearn", "matplotlib", "scipy", "PIL", "onnx", "deap",
+                    "dask"})  # fmt: skip
     check = f"\nprint('heavy:', sorted({{m.split('.')[0] for m in sys.modules}} & {left_out}))\n"
     out = subprocess.run([sys.executable, "-c", script + check, *map(str, args)], cwd=ROOT, capture_output=True,
                          text=True, timeout=300)  # fmt: skip

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 
 import cv2
 import numpy as np
@@ -261,6 +262,12 @@ def test_a_second_run_keeps_the_first_runs_files_unless_told(model_path, tmp_pat
         with pytest.raises(SystemExit) as refused:
             realtime.main([*base, flag, str(path)])
         assert refused.value.code == 2 and "--overwrite" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # all of them: the first three named, the rest counted
+        realtime.main([*base, *(str(a) for pair in outputs.items() for a in pair)])
+    assert re.search(r"and \d+ more exist", capsys.readouterr().err)
+    with pytest.raises(SystemExit):  # a log where the report writes its summary
+        realtime.main([*base, "--log", str(tmp_path / "new" / "summary.csv"), "--report", str(tmp_path / "new")])
+    assert "both name" in capsys.readouterr().err
     if output == "still.png":  # only a numbered image of the first run is in the way
         (tmp_path / "still.png").rename(tmp_path / "kept.png")
         with pytest.raises(SystemExit):

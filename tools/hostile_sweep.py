@@ -677,8 +677,14 @@ def more_cases(s, scratch, data, cache, out, blocker, model, other, five, clip, 
         check=lambda: rows_in(out / "odd2.csv", 8),
     )
     s.run(
+        "analyze: again, the annotations there, no --overwrite",
+        [A, odd, "--log", out / "odd4.csv", "--annotate", odd / "ann", "--quiet"],
+        "refused",
+        [odd],
+    )
+    s.run(
         "analyze: again, with the annotations already there",
-        [A, odd, "--log", out / "odd3.csv", "--annotate", odd / "ann", "--quiet"],
+        [A, odd, "--log", out / "odd3.csv", "--annotate", odd / "ann", "--quiet", "--overwrite"],
         "ok",
         timeout=400,
         check=lambda: None if (out / "odd3.csv").read_text() == (out / "odd2.csv").read_text() else "rows differ",
