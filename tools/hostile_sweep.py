@@ -691,7 +691,7 @@ def more_cases(s, scratch, data, cache, out, blocker, model, other, five, clip, 
     )
     s.run("analyze: rows on the terminal", [A, photos / "a.jpg", "--log", "-", "--quiet"], "ok", [photos])
     s.run("analyze: jsonl", [A, photos, "--log", out / "r.jsonl", "--quiet"], "ok", [photos])
-    s.run("analyze: one file, unreadable", [A, photos / "c.jpg"], "ok", [photos])
+    s.run("analyze: one file, unreadable", [A, photos / "c.jpg"], "refused", [photos])  # nothing to read: an error
     s.run("analyze: a damaged .onnx model", [A, photos, "--model", scratch / "yunet_bad.onnx"], "refused", [photos])
     s.run("analyze: the int8 model", [A, photos, "--model", INT8_MODEL_PATH, "--quiet"], "ok", [photos])
     s.run("analyze: a .keras model", [A, photos, "--model", model, "--quiet"], "ok", [photos, model])
