@@ -489,7 +489,7 @@ def main() -> None:
                 f.write_bytes(f.read_bytes()[:300])
             s.run(
                 "ga: damaged feature cache",
-                [G, *ga_small],
+                [G, *ga_small, "--overwrite"],  # the small run's report and plots are there
                 "ok",
                 [data],
                 check=lambda: None if list(cache.glob("xception-*.damaged")) else "cache not set aside",
