@@ -52,7 +52,7 @@ def find_images(sources, skip: Path | None = None) -> list[tuple[Path, Path]]:
     for path, name in found:
         first.setdefault(os.path.normcase(path.resolve()), (path, name))
     found = list(first.values())
-    names = [os.path.normcase(name) for _, name in found]
+    names = [str(name).casefold() for _, name in found]  # IMG.JPG and img.jpg are one file on macOS and Windows
     if len(set(names)) < len(names):
         # Images of one name from two sources (a/img.jpg, b/img.jpg): each is then named from the
         # folder all sources share (a/img.jpg, b/img.jpg), so their rows and copies stay apart.
