@@ -234,10 +234,16 @@ def test_stratified_subset_returns_exactly_the_number_asked_for(n):
     assert np.abs(share).max() <= 1 / n + 1e-12  # off by at most one face per class
 
 
-def test_npz_export_loads_as_the_same_dataset(kaggle_dir, cache_dir, tmp_path):
+def test_npz_export_loads_as_the_same_dataset(kaggle_dir, cache_dir, tmp_path, capsys):
     from tools.export_npz import main as export
 
-    path = export(["--data", str(kaggle_dir), "--out", str(tmp_path / "faces.npz"), "--cache-dir", str(cache_dir)])
+    argv = ["--data", str(kaggle_dir), "--out", str(tmp_path / "faces.npz"), "--cache-dir", str(cache_dir)]
+    path = export(argv)
+    written = path.stat().st_mtime_ns
+    with pytest.raises(SystemExit) as refused:  # again: the first file is kept
+        export(argv)
+    assert refused.value.code == 2 and "--overwrite" in capsys.readouterr().err
+    assert path.stat().st_mtime_ns == written and export([*argv, "--overwrite"]) == path
     folders = load_dataset(kaggle_dir, cache_dir=cache_dir, progress=False)
     packed = load_dataset(path, cache_dir=None, progress=False)
     assert packed.layout == "npz"

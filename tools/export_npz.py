@@ -28,9 +28,11 @@ def main(argv=None) -> Path:
         "--splits", nargs="+", choices=("train", "val", "test"), default=["train", "val", "test"], help="splits to keep"
     )
     p.add_argument("--quality", type=int, help="store faces as lossy WebP at this quality (1-100), about half the size")
+    p.add_argument("--overwrite", action="store_true", help="allow --out to replace an existing file")
     args = p.parse_args(argv)
     cli.check_output_file(p, "--out", args.out, suffixes={".npz"})
     cli.refuse_same(p, {"--out": args.out}, {"--data": args.data})
+    cli.refuse_existing(p, [args.out], args.overwrite, "Give --out another name")
     path = cli.run_main(
         lambda: export_npz(args.data, args.out, args.cache_dir, splits=tuple(args.splits), quality=args.quality)
     )
