@@ -236,12 +236,9 @@ def parse_args(argv=None):
         cli.check_output_file(p, "--log", args.log, {".csv", ".jsonl", ".json", ".ndjson"})
     args.annotate = args.annotate.expanduser() if args.annotate else None
     cli.check_output_dir(p, "--annotate", args.annotate)
-    cli.refuse_same(
-        p,
-        {"--log": None if args.log == "-" else args.log, "--annotate": args.annotate},
-        {f"source {s}": s for s in args.sources},
-    )
-    cli.refuse_existing(p, [None if args.log == "-" else args.log], args.overwrite, "Give --log another name")
+    log_file = None if args.log == "-" else args.log
+    cli.refuse_same(p, {"--log": log_file, "--annotate": args.annotate}, {f"source {s}": s for s in args.sources})
+    cli.refuse_existing(p, [log_file], args.overwrite, "Give --log another name")
     return args
 
 

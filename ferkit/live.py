@@ -10,7 +10,6 @@ Press q or Esc in the window to quit.
 from __future__ import annotations
 
 import importlib.util
-import re
 import sys
 import time
 from pathlib import Path
@@ -265,7 +264,7 @@ def parse_args(argv=None):
     )
     report = args.report / "summary.csv" if args.report else None  # with face_<id>.png, what --report writes
     cli.refuse_duplicates(p, {"--output": args.output, "--log": args.log, "--report (its summary.csv)": report})
-    output = Path(args.output).expanduser() if args.output else None
+    output = Path(args.output) if args.output else None
     if (
         output
         and output.suffix.lower() in IMAGE_SUFFIXES
@@ -283,13 +282,9 @@ def parse_args(argv=None):
     cli.require_plotting(p, {"--report": args.report})
     if output and output.suffix.lower() == ".webm" and importlib.util.find_spec("av") is None:
         p.error("--output .webm (VP9) is written with PyAV, which is not installed: pip install av, or use .mp4 / .avi")
-    if output and output.suffix.lower() in IMAGE_SUFFIXES:  # NAME, then NAME_1, NAME_2, ... for more images
-        numbered = re.compile(re.escape(output.stem) + r"_\d+" + re.escape(output.suffix) + "$")
-        siblings = sorted(f for f in output.parent.glob(f"*{output.suffix}") if numbered.match(f.name))
-    else:
-        siblings = []
+    written = AnnotatedOutput.files_there(output) if output else []  # numbered images included
     plots = sorted(args.report.glob("face_*.png")) if args.report and args.report.is_dir() else []
-    cli.refuse_existing(p, [output, *siblings, args.log, report, *plots], args.overwrite, "Choose other names")
+    cli.refuse_existing(p, [*written, args.log, report, *plots], args.overwrite, "Choose other names")
     return args
 
 

@@ -3,6 +3,7 @@ BGR frames; annotated frames written to a video or numbered images."""
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -203,6 +204,22 @@ class AnnotatedOutput:
         self.is_video = self.path.suffix.lower() not in IMAGE_SUFFIXES
         self.partial = partial_name(self.path)
 
+    @staticmethod
+    def image_name(path: Path, index: int) -> Path:
+        """The name of the index-th image of an image output: NAME, then NAME_1, NAME_2, ..."""
+        return path if index == 0 else path.with_stem(f"{path.stem}_{index}")
+
+    @classmethod
+    def files_there(cls, path: str | Path) -> list[Path]:
+        """The files a run writing to ``path`` would replace: the file itself, and for an image
+        output the numbered images after it."""
+        path = Path(path)
+        there = [path] if path.exists() else []
+        if path.suffix.lower() in IMAGE_SUFFIXES:
+            numbered = re.compile(re.escape(path.stem) + r"_\d+" + re.escape(path.suffix) + "$")
+            there += sorted(f for f in path.parent.glob(f"*{path.suffix}") if numbered.match(f.name))
+        return there
+
     def write(self, canvas: np.ndarray) -> None:
         if self.is_video:
             self.writer = self.writer or open_video_writer(self.partial, self.fps, canvas)
@@ -211,7 +228,7 @@ class AnnotatedOutput:
                 canvas = letterbox(canvas, self.size)
             self.writer.write(canvas)
         else:
-            name = self.path if self.count == 0 else self.path.with_stem(f"{self.path.stem}_{self.count}")
+            name = self.image_name(self.path, self.count)
             with replacing(name, name.suffix) as tmp:
                 try:
                     ok = cv2.imwrite(tmp, canvas)
