@@ -22,7 +22,7 @@ from ferkit.classify import TTA_MODES
 from ferkit.errors import CheckpointError, ParameterError
 from ferkit.networks import ARCHITECTURES, AUGMENTATIONS
 from ferkit.report import format_report
-from ferkit.trainconfig import OPTIMIZERS, PRESETS, SCHEDULES, TrainConfig
+from ferkit.trainconfig import OPTIMIZERS, PLATEAU_MONITORS, PRESETS, SCHEDULES, TrainConfig
 
 D = TrainConfig  # the defaults, defined once in the package
 
@@ -62,8 +62,15 @@ def parse_args(argv=None) -> TrainConfig:
         "--schedule",
         choices=SCHEDULES,
         default=D.schedule,
-        help="plateau: ReduceLROnPlateau on validation loss (default); cosine: decay from "
-        "--lr to 0 over the run, per step",
+        help="plateau: ReduceLROnPlateau on the validation figure of --plateau-on (default); cosine: "
+        "decay from --lr to 0 over the run, per step",
+    )
+    p.add_argument(
+        "--plateau-on",
+        choices=PLATEAU_MONITORS,
+        default=D.plateau_on,
+        help="what the plateau schedule watches on the validation split: its loss, or its accuracy "
+        "(the published 0.73 recipe)",
     )
     p.add_argument(
         "--init-from",

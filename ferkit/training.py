@@ -216,7 +216,8 @@ def _fit(config: TrainConfig, data, train_split, plan: Plan, folder: CheckpointF
     plateau, restore, warmup = None, [], None
     if config.schedule == "plateau":
         plateau = keras.callbacks.ReduceLROnPlateau(
-            monitor="val_loss",
+            monitor=f"val_{config.plateau_on}",
+            mode="max" if config.plateau_on == "accuracy" else "min",
             factor=config.lr_factor,
             patience=config.lr_patience,
             min_delta=1e-4,

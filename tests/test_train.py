@@ -405,3 +405,35 @@ def test_mixup_blends_faces_and_labels_the_same_way_on_every_pass():
     assert (lam >= 0.5).all() and (lam < 1).any()
     # The label weight of class 3 is the share of the bright face in the pixels.
     np.testing.assert_allclose(faces[:, 0, 0, 0] / 200, labels[:, 3], rtol=1e-5, atol=1e-5)
+
+
+def test_the_plateau_schedule_can_watch_validation_accuracy_and_a_resume_keeps_that_choice(
+    training_dir, tmp_path, monkeypatch, capsys
+):
+    flags = ("--epochs", "4", *TINY, "--optimizer", "sgd", "--lr", "0.01", "--schedule", "plateau")
+    flags += ("--plateau-on", "accuracy", "--lr-patience", "1", "--lr-factor", "0.5")
+    interrupt_after_epoch(monkeypatch, 2)
+    with pytest.raises(SystemExit):
+        run(training_dir, tmp_path, *flags)
+    monkeypatch.undo()
+    state = json.loads((tmp_path / "models" / "checkpoints" / "t" / "state.json").read_text())
+    accuracy, lrs = state["history"]["val_accuracy"], state["history"]["lr"]
+    # The schedule's best is the highest validation accuracy, not the lowest loss (~1.9 here).
+    assert state["plateau"]["best"] == pytest.approx(max(accuracy))
+    # Patience 1: the rate halves after every epoch whose accuracy is not a new best (by 1e-4).
+    best, rate, expected = -np.inf, 0.01, []
+    for value in accuracy:
+        if value - 1e-4 > best:
+            best = value
+        else:
+            rate /= 2
+        expected.append(rate)
+    assert lrs == pytest.approx(expected, rel=1e-5)
+
+    # The saved counters hold a best accuracy: a resume that would watch the loss is refused.
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        run(training_dir, tmp_path, *flags[:-6], "--plateau-on", "loss", *flags[-4:])
+    assert "different settings (plateau_on" in capsys.readouterr().err
+    metrics = run(training_dir, tmp_path, *flags)
+    assert len(metrics["history"]["val_accuracy"]) == 4
