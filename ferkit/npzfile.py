@@ -61,11 +61,14 @@ def read_faces_npz(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray | Non
         raise DatasetError(f"{path} cannot be read as an .npz ({type(exc).__name__}); export it again.") from None
     if names != CLASS_NAMES:
         raise DatasetError(f"{path} has classes {', '.join(names)}; expected {', '.join(CLASS_NAMES)}, in that order.")
-    groups = len(y) if group is None else len(group)
-    if x.dtype != np.uint8 or x.ndim != 3 or x.shape[1:] != (IMAGE_SIZE, IMAGE_SIZE) or not len(x) == len(y) == groups:
+    # Labels and groups are one number per face: a 0-d or 2-D array is refused here, not met later
+    # as a traceback from len() or as groups that silently mean something else.
+    group_shape = y.shape if group is None else group.shape
+    faces_ok = x.dtype == np.uint8 and x.ndim == 3 and x.shape[1:] == (IMAGE_SIZE, IMAGE_SIZE)
+    if not faces_ok or y.ndim != 1 or group_shape != y.shape or x.shape[:1] != y.shape:
         raise DatasetError(
-            f"{path} holds x {x.dtype} {x.shape}, y {y.shape}, group {(groups,)}; expected uint8 (N, 48, 48) "
-            f"faces with N labels and N groups. Write it with tools/export_npz.py."
+            f"{path} holds x {x.dtype} {x.shape}, y {y.shape}, group {group_shape}; expected uint8 (N, 48, 48) "
+            f"faces with N labels and N groups, (N,) each. Write it with tools/export_npz.py."
         )
     return x, y, group
 

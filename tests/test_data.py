@@ -258,6 +258,9 @@ def test_npz_export_loads_as_the_same_dataset(kaggle_dir, cache_dir, tmp_path, c
         (dict(y=np.zeros(3, int)), "lacks the array 'x'"),
         (dict(x=np.zeros((3, 48, 48), np.float32), y=np.zeros(3, int)), "expected uint8 \\(N, 48, 48\\)"),
         (dict(x=np.zeros((3, 48, 48), np.uint8), y=np.array([0, 1, 9])), "labels must be 0-6"),
+        (dict(x=np.zeros((3, 48, 48), np.uint8), y=np.array(2)), "y \\(\\), group \\(\\); expected"),
+        (dict(x=np.zeros((3, 48, 48), np.uint8), y=np.zeros(3, int), group=np.zeros((3, 1), int)), "group \\(3, 1\\)"),
+        (dict(x=np.zeros((3, 48, 48), np.uint8), y=np.zeros(3, int), group=np.array(0)), "group \\(\\); expected"),
         (dict(x=np.zeros((1, 48, 48), np.uint8), y=np.zeros(1, int), class_names=np.array(["a"])), "has classes a"),
     ],
 )
