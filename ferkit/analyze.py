@@ -103,11 +103,17 @@ class ResultTable:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self.partial = partial_name(self.path)
             self.file = open(self.partial, "w", newline="")  # noqa: SIM115 (open for the whole run)
-        if not self.jsonl:
-            self.writer = csv.writer(self.file)
-            self.writer.writerow(["file", "face", "x", "y", "w", "h", "label", "confidence", *class_names])
+        self.writer = None if self.jsonl else csv.writer(self.file)
+        self.started = False  # the CSV header waits for the first image read, so a run that reads
+        # none prints only its error, and leaves no table behind
+
+    def _start(self) -> None:
+        if not self.started and self.writer is not None:
+            self.writer.writerow(["file", "face", "x", "y", "w", "h", "label", "confidence", *self.class_names])
+        self.started = True
 
     def write(self, name: str, faces) -> None:
+        self._start()
         for index, face in enumerate(faces):
             probabilities = {n: round(p, 4) for n, p in face.probabilities.items()}
             if self.jsonl:
@@ -126,10 +132,17 @@ class ResultTable:
                 )
         self.file.flush()
 
-    def close(self) -> None:
+    def close(self, keep: bool = True) -> None:
+        """Finish the table (a header at least), or with ``keep=False`` leave nothing behind."""
+        if keep:
+            self._start()
+            self.file.flush()
         if self.partial is not None and not self.file.closed:
             self.file.close()
-            finish(self.partial, self.path)
+            if keep:
+                finish(self.partial, self.path)
+            else:
+                Path(self.partial).unlink(missing_ok=True)
 
 
 def analyze(args) -> dict:
@@ -174,7 +187,8 @@ def analyze(args) -> dict:
         interrupted = True
     finally:
         bar.close()
-        table.close()
+        nothing_read = bool(unreadable) and not n_images and not interrupted
+        table.close(keep=not nothing_read)
     seconds = time.perf_counter() - started
     summary = {
         "images": n_images,
@@ -185,7 +199,7 @@ def analyze(args) -> dict:
         "images_per_second": n_images / seconds if seconds else 0.0,
     }
     written = [str(p) for p in (table.path, args.annotate) if p]
-    if unreadable and not n_images and not interrupted:
+    if nothing_read:
         raise SourceError(
             f"none of the {len(unreadable)} image file(s) could be read (first: {unreadable[0]}); "
             f"give images OpenCV reads ({', '.join(sorted(IMAGE_SUFFIXES))})"

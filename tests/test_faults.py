@@ -157,8 +157,15 @@ def test_files_that_are_no_images_are_one_error_not_an_empty_table(model_path, t
     notes = tmp_path / "notes.txt"
     notes.write_text("not a photo")
     with pytest.raises(SystemExit) as stopped:
-        analyze.main([str(notes), "--model", str(model_path), "--quiet"])
-    assert stopped.value.code == 2 and "could be read" in one_error_line(capsys.readouterr().err)
+        analyze.main([str(notes), "--model", str(model_path), "--quiet", "--log", "-"])
+    printed = capsys.readouterr()
+    assert stopped.value.code == 2 and "could be read" in one_error_line(printed.err)
+    assert printed.out == ""  # not even the CSV header: a table with no image read is no table
+    for _ in range(2):  # and no file is left behind, so the same command can run again
+        with pytest.raises(SystemExit) as stopped:
+            analyze.main([str(notes), "--model", str(model_path), "--quiet", "--log", str(tmp_path / "t.csv")])
+        assert stopped.value.code == 2 and "could be read" in one_error_line(capsys.readouterr().err)
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
     (tmp_path / "empty.jpg").write_bytes(b"")
     with pytest.raises(SystemExit):
         realtime.main(["--source", str(tmp_path / "empty.jpg"), "--no-display", "--model", str(model_path)])
