@@ -69,8 +69,8 @@ def add_common(p: argparse.ArgumentParser, *names: str) -> None:
             "--model",
             type=Path,
             default=DEFAULT_MODEL_PATH,
-            help="saved model: .onnx (ONNX Runtime, no TensorFlow needed) or .keras (default models/fer_cnn.onnx, "
-            "the shipped model's export)",
+            help="saved model: .onnx (ONNX Runtime, no TensorFlow needed) or .keras; the default is the shipped "
+            "model's export",
         ),
         "cache_dir": lambda: p.add_argument(
             "--cache-dir", type=Path, default=DEFAULT_CACHE_DIR, help="decoded-image and feature cache"

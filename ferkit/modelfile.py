@@ -11,7 +11,7 @@ from pathlib import Path
 from .atomic import replacing
 from .errors import ModelFileError
 from .faces import CLASS_NAMES, IMAGE_SIZE
-from .paths import DEFAULT_MODEL_PATH, KERAS_MODEL_PATH, PROJECT_DIR
+from .paths import DEFAULT_MODEL_PATH, IN_CHECKOUT, KERAS_MODEL_PATH, PROJECT_DIR
 
 CLASS_NAMES_ENTRY = "fer_class_names.json"
 CALIBRATION_ENTRY = "fer_calibration.json"
@@ -53,6 +53,11 @@ def read_class_names(path: str | os.PathLike) -> tuple[str, ...]:
         return tuple(json.loads(archive.read(CLASS_NAMES_ENTRY)))
 
 
+# The scripts a message may name (train_cnn.py, export.py) are in the project's repository; an
+# installed package holds only the library and the shipped models, so its messages say where they are.
+_SCRIPTS_ELSEWHERE = "" if IN_CHECKOUT else " (a script of the project's repository, not of the installed package)"
+
+
 def _shown(path: Path) -> str:
     try:
         return str(path.relative_to(PROJECT_DIR))
@@ -68,12 +73,13 @@ def check_model_path(path: str | os.PathLike) -> Path:
         shipped = (
             f"the shipped model is {_shown(DEFAULT_MODEL_PATH)}"
             if DEFAULT_MODEL_PATH.exists()
-            else f"the shipped {_shown(DEFAULT_MODEL_PATH)} is missing too: restore it with `git checkout models/`"
+            else f"the shipped {_shown(DEFAULT_MODEL_PATH)} is missing too: restore it with "
+            + ("`git checkout models/`" if IN_CHECKOUT else "`pip install --force-reinstall ferkit`")
         )
         raise ModelFileError(
             f"model file {path} not found; give the path of a saved .onnx or .keras model ({shipped}), "
-            f"or train one with `python train_cnn.py --data PATH/TO/fer2013` (the full install, "
-            f"requirements.txt; it writes {_shown(KERAS_MODEL_PATH)})."
+            f"or train one with `python train_cnn.py --data PATH/TO/fer2013`{_SCRIPTS_ELSEWHERE} (the full "
+            f"install, requirements.txt; it writes {_shown(KERAS_MODEL_PATH)})."
         )
     if path.is_dir():
         raise ModelFileError(
@@ -112,7 +118,7 @@ def load_model(path: str | os.PathLike = DEFAULT_MODEL_PATH):
         raise ModelFileError(
             f"{path} is a Keras model, which needs Keras and TensorFlow (pip install -r requirements.txt); "
             f"the light runtime reads .onnx models: use the shipped {_shown(DEFAULT_MODEL_PATH)}, or export this "
-            f"one where Keras is installed with `python export.py {path}`"
+            f"one where Keras is installed with `python export.py {path}`{_SCRIPTS_ELSEWHERE}"
         ) from None
     try:
         model = keras.models.load_model(path, compile=False)

@@ -68,3 +68,13 @@ def test_the_wheel_installs_and_recognizes_faces_outside_the_checkout(tmp_path):
     )
     assert live.returncode == 0, live.stderr[-2000:]
     assert (work / "demo.mp4").stat().st_size > 1000
+    # What the installed commands say points at what is installed, not at a checkout's files.
+    helped = subprocess.run([bin_dir / "ferkit-live", "--help"], cwd=work, capture_output=True, text=True, timeout=300)
+    shown = "".join(helped.stdout.split())  # argparse wraps long paths anywhere
+    assert "theshippedmodel'sexport(default:" + str(bin_dir.parent / "lib") in shown  # the installed copy
+    (work / "mine.keras").write_bytes(b"PK\x05\x06" + bytes(18))  # an empty zip: a .keras file needs Keras
+    refused = subprocess.run(
+        [bin_dir / "ferkit-analyze", "photo.jpg", "--model", "mine.keras"], cwd=work, capture_output=True, text=True
+    )
+    assert refused.returncode != 0 and "Traceback" not in refused.stderr
+    assert "needs Keras" in refused.stderr and "not of the installed package" in refused.stderr
