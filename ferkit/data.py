@@ -114,14 +114,30 @@ def _class_dirs(folder: Path) -> list[tuple[str, Path]]:
             f"no class folders in {folder}. Expected one sub-folder per expression "
             f"({', '.join(CLASS_NAMES)}) holding the face images."
         )
-    return [(canonical_class(d.name, folder), d) for d in dirs]
+    named = [(canonical_class(d.name, folder), d) for d in dirs]
+    for name in CLASS_NAMES:  # Happy/ and happiness/ side by side: one class, or a slip?
+        same = [d.name for n, d in named if n == name]
+        if len(same) > 1:
+            raise DatasetError(
+                f"{folder} has {len(same)} folders for the class {name} ({', '.join(same)}); "
+                f"move their images into one folder."
+            )
+    return named
 
 
 def _image_files(folder: Path) -> list[os.DirEntry]:
-    return sorted(
-        (e for e in os.scandir(folder) if e.is_file() and Path(e.name).suffix.lower() in IMAGE_SUFFIXES),
-        key=lambda e: e.name,
-    )
+    """The images in a class folder and in the folders inside it (a class sorted further, e.g. by
+    session), in a fixed order; hidden files and folders are left out."""
+    found, pending = [], [folder]
+    while pending:
+        for entry in os.scandir(pending.pop()):
+            if entry.name.startswith("."):
+                continue
+            if entry.is_dir(follow_symlinks=False):
+                pending.append(Path(entry.path))
+            elif entry.is_file() and Path(entry.name).suffix.lower() in IMAGE_SUFFIXES:
+                found.append(entry)
+    return sorted(found, key=lambda e: os.path.relpath(e.path, folder))
 
 
 def _group_from_name(filename: str, default: int) -> int:

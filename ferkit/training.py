@@ -294,7 +294,10 @@ def train(config: TrainConfig) -> dict:
     data = load_dataset(
         config.data,
         val_fraction=config.val_fraction,
-        seed=config.seed,
+        # No seed=config.seed: where the data names no splits (a folder of class folders) they are
+        # drawn with the loader's own fixed seed, as evaluate.py, ensemble.py and export.py draw
+        # them, so a run with --seed 7 is not scored later on faces it trained on (--seed varies
+        # the weights, the augmentation and the batches, not which faces are held out).
         cache_dir=config.cache_dir,
         stream=config.stream,
         need_test=False,

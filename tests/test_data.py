@@ -65,6 +65,23 @@ def test_plain_class_folders_are_split_stratified(tmp_path, cache_dir):
     assert len(data.train) + len(data.val) + len(data.test) == 140
 
 
+def test_images_in_folders_inside_a_class_folder_count_for_that_class(tmp_path, cache_dir):
+    write_images(tmp_path / "d", counts(10))
+    write_images(tmp_path / "d" / "happy", {"happy": 5}, folder_names={"happy": "session2"}, seed=8)
+    (tmp_path / "d" / "happy" / ".thumbs").mkdir()  # hidden folders stay out
+    cv2.imwrite(str(tmp_path / "d" / "happy" / ".thumbs" / "t.png"), np.zeros((48, 48), np.uint8))
+    data = load_dataset(tmp_path / "d", cache_dir=cache_dir, progress=False)
+    totals = np.sum([class_counts(s) for s in (data.train, data.val, data.test)], axis=0)
+    assert totals.tolist() == [10, 10, 10, 15, 10, 10, 10]
+
+
+def test_two_folders_for_one_class_are_refused_by_name(tmp_path, cache_dir):
+    write_images(tmp_path / "d", counts(3))
+    write_images(tmp_path / "d", {"happy": 3}, folder_names={"happy": "Happiness"}, seed=9)
+    with pytest.raises(DatasetError, match=r"2 folders for the class happy \(Happiness, happy\); move"):
+        load_dataset(tmp_path / "d", cache_dir=cache_dir, progress=False)
+
+
 def test_class_aliases_map_to_one_order(tmp_path, cache_dir):
     aliases = {"angry": "Anger", "happy": "happiness", "sad": "Sadness", "surprise": "surprised"}
     write_images(tmp_path / "d" / "train", counts(4), folder_names=aliases)

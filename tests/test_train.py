@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import keras
 import numpy as np
 import pytest
-from conftest import FER2013, TINY
+from conftest import FER2013, TINY, counts, write_images
 
 import evaluate
 import train_cnn
@@ -437,3 +437,16 @@ def test_the_plateau_schedule_can_watch_validation_accuracy_and_a_resume_keeps_t
     assert "different settings (plateau_on" in capsys.readouterr().err
     metrics = run(training_dir, tmp_path, *flags)
     assert len(metrics["history"]["val_accuracy"]) == 4
+
+
+def test_a_seed_does_not_move_the_held_out_faces_of_a_folder_of_class_folders(tmp_path, monkeypatch):
+    # The data names no splits, so they are drawn; evaluate.py draws them without knowing the
+    # training seed, and must find the same test faces, not faces the model trained on.
+    write_images(tmp_path / "faces", counts(12), seed=11)
+    seen = {}
+    original = training.load_dataset
+    monkeypatch.setattr(training, "load_dataset", lambda *a, **k: seen.setdefault("data", original(*a, **k)))
+    run(tmp_path / "faces", tmp_path, "--epochs", "1", *TINY, "--seed", "7")
+    evaluated = load_dataset(tmp_path / "faces", cache_dir=tmp_path / "cache", progress=False)
+    for split in ("train", "val", "test"):
+        assert np.array_equal(getattr(seen["data"], split).x, getattr(evaluated, split).x)
