@@ -108,9 +108,9 @@ def test_plots_without_matplotlib_are_refused_before_any_work(monkeypatch, tmp_p
 
 
 def test_the_report_gives_scikit_learns_figures_without_it():
-    from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
+    from sklearn.metrics import confusion_matrix, f1_score, precision_recall_fscore_support
 
-    from ferkit.report import classification_summary
+    from ferkit.report import classification_summary, format_report
 
     rng = np.random.default_rng(0)
     y_true, y_pred = rng.integers(0, 7, 500), rng.integers(0, 7, 500)
@@ -123,3 +123,11 @@ def test_the_report_gives_scikit_learns_figures_without_it():
                                np.stack([p, r, f, s], 1), rtol=1e-12)  # fmt: skip
     assert summary["confusion_matrix"] == confusion_matrix(y_true, y_pred, labels=range(7)).tolist()
     assert summary["macro_f1"] == pytest.approx(f.mean()) and summary["accuracy"] == np.mean(y_true == y_pred)
+
+    # Three expressions only, in the labels and the predictions: the macro F1 averages over those
+    # three, as scikit-learn's does, and the printed report says so.
+    y_true, y_pred = rng.choice([0, 3, 6], 300), rng.choice([0, 3, 6], 300)
+    summary = classification_summary(y_true, y_pred)
+    assert summary["macro_f1"] == pytest.approx(f1_score(y_true, y_pred, average="macro", zero_division=0))
+    assert summary["macro_f1_classes"] == ["angry", "happy", "surprise"]
+    assert "(over the 3 classes seen: angry, happy, surprise)" in format_report(summary)
