@@ -95,7 +95,7 @@ class ResultTable:
 
     def __init__(self, path: str, class_names, stream=None):
         self.class_names = class_names
-        self.jsonl = path.lower().endswith((".jsonl", ".json", ".ndjson"))
+        self.jsonl = path.lower().endswith((".jsonl", ".ndjson"))
         if path == "-":
             self.path, self.partial, self.file = None, None, stream or sys.stdout
         else:
@@ -247,7 +247,7 @@ def parse_args(argv=None):
         p.error("--batch and --min-face must be at least 1")
     if args.log != "-":  # ~ expanded here, once: what is checked is what is written (--log=~/x.csv)
         args.log = str(Path(args.log).expanduser())
-        cli.check_output_file(p, "--log", args.log, {".csv", ".jsonl", ".json", ".ndjson"})
+        cli.check_log_file(p, "--log", args.log)
     args.annotate = args.annotate.expanduser() if args.annotate else None
     cli.check_output_dir(p, "--annotate", args.annotate)
     log_file = None if args.log == "-" else args.log

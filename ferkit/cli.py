@@ -234,6 +234,21 @@ def check_output_file(p: argparse.ArgumentParser, flag: str, path, suffixes=None
         p.error(f"{flag} {path}: {problem}; choose another place")
 
 
+# A face log is a table: CSV, or JSON lines (one object per line) for .jsonl / .ndjson.
+LOG_SUFFIXES = {".csv", ".jsonl", ".ndjson"}
+
+
+def check_log_file(p: argparse.ArgumentParser, flag: str, path) -> None:
+    """``check_output_file`` for a face log. A ``.json`` name is refused with the reason: the rows
+    are JSON lines, which ``json.load`` cannot read as one document."""
+    if path is not None and Path(path).suffix.lower() == ".json":
+        p.error(
+            f"{flag} {path}: the log is JSON lines, one object per face, which json.load cannot read whole; "
+            f"name it {Path(path).with_suffix('.jsonl').name} (pandas: read_json(..., lines=True)) or .csv"
+        )
+    check_output_file(p, flag, path, LOG_SUFFIXES)
+
+
 def refuse_same(p: argparse.ArgumentParser, outputs: dict, inputs: dict) -> None:
     """Refuse an output path that is one of the inputs: writing it would destroy the input."""
 

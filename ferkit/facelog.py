@@ -19,7 +19,7 @@ class FaceLog:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.partial = partial_name(self.path)
         self.file = open(self.partial, "w", newline="")  # noqa: SIM115 (open for the whole video)
-        self.jsonl = self.path.suffix.lower() in (".jsonl", ".json", ".ndjson")
+        self.jsonl = self.path.suffix.lower() in (".jsonl", ".ndjson")
         if not self.jsonl:
             self.writer = csv.writer(self.file)
             self.writer.writerow(

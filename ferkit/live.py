@@ -254,7 +254,7 @@ def parse_args(argv=None):
     args.output, args.log = (str(Path(v).expanduser()) if v else v for v in (args.output, args.log))
     args.report = args.report.expanduser() if args.report else None
     cli.check_output_file(p, "--output", args.output, IMAGE_SUFFIXES | AnnotatedOutput.VIDEO_SUFFIXES)
-    cli.check_output_file(p, "--log", args.log, {".csv", ".jsonl", ".json", ".ndjson"})
+    cli.check_log_file(p, "--log", args.log)
     cli.check_output_dir(p, "--report", args.report)
     source = None if args.source.isdigit() or args.source == "demo" else args.source
     cli.refuse_same(

@@ -106,6 +106,21 @@ def test_output_named_like_the_source_is_refused_and_the_source_kept(model_path,
     assert digest(long_clip) == before
 
 
+def test_a_json_log_is_refused_before_any_work_with_the_name_to_use(model_path, tmp_path, capsys):
+    # The rows are JSON lines; a .json name promised a document that json.load could not read.
+    import analyze
+
+    for run, argv in (
+        (realtime.main, ["--source", "demo", "--no-display", "--max-frames", "3"]),
+        (analyze.main, [str(ROOT / "models" / "grace_hopper.jpg"), "--quiet"]),
+    ):
+        with pytest.raises(SystemExit) as stopped:
+            run([*argv, "--model", str(model_path), "--log", str(tmp_path / "faces.json")])
+        line = usage_error(capsys.readouterr().err)
+        assert stopped.value.code == 2 and "JSON lines" in line and "name it faces.jsonl" in line
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_a_log_that_links_to_the_video_output_is_refused(model_path, tmp_path, capsys):
     # The suffixes keep --output and --log apart by name; a link is how one path can be both.
     (tmp_path / "log.csv").symlink_to(tmp_path / "out.avi")
