@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 from ferkit import cli
 from ferkit.atomic import atomic_write_text
@@ -26,7 +27,8 @@ from ferkit.calibration import (
     with_temperature,
 )
 from ferkit.classify import TTA_MODES, TTA_NAMES, predict_proba, tta_options
-from ferkit.data import load_dataset
+from ferkit.data import load_all_faces, load_dataset
+from ferkit.faces import CLASS_NAMES
 from ferkit.modelfile import load_model, read_calibration, require_classes, save_model
 from ferkit.report import classification_summary, format_report, plot_confusion, plot_reliability
 
@@ -38,9 +40,11 @@ def parse_args(argv=None):
     cli.add_common(p, "model", "data")
     p.add_argument(
         "--split",
-        choices=("test", "val"),
+        choices=("test", "val", "all"),
         default="test",
-        help="test: PrivateTest / the test folder (default); val: PublicTest / validation",
+        help="test: PrivateTest / the test folder (default); val: PublicTest / validation; all: every face "
+        "of --data whatever its split, for labelled faces the model never trained on (a test folder alone, "
+        "your own class folders)",
     )
     p.add_argument(
         "--tta",
@@ -63,6 +67,11 @@ def parse_args(argv=None):
     cli.check_output_file(p, "--json", args.json, {".json"})
     cli.check_output_file(p, "--calibrate", args.calibrate, {".keras"})
     cli.check_output_file(p, "--reliability", args.reliability, {".png", ".jpg", ".pdf", ".svg"})
+    if args.calibrate and args.split == "all":
+        p.error(
+            "--calibrate fits its temperature on the validation faces, which --split all also scores; "
+            "evaluate --split test (the default) when calibrating"
+        )
     if args.calibrate and args.model.suffix.lower() == ".onnx":
         p.error(
             "--calibrate folds a temperature into a .keras model; calibrate models/fer_cnn.keras (say), then "
@@ -86,17 +95,22 @@ def evaluate(args) -> dict:
     if args.model.suffix.lower() != ".onnx":
         cli.import_keras_quietly(f"evaluating {args.model} (a Keras model; the light runtime evaluates .onnx models)")
     model, class_names = load_model(args.model)
-    data = load_dataset(args.data, cache_dir=args.cache_dir)
-    require_classes(class_names, data.class_names, args.model)
-    split = data.test if args.split == "test" else data.val
+    if args.split == "all":
+        split, layout = load_all_faces(args.data, cache_dir=args.cache_dir)
+        data = SimpleNamespace(source=str(Path(args.data).expanduser()), layout=layout, test_drawn=False)
+    else:
+        data = load_dataset(args.data, cache_dir=args.cache_dir)
+        split = data.test if args.split == "test" else data.val
+    require_classes(class_names, CLASS_NAMES, args.model)
     tta = tta_options(args.tta)
     proba = predict_proba(model, split.x, **tta, progress=f"{args.split} split")
     summary = classification_summary(split.y, proba.argmax(1), class_names)
     summary["ece"] = expected_calibration_error(proba, split.y, ECE_BINS)
     summary.update(model=str(args.model), data=data.source, split=args.split, tta=args.tta, faces=len(split))
-    name = {"test": "test", "val": "validation"}[args.split]
+    name = {"test": "test", "val": "validation", "all": "all-faces"}[args.split]
     views = f" with {TTA_NAMES[args.tta]}" if args.tta else ""
-    print(f"{args.model} on {data.source} {name} split ({len(split)} faces){views}")
+    what = f"all {len(split)} faces, every split" if args.split == "all" else f"{name} split ({len(split)} faces)"
+    print(f"{args.model} on {data.source}: {what}{views}")
     if args.split == "test" and data.test_drawn:
         print(f"note: {data.test_note}")
     print(format_report(summary))

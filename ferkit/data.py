@@ -472,6 +472,20 @@ def _require_splits(root: Path, layout: str, train: bool, val: bool, test: bool,
         )
 
 
+def load_all_faces(
+    root: str | os.PathLike, *, cache_dir: str | os.PathLike | None = DEFAULT_CACHE_DIR, progress: bool = True
+) -> tuple[Split, str]:
+    """Every face of a dataset in any layout ``load_dataset`` reads, whatever split it belongs to,
+    and the layout: to score a model on labelled faces it never trained on (a test folder alone, or
+    one's own class folders), where no training split need exist."""
+    root = Path(root).expanduser()
+    layout, paths = detect_layout(root)
+    x, y, _ = _load_raw(layout, paths, Path(cache_dir) if cache_dir else None, progress)
+    if len(y) == 0:
+        raise DatasetError(f"no readable images in {root}.")
+    return Split(x, y), layout
+
+
 def load_dataset(
     root: str | os.PathLike,
     *,

@@ -122,6 +122,21 @@ def test_a_csv_without_usage_says_its_test_split_was_drawn_at_random(tmp_path, c
         assert "note: test: 10% of the images, held out at random" in capsys.readouterr().out
 
 
+def test_evaluate_scores_every_face_of_a_test_folder_alone_with_split_all(kaggle_dir, cache_dir, capsys):
+    # A test folder on its own (PublicTest_ and PrivateTest_ faces, no training ones) is no
+    # dataset to split, but it is labelled faces a model can be scored on, all of them.
+    test_only = kaggle_dir / "test"
+    with pytest.raises(DatasetError, match="no training images"):
+        load_dataset(test_only, cache_dir=cache_dir, progress=False)
+    common = ["--model", str(DEFAULT_MODEL_PATH), "--data", str(test_only), "--cache-dir", str(cache_dir)]
+    report = evaluate.main([*common, "--split", "all"])
+    assert report["faces"] == 7 * (3 + 4) and sum(map(sum, report["confusion_matrix"])) == 49
+    assert f"on {test_only}: all 49 faces, every split" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as refused:
+        evaluate.main([*common, "--split", "all", "--calibrate", str(cache_dir / "c.keras")])
+    assert refused.value.code == 2 and "--calibrate fits its temperature" in capsys.readouterr().err
+
+
 def test_csv_pixels_keep_their_values(tmp_path, cache_dir):
     pixels = np.arange(48 * 48) % 256
     rows = [(3, " ".join(map(str, pixels)), u) for u in ("Training", "PublicTest", "PrivateTest")]
