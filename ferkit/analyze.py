@@ -27,19 +27,29 @@ from .detect import YuNetDetector
 from .errors import Interrupted, SourceError
 from .recognizer import Recognizer, load_image
 
+# Left in an --annotate folder, so that a later run over the folder above it does not read the
+# copies as photos (each face would be counted twice). A folder given as a source is still read.
+ANNOTATED_MARKER = ".ferkit-annotated"
 
-def find_images(sources, skip: Path | None = None) -> list[tuple[Path, Path]]:
+
+def find_images(sources, skip: Path | None = None, skipped: list | None = None) -> list[tuple[Path, Path]]:
     """(file, name in the table) for every image under the sources, in a stable order, each file
     once. Names are relative to the folder given (so annotated copies keep the folder layout), or,
-    where two sources hold images of one name, to the folder the sources share."""
+    where two sources hold images of one name, to the folder the sources share. Folders inside a
+    source that hold annotated copies (``ANNOTATED_MARKER``) are left out and added to ``skipped``."""
     found = []
     for source in map(Path, sources):
         source = source.expanduser()
         if source.is_dir():
             files = sorted(p for p in source.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            copies = sorted(m.parent for m in source.rglob(ANNOTATED_MARKER) if m.parent != source)
             if skip is not None:
-                files = [p for p in files if skip.resolve() not in p.resolve().parents]
-            found += [(p, p.relative_to(source)) for p in files]
+                copies.append(skip)
+            left_out = {c.resolve() for c in copies}
+            kept = [p for p in files if left_out.isdisjoint(p.resolve().parents)]
+            if skipped is not None and len(kept) < len(files):
+                skipped += [c for c in copies if c != skip and any(c.resolve() in p.resolve().parents for p in files)]
+            found += [(p, p.relative_to(source)) for p in kept]
         elif source.is_file():
             found.append((source, Path(source.name)))
         else:
@@ -146,11 +156,22 @@ class ResultTable:
 
 
 def analyze(args) -> dict:
-    images = find_images(args.sources, skip=args.annotate)
+    copies = []
+    images = find_images(args.sources, skip=args.annotate, skipped=copies)
+    for folder in copies:
+        print(
+            f"note: skipped {folder}: annotated copies of an earlier run (give the folder itself to read it)",
+            file=sys.stderr,
+        )
     if args.annotate:
         refuse_writing_over_sources(images, args.annotate)
         if not args.overwrite:
             refuse_replacing_copies(images, args.annotate)
+        args.annotate.mkdir(parents=True, exist_ok=True)
+        (args.annotate / ANNOTATED_MARKER).write_text(
+            "Annotated copies written by ferkit's analyze.py. A run over a folder above this one skips it;\n"
+            "give this folder itself as a source to read it.\n"
+        )
     with cli.native_logs_silenced():
         recognizer = Recognizer(ExpressionClassifier(args.model, tta=args.tta), YuNetDetector(min_face=args.min_face))
     table = ResultTable(args.log, recognizer.class_names)
