@@ -311,6 +311,17 @@ def train(config: TrainConfig) -> dict:
         + (f"; {data.test_note}" if data.test_drawn else "")
         + ("; faces read from disk per batch" if config.stream else "")
     )
+    # The network always has an output for each of the seven classes; one without training faces
+    # is never learnt (and a class missing from validation or test is never measured): say which.
+    for split_name, split in (("training", train_split), ("validation", data.val), ("test", data.test)):
+        if len(split) or split_name == "training":
+            missing = [
+                name
+                for name, n in zip(data.class_names, np.bincount(split.y, minlength=len(data.class_names)))
+                if n == 0
+            ]
+            if missing:
+                print(f"warning: no {split_name} faces of {', '.join(missing)}", file=sys.stderr)
     plan = data_parallel(config.batch_size) if config.distribute else Plan()
     folder = CheckpointFolder(config.checkpoint_path())
     try:

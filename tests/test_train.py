@@ -450,3 +450,11 @@ def test_a_seed_does_not_move_the_held_out_faces_of_a_folder_of_class_folders(tm
     evaluated = load_dataset(tmp_path / "faces", cache_dir=tmp_path / "cache", progress=False)
     for split in ("train", "val", "test"):
         assert np.array_equal(getattr(seen["data"], split).x, getattr(evaluated, split).x)
+
+
+def test_a_class_without_training_faces_is_named_before_training(tmp_path, capsys):
+    faces = {name: n for name, n in counts(12).items() if name != "fear"}
+    write_images(tmp_path / "faces", faces, seed=12)
+    run(tmp_path / "faces", tmp_path, "--epochs", "1", *TINY)
+    err = capsys.readouterr().err
+    assert "warning: no training faces of fear" in err and "no test faces of fear" in err
