@@ -14,12 +14,14 @@ percentages the demo shows become honest.
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 
 from ferkit import cli
 from ferkit.atomic import atomic_write_text
 from ferkit.calibration import (
+    TEMPERATURE_RANGE,
     expected_calibration_error,
     fit_temperature,
     fold_temperature,
@@ -139,10 +141,18 @@ def evaluate(args) -> dict:
             reliability(after, split.y, ECE_BINS),
             summary["calibration"][f"ece_after_on_{name}"],
         )
+        low, high = TEMPERATURE_RANGE
+        edge = temperature <= low * 1.01 or temperature >= high * 0.99
         print(
             f"calibrated: temperature {temperature:.3f} fitted on the validation split; {name} ECE "
             f"{summary['ece']:.4f} -> {summary['calibration'][f'ece_after_on_{name}']:.4f}; saved {args.calibrate}"
         )
+        if edge:
+            print(
+                f"warning: the temperature is at the end of the range searched ({low:g}-{high:g}): the model's "
+                f"probabilities say next to nothing about being right on these faces; check the model and the data",
+                file=sys.stderr,
+            )
     if args.reliability:
         plot_reliability(curves, args.reliability, f"{args.model.name} on the {name} split ({len(split)} faces)")
     if args.confusion:

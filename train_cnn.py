@@ -245,6 +245,8 @@ def parse_args(argv=None) -> TrainConfig:
             )
     if "/" in config.name or config.name in ("", ".", ".."):
         p.error(f"--name {config.name!r} must be a plain file name (no folders); use --models-dir for the place")
+    if config.name.lower().endswith(".keras"):  # it would write NAME.keras.keras
+        p.error(f"--name is the model's name, not its file: --name {config.name[:-6]} writes {config.name}")
     return config
 
 

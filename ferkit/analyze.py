@@ -30,6 +30,8 @@ from .recognizer import Recognizer, load_image
 # Left in an --annotate folder, so that a later run over the folder above it does not read the
 # copies as photos (each face would be counted twice). A folder given as a source is still read.
 ANNOTATED_MARKER = ".ferkit-annotated"
+# Videos given by name are pointed to realtime.py (in a folder they are not images and not read).
+VIDEO_INPUTS = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv"}
 
 
 def find_images(sources, skip: Path | None = None, skipped: list | None = None) -> list[tuple[Path, Path]]:
@@ -51,6 +53,11 @@ def find_images(sources, skip: Path | None = None, skipped: list | None = None) 
                 skipped += [c for c in copies if c != skip and any(c.resolve() in p.resolve().parents for p in files)]
             found += [(p, p.relative_to(source)) for p in kept]
         elif source.is_file():
+            if source.suffix.lower() in VIDEO_INPUTS:
+                raise SourceError(
+                    f"{source} is a video; analyze.py reads photos. For a video: "
+                    f"python realtime.py --source {source} --no-display --log faces.csv"
+                )
             found.append((source, Path(source.name)))
         else:
             raise SourceError(f"{source} not found; give image files or folders of images")

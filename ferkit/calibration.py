@@ -40,15 +40,21 @@ def with_temperature(proba: np.ndarray, temperature: float) -> np.ndarray:
     return scaled / scaled.sum(1, keepdims=True)
 
 
+# The temperatures searched. One at either end means the search ran out of room, not that it
+# found a best: at 20 the model's probabilities are near uniform, i.e. they carry almost nothing.
+TEMPERATURE_RANGE = (0.05, 20.0)
+
+
 def fit_temperature(proba: np.ndarray, y: np.ndarray) -> float:
-    """The temperature that minimises the negative log-likelihood of ``y`` (fit on validation)."""
+    """The temperature in ``TEMPERATURE_RANGE`` that minimises the negative log-likelihood of
+    ``y`` (fit on validation)."""
     from scipy.optimize import minimize_scalar
 
     def nll(log_t):
         scaled = with_temperature(proba, float(np.exp(log_t)))
         return -np.mean(np.log(np.clip(scaled[np.arange(len(y)), y], 1e-12, 1)))
 
-    return float(np.exp(minimize_scalar(nll, bounds=(np.log(0.05), np.log(20)), method="bounded").x))
+    return float(np.exp(minimize_scalar(nll, bounds=tuple(np.log(TEMPERATURE_RANGE)), method="bounded").x))
 
 
 def fold_temperature(model, temperature: float) -> None:

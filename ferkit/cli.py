@@ -24,7 +24,7 @@ class _HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefa
     def _get_help_string(self, action):
         # A help text that names its default in words (a path relative to the project rather
         # than this machine's absolute one, or what None means) is not given a second one.
-        if "(default " in (action.help or ""):
+        if "(default " in (action.help or "") or "(default: " in (action.help or ""):
             return action.help
         return super()._get_help_string(action)
 
@@ -158,10 +158,28 @@ def interrupts_held():
         signal.raise_signal(caught[0])
 
 
+def _one_line_warnings(show):
+    """``warnings.showwarning`` for a script: the package's own warnings (a skipped image, say)
+    as one ``warning:`` line, like its errors, without Python's file, line and source line;
+    other libraries' warnings as Python shows them."""
+    package = str(Path(__file__).resolve().parent)
+
+    def showwarning(message, category, filename, lineno, file=None, line=None):
+        if str(Path(filename).resolve()).startswith(package):
+            print(f"warning: {message}", file=file or sys.stderr)
+        else:
+            show(message, category, filename, lineno, file, line)
+
+    return showwarning
+
+
 def run_main(work, *args):
     """Call ``work(*args)``; the package's errors become one line and exit code 2, an
     interruption (Ctrl-C, SIGTERM) exit code 130, a failing disk or folder exit code 1."""
     _stop_on_sigterm()
+    import warnings
+
+    show, warnings.showwarning = warnings.showwarning, _one_line_warnings(warnings.showwarning)
     try:
         return work(*args)
     except Interrupted as exc:
@@ -187,6 +205,8 @@ def run_main(work, *args):
     except OSError as exc:  # a full disk, a folder removed mid-run: the file and the reason, no traceback
         where = f" ({exc.filename})" if exc.filename else ""
         fail(f"{exc.strerror or exc}{where}; check the disk and the folder's permissions, then rerun", code=1)
+    finally:
+        warnings.showwarning = show
 
 
 def _writable_folder(folder: Path) -> str | None:

@@ -39,6 +39,13 @@ def test_fitted_temperature_undoes_overconfidence():
     np.testing.assert_array_equal(fixed.argmax(1), overconfident.argmax(1))
 
 
+def test_probabilities_unrelated_to_the_labels_drive_the_temperature_to_the_end_of_its_range():
+    rng = np.random.default_rng(1)
+    confident = np.full((400, 7), 0.01)
+    confident[np.arange(400), rng.integers(0, 7, 400)] = 0.94  # sure of itself, right by chance
+    assert fit_temperature(confident, rng.integers(0, 7, 400)) == pytest.approx(20, rel=1e-3)
+
+
 def test_temperature_folded_into_the_model_matches_and_is_saved(tmp_path):
     import keras
 
@@ -77,7 +84,10 @@ def test_evaluate_calibrates_on_validation_and_keeps_the_labels(training_dir, tm
     )
     assert report["calibration"]["temperature"] > 0 and 0 <= report["ece"] <= 1
     assert (tmp_path / "rel.png").stat().st_size > 10_000
-    assert f"saved {tmp_path / 'rel.png'}" in capsys.readouterr().out
+    printed = capsys.readouterr()
+    assert f"saved {tmp_path / 'rel.png'}" in printed.out
+    at_an_end = not 0.0505 < report["calibration"]["temperature"] < 19.8
+    assert ("warning: the temperature is at the end of the range searched" in printed.err) == at_an_end
     again = evaluate.main(["--model", str(tmp_path / "cal.keras"), *common])
     assert again["accuracy"] == report["accuracy"]  # a temperature never changes the most probable class
     assert again["ece"] == pytest.approx(report["calibration"]["ece_after_on_test"], abs=1e-6)

@@ -197,6 +197,14 @@ def test_unreadable_images_are_skipped_with_a_count(kaggle_dir, cache_dir):
     assert len(data.train) == 84
 
 
+def test_a_script_says_which_images_it_skipped_in_one_warning_line(kaggle_dir, cache_dir, capsys):
+    (kaggle_dir / "train" / "happy" / "Training_broken.jpg").write_bytes(b"not a jpeg")
+    evaluate.main(["--model", str(DEFAULT_MODEL_PATH), "--data", str(kaggle_dir), "--cache-dir", str(cache_dir)])
+    err = capsys.readouterr().err
+    assert "warning: skipped 1 unreadable image(s), e.g. " in err and "Training_broken.jpg" in err
+    assert "UserWarning" not in err and "data.py" not in err  # no file, line and source line of ours
+
+
 def test_second_load_reads_the_cache_and_a_change_invalidates_it(kaggle_dir, cache_dir, monkeypatch):
     first = load_dataset(kaggle_dir, cache_dir=cache_dir, progress=False)
     assert len(list(cache_dir.glob("fer-*.npz"))) == 1

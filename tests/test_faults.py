@@ -176,6 +176,11 @@ def test_files_that_are_no_images_are_one_error_not_an_empty_table(model_path, t
     printed = capsys.readouterr()
     assert stopped.value.code == 2 and "could be read" in one_error_line(printed.err)
     assert printed.out == ""  # not even the CSV header: a table with no image read is no table
+    (tmp_path / "clip.mp4").write_bytes(b"\0" * 100)
+    with pytest.raises(SystemExit) as stopped:  # a video is pointed to the script that reads videos
+        analyze.main([str(tmp_path / "clip.mp4"), "--model", str(model_path), "--quiet"])
+    assert "is a video" in one_error_line(capsys.readouterr().err)
+    (tmp_path / "clip.mp4").unlink()
     for _ in range(2):  # and no file is left behind, so the same command can run again
         with pytest.raises(SystemExit) as stopped:
             analyze.main([str(notes), "--model", str(model_path), "--quiet", "--log", str(tmp_path / "t.csv")])
@@ -447,6 +452,7 @@ def test_read_only_models_folder_fails_before_training(tmp_path, capsys):
         (train_cnn.main, ["--val-fraction", "1.5"], "--val-fraction"),
         (train_cnn.main, ["--limit", "3"], "--limit"),
         (train_cnn.main, ["--name", "a/b"], "--name"),
+        (train_cnn.main, ["--name", "mine.keras"], "--name mine writes mine.keras"),
         (realtime.main, ["--smooth", "0"], "--smooth"),
         (realtime.main, ["--detect-scale", "2"], "--detect-scale"),
         (realtime.main, ["--max-frames", "-1"], "--max-frames"),
