@@ -44,14 +44,17 @@ def find_images(sources, skip: Path | None = None, skipped: list | None = None) 
         source = source.expanduser()
         if source.is_dir():
             files = sorted(p for p in source.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-            copies = sorted(m.parent for m in source.rglob(ANNOTATED_MARKER) if m.parent != source)
-            if skip is not None:
-                copies.append(skip)
-            left_out = {c.resolve() for c in copies}
-            kept = [p for p in files if left_out.isdisjoint(p.resolve().parents)]
-            if skipped is not None and len(kept) < len(files):
-                skipped += [c for c in copies if c != skip and any(c.resolve() in p.resolve().parents for p in files)]
-            found += [(p, p.relative_to(source)) for p in kept]
+            earlier = {m.parent.resolve(): m.parent for m in source.rglob(ANNOTATED_MARKER) if m.parent != source}
+            this_run = {skip.resolve()} if skip is not None else set()  # its own copies: no note
+            left_out = set(earlier) | this_run
+            hit = set()
+            for p in files:
+                inside = left_out.intersection(p.resolve().parents)
+                hit |= inside
+                if not inside:
+                    found.append((p, p.relative_to(source)))
+            if skipped is not None:
+                skipped += sorted(earlier[c] for c in hit - this_run if c in earlier)
         elif source.is_file():
             if source.suffix.lower() in VIDEO_INPUTS:
                 raise SourceError(
