@@ -25,6 +25,7 @@ from .classify import TTA_MODES, ExpressionClassifier
 from .data import IMAGE_SUFFIXES
 from .detect import YuNetDetector
 from .errors import Interrupted, SourceError
+from .paths import IN_CHECKOUT
 from .recognizer import Recognizer, load_image
 
 # Left in an --annotate folder, so that a later run over the folder above it does not read the
@@ -39,7 +40,7 @@ def find_images(sources, skip: Path | None = None, skipped: list | None = None) 
     once. Names are relative to the folder given (so annotated copies keep the folder layout), or,
     where two sources hold images of one name, to the folder the sources share. Folders inside a
     source that hold annotated copies (``ANNOTATED_MARKER``) are left out and added to ``skipped``."""
-    found = []
+    found, videos = [], []
     for source in map(Path, sources):
         source = source.expanduser()
         if source.is_dir():
@@ -55,15 +56,18 @@ def find_images(sources, skip: Path | None = None, skipped: list | None = None) 
                     found.append((p, p.relative_to(source)))
             if skipped is not None:
                 skipped += sorted(earlier[c] for c in hit - this_run if c in earlier)
+        elif source.is_file() and source.suffix.lower() in VIDEO_INPUTS:
+            videos.append(source)  # (DCIM/* holds clips too): left out, and named below
         elif source.is_file():
-            if source.suffix.lower() in VIDEO_INPUTS:
-                raise SourceError(
-                    f"{source} is a video; analyze.py reads photos. For a video: "
-                    f"python realtime.py --source {source} --no-display --log faces.csv"
-                )
             found.append((source, Path(source.name)))
         else:
             raise SourceError(f"{source} not found; give image files or folders of images")
+    if videos:
+        live = "python realtime.py" if IN_CHECKOUT else "ferkit-live"
+        advice = f"{live} --source {videos[0]} --no-display --log faces.csv reads a video"
+        if not found:
+            raise SourceError(f"{videos[0]} is a video; this command reads photos: {advice}")
+        print(f"note: left out {len(videos)} video(s), e.g. {videos[0]}: {advice}", file=sys.stderr)
     if not found:
         raise SourceError(
             f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in {', '.join(map(str, sources))}; check the path"
@@ -82,6 +86,15 @@ def find_images(sources, skip: Path | None = None, skipped: list | None = None) 
             raise SourceError("images of one name on two drives; analyze each drive in a run of its own") from None
         found = [(path, Path(os.path.abspath(path)).relative_to(base)) for path, _ in found]
     return found
+
+
+def mark_annotated(folder: Path) -> None:
+    """Leave ``ANNOTATED_MARKER`` in a folder of annotated copies (see ``find_images``)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / ANNOTATED_MARKER).write_text(
+        "Annotated copies written by ferkit's analyze.py. A run over a folder above this one skips it;\n"
+        "give this folder itself as a source to read it.\n"
+    )
 
 
 def refuse_writing_over_sources(images, folder: Path) -> None:
@@ -177,11 +190,6 @@ def analyze(args) -> dict:
         refuse_writing_over_sources(images, args.annotate)
         if not args.overwrite:
             refuse_replacing_copies(images, args.annotate)
-        args.annotate.mkdir(parents=True, exist_ok=True)
-        (args.annotate / ANNOTATED_MARKER).write_text(
-            "Annotated copies written by ferkit's analyze.py. A run over a folder above this one skips it;\n"
-            "give this folder itself as a source to read it.\n"
-        )
     with cli.native_logs_silenced():
         recognizer = Recognizer(ExpressionClassifier(args.model, tta=args.tta), YuNetDetector(min_face=args.min_face))
     table = ResultTable(args.log, recognizer.class_names)
@@ -205,6 +213,8 @@ def analyze(args) -> dict:
                 with cli.interrupts_held():
                     table.write(name.as_posix(), faces)
                     if args.annotate:
+                        if not n_images:  # with the first copy: a run that writes none leaves no mark
+                            mark_annotated(args.annotate)
                         canvas = recognizer.annotate(frame, faces, bars=args.bars, numbered=True)
                         target = args.annotate / name
                         with replacing(target, target.suffix) as tmp:
@@ -219,7 +229,9 @@ def analyze(args) -> dict:
     finally:
         bar.close()
         nothing_read = bool(unreadable) and not n_images and not interrupted
-        table.close(keep=not nothing_read)
+        # A table with no row of an image is kept only when a stop cut it short; a run that failed
+        # before its first image leaves none that the next run would refuse to replace.
+        table.close(keep=bool(n_images) or interrupted)
     seconds = time.perf_counter() - started
     summary = {
         "images": n_images,

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import FerWarning
+
 
 @contextmanager
 def replacing(path: Path, suffix: str):
@@ -89,7 +91,9 @@ def set_aside(path: Path, why: str) -> Path | None:
     except OSError:
         aside = None
     warnings.warn(
-        f"{why}: {path} is damaged" + (f"; moved to {aside.name}" if aside else "") + ", rebuilding it", stacklevel=3
+        f"{why}: {path} is damaged" + (f"; moved to {aside.name}" if aside else "") + ", rebuilding it",
+        FerWarning,
+        stacklevel=3,
     )
     return aside
 
@@ -102,5 +106,7 @@ def try_cache_write(write, path: Path, **arrays) -> bool:
         write(path, **arrays)
         return True
     except OSError as exc:
-        warnings.warn(f"cannot write the cache {path} ({exc.strerror or exc}); going on without it", stacklevel=3)
+        warnings.warn(
+            f"cannot write the cache {path} ({exc.strerror or exc}); going on without it", FerWarning, stacklevel=3
+        )
         return False

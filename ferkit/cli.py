@@ -14,7 +14,7 @@ import threading
 from contextlib import contextmanager
 from pathlib import Path
 
-from .errors import FerError, Interrupted, MissingPackage, ParameterError, PeerLost
+from .errors import FerError, FerWarning, Interrupted, MissingPackage, ParameterError, PeerLost
 from .paths import DEFAULT_CACHE_DIR, DEFAULT_DATA, DEFAULT_MODEL_PATH, MODELS_DIR, PLOTS_DIR
 
 
@@ -159,13 +159,12 @@ def interrupts_held():
 
 
 def _one_line_warnings(show):
-    """``warnings.showwarning`` for a script: the package's own warnings (a skipped image, say)
-    as one ``warning:`` line, like its errors, without Python's file, line and source line;
-    other libraries' warnings as Python shows them."""
-    package = str(Path(__file__).resolve().parent)
+    """``warnings.showwarning`` for a script: the package's own warnings (``FerWarning``: a
+    skipped image, say) as one ``warning:`` line, like its errors, without Python's file, line and
+    source line; other libraries' warnings as Python shows them."""
 
     def showwarning(message, category, filename, lineno, file=None, line=None):
-        if str(Path(filename).resolve()).startswith(package):
+        if issubclass(category, FerWarning):
             print(f"warning: {message}", file=file or sys.stderr)
         else:
             show(message, category, filename, lineno, file, line)

@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 
 from .atomic import atomic_savez, set_aside, try_cache_write
-from .errors import DatasetError, ParameterError
+from .errors import DatasetError, FerWarning, ParameterError
 from .faces import CLASS_NAMES, IMAGE_SIZE, prepare_face
 from .npzfile import read_faces_npz, write_faces_npz
 from .paths import DEFAULT_CACHE_DIR
@@ -215,7 +215,7 @@ def _decode_files(items, progress: bool) -> tuple[np.ndarray, np.ndarray, np.nda
     skipped = len(images) - len(ok)
     if skipped:
         bad = [paths[i] for i, im in enumerate(images) if im is None][:3]
-        warnings.warn(f"skipped {skipped} unreadable image(s), e.g. {', '.join(bad)}", stacklevel=3)
+        warnings.warn(f"skipped {skipped} unreadable image(s), e.g. {', '.join(bad)}", FerWarning, stacklevel=3)
     x = np.stack([images[i] for i in ok]) if ok else np.zeros((0, IMAGE_SIZE, IMAGE_SIZE), np.uint8)
     y = np.array([items[i][1] for i in ok], np.int64)
     group = np.array([items[i][2] for i in ok], np.int64)

@@ -7,6 +7,11 @@ one line (see ``ferkit.cli``).
 from __future__ import annotations
 
 
+class FerWarning(UserWarning):
+    """Something the package went on without (a skipped image, a cache it could not write); the
+    scripts print it as one ``warning:`` line."""
+
+
 class FerError(Exception):
     """Base of every error the package raises for bad input; the message says what to do."""
 

@@ -166,6 +166,21 @@ def test_annotated_copies_over_a_source_photo_are_refused_and_the_photos_kept(mo
     assert {p.name: digest(p) for p in photos.iterdir()} == before
 
 
+def test_a_run_that_fails_before_its_first_image_leaves_no_table_and_no_mark(model_path, tmp_path, monkeypatch):
+    import analyze
+    from ferkit.recognizer import Recognizer
+
+    def broken(self, frames):
+        raise RuntimeError("the model failed")
+
+    monkeypatch.setattr(Recognizer, "batch", broken)
+    photo = ROOT / "models" / "grace_hopper.jpg"
+    argv = [str(photo), "--model", str(model_path), "--quiet", "--log", str(tmp_path / "t.csv")]
+    with pytest.raises(RuntimeError):
+        analyze.main([*argv, "--annotate", str(tmp_path / "copies")])
+    assert list(tmp_path.iterdir()) == []  # so the same command can run again once the cause is fixed
+
+
 def test_files_that_are_no_images_are_one_error_not_an_empty_table(model_path, tmp_path, capsys):
     import analyze
 
@@ -179,7 +194,13 @@ def test_files_that_are_no_images_are_one_error_not_an_empty_table(model_path, t
     (tmp_path / "clip.mp4").write_bytes(b"\0" * 100)
     with pytest.raises(SystemExit) as stopped:  # a video is pointed to the script that reads videos
         analyze.main([str(tmp_path / "clip.mp4"), "--model", str(model_path), "--quiet"])
-    assert "is a video" in one_error_line(capsys.readouterr().err)
+    assert "is a video; this command reads photos: python realtime.py --source" in one_error_line(
+        capsys.readouterr().err
+    )
+    # Among photos (a shell's DCIM/*), a clip is left out with a note and the photos are read.
+    photo = ROOT / "models" / "grace_hopper.jpg"
+    summary = analyze.main([str(tmp_path / "clip.mp4"), str(photo), "--model", str(model_path), "--quiet"])
+    assert summary["images"] == 1 and "note: left out 1 video(s)" in capsys.readouterr().err
     (tmp_path / "clip.mp4").unlink()
     for _ in range(2):  # and no file is left behind, so the same command can run again
         with pytest.raises(SystemExit) as stopped:
