@@ -98,7 +98,7 @@ def evaluate(args) -> dict:
         cli.import_keras_quietly(f"evaluating {args.model} (a Keras model; the light runtime evaluates .onnx models)")
     model, class_names = load_model(args.model)
     if args.split == "all":
-        split, layout = load_all_faces(args.data, cache_dir=args.cache_dir)
+        split, layout, trainable = load_all_faces(args.data, cache_dir=args.cache_dir)
         data = SimpleNamespace(source=str(Path(args.data).expanduser()), layout=layout, test_drawn=False)
     else:
         data = load_dataset(args.data, cache_dir=args.cache_dir)
@@ -115,6 +115,11 @@ def evaluate(args) -> dict:
     print(f"{args.model} on {data.source}: {what}{views}")
     if args.split == "test" and data.test_drawn:
         print(f"note: {data.test_note}")
+    if args.split == "all" and trainable:
+        print(
+            f"note: {trainable} of these {len(split)} faces are training faces of this data, or of no split of "
+            f"its own (drawn mostly for training): if {args.model.name} was trained on it, this is no test figure"
+        )
     print(format_report(summary))
     calibrated = read_calibration(args.model)
     note = (

@@ -151,7 +151,8 @@ def parse_args(argv=None) -> TrainConfig:
         "--seed",
         type=int,
         default=D.seed,
-        help="seed of the weights, the validation split, the batches and augmentation",
+        help="seed of the weights, the batches and augmentation (not of the splits drawn for data that names none: "
+        "those are the same in every script)",
     )
     p.add_argument(
         "--mixed-precision",

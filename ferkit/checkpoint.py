@@ -127,6 +127,14 @@ def load_checkpoint(directory: Path, settings: dict):
         return old == new or key == "augment" and {old, new} == {True, "light"}
 
     changed = [k for k in RESUME_KEYS if not same(k)]
+    if "split_seed" in settings:  # the data draws its splits; before split_seed, --seed drew them
+        drawn_with = state["settings"].get("split_seed", state["settings"].get("seed", 0))
+        if drawn_with != settings["split_seed"]:
+            raise CheckpointError(
+                f"checkpoint in {directory} held out other faces (drawn with --seed {drawn_with}, as an older "
+                f"version did); resumed, it would be tested on faces it trained on. Start over with "
+                f"train_cnn.py --fresh."
+            )
     if changed:
         raise CheckpointError(
             f"checkpoint in {directory} was made with different settings ({', '.join(changed)}). "

@@ -84,6 +84,8 @@ class Dataset:
     class_names: tuple[str, ...] = CLASS_NAMES
     test_note: str = "test: the dataset's own test split"
 
+    val_drawn: bool = False  # the validation split was drawn here from the training images
+
     @property
     def test_drawn(self) -> bool:
         """Whether the test split was drawn at random here (the data names none of its own)."""
@@ -474,16 +476,23 @@ def _require_splits(root: Path, layout: str, train: bool, val: bool, test: bool,
 
 def load_all_faces(
     root: str | os.PathLike, *, cache_dir: str | os.PathLike | None = DEFAULT_CACHE_DIR, progress: bool = True
-) -> tuple[Split, str]:
+) -> tuple[Split, str, int]:
     """Every face of a dataset in any layout ``load_dataset`` reads, whatever split it belongs to,
-    and the layout: to score a model on labelled faces it never trained on (a test folder alone, or
+    the layout, and how many of the faces a model trained on this data may have seen (those of its
+    training split, and those of no named split, which ``load_dataset`` draws mostly for
+    training): to score a model on labelled faces it never trained on (a test folder alone, or
     one's own class folders), where no training split need exist."""
     root = Path(root).expanduser()
     layout, paths = detect_layout(root)
-    x, y, _ = _load_raw(layout, paths, Path(cache_dir) if cache_dir else None, progress)
+    x, y, group = _load_raw(layout, paths, Path(cache_dir) if cache_dir else None, progress)
     if len(y) == 0:
         raise DatasetError(f"no readable images in {root}.")
-    return Split(x, y), layout
+    return Split(x, y), layout, int(np.sum((group == TRAIN) | (group == UNASSIGNED)))
+
+
+# The seed that draws the splits of data that names none (a folder of class folders): one for
+# every script, so that what a run held out is what evaluate.py, ensemble.py and export.py find.
+SPLIT_SEED = 0
 
 
 def load_dataset(
@@ -491,7 +500,7 @@ def load_dataset(
     *,
     val_fraction: float = 0.1,
     test_fraction: float = 0.1,
-    seed: int = 0,
+    seed: int = SPLIT_SEED,
     cache_dir: str | os.PathLike | None = DEFAULT_CACHE_DIR,
     progress: bool = True,
     stream: bool = False,
@@ -541,6 +550,7 @@ def load_dataset(
     elif len(spare):
         train_idx = np.sort(np.concatenate([train_idx, spare]))
     _require_splits(root, layout, len(train_idx) > 0, len(val_idx) > 0, len(test_idx) > 0, need_test)
+    val_drawn = not len(val_idx)
     if len(val_idx):
         val_note = "validation: the dataset's own validation split"
         if not len(test_idx):  # e.g. an .npz exported without its test faces, to train elsewhere
@@ -557,4 +567,5 @@ def load_dataset(
         layout=layout,
         val_note=val_note,
         test_note=test_note,
+        val_drawn=val_drawn,
     )

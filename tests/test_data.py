@@ -131,7 +131,10 @@ def test_evaluate_scores_every_face_of_a_test_folder_alone_with_split_all(kaggle
     common = ["--model", str(DEFAULT_MODEL_PATH), "--data", str(test_only), "--cache-dir", str(cache_dir)]
     report = evaluate.main([*common, "--split", "all"])
     assert report["faces"] == 7 * (3 + 4) and sum(map(sum, report["confusion_matrix"])) == 49
-    assert f"on {test_only}: all 49 faces, every split" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert f"on {test_only}: all 49 faces, every split" in printed and "training faces" not in printed
+    evaluate.main([*common[:3], str(kaggle_dir), *common[4:], "--split", "all"])  # with its train/ folder
+    assert "note: 84 of these 133 faces are training faces of this data" in capsys.readouterr().out
     with pytest.raises(SystemExit) as refused:
         evaluate.main([*common, "--split", "all", "--calibrate", str(cache_dir / "c.keras")])
     assert refused.value.code == 2 and "--calibrate fits its temperature" in capsys.readouterr().err

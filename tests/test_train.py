@@ -458,3 +458,21 @@ def test_a_class_without_training_faces_is_named_before_training(tmp_path, capsy
     run(tmp_path / "faces", tmp_path, "--epochs", "1", *TINY)
     err = capsys.readouterr().err
     assert "warning: no training faces of fear" in err and "no test faces of fear" in err
+
+
+def test_a_checkpoint_whose_splits_the_seed_drew_is_not_resumed_onto_other_faces(tmp_path, monkeypatch, capsys):
+    write_images(tmp_path / "faces", counts(12), seed=13)
+    flags = ("--epochs", "2", *TINY, "--seed", "7")
+    interrupt_after_epoch(monkeypatch, 0)
+    with pytest.raises(SystemExit):
+        run(tmp_path / "faces", tmp_path, *flags)
+    monkeypatch.undo()
+    state_file = tmp_path / "models" / "checkpoints" / "t" / "state.json"
+    state = json.loads(state_file.read_text())
+    assert state["settings"]["split_seed"] == 0
+    del state["settings"]["split_seed"]  # as an older version saved it, when --seed 7 drew the splits
+    state_file.write_text(json.dumps(state))
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        run(tmp_path / "faces", tmp_path, *flags)
+    assert "held out other faces (drawn with --seed 7" in capsys.readouterr().err
