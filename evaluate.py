@@ -147,15 +147,19 @@ def evaluate(args) -> dict:
             summary["calibration"][f"ece_after_on_{name}"],
         )
         low, high = TEMPERATURE_RANGE
-        edge = temperature <= low * 1.01 or temperature >= high * 0.99
         print(
             f"calibrated: temperature {temperature:.3f} fitted on the validation split; {name} ECE "
             f"{summary['ece']:.4f} -> {summary['calibration'][f'ece_after_on_{name}']:.4f}; saved {args.calibrate}"
         )
-        if edge:
+        if not low * 1.01 < temperature < high * 0.99:  # the search ran out of room
+            meaning = (
+                "its probabilities say next to nothing about being right on these faces"
+                if temperature > 1
+                else "it is far less sure of itself than its accuracy allows"
+            )
             print(
-                f"warning: the temperature is at the end of the range searched ({low:g}-{high:g}): the model's "
-                f"probabilities say next to nothing about being right on these faces; check the model and the data",
+                f"warning: the temperature is at the end of the range searched ({low:g}-{high:g}): {meaning}; "
+                f"check the model and the data",
                 file=sys.stderr,
             )
     if args.reliability:

@@ -264,6 +264,7 @@ def report(metrics: dict) -> None:
                 {
                     "accuracy": metrics["test_accuracy"],
                     "macro_f1": metrics["test_macro_f1"],
+                    "macro_f1_classes": metrics["test_macro_f1_classes"],
                     "per_class": metrics["per_class"],
                 }
             )

@@ -25,6 +25,7 @@ from .classify import TTA_MODES, ExpressionClassifier
 from .data import IMAGE_SUFFIXES
 from .detect import YuNetDetector
 from .errors import Interrupted, SourceError
+from .facelog import check_log_name
 from .paths import IN_CHECKOUT
 from .recognizer import Recognizer, load_image
 
@@ -128,7 +129,7 @@ class ResultTable:
 
     def __init__(self, path: str, class_names, stream=None):
         self.class_names = class_names
-        self.jsonl = path.lower().endswith((".jsonl", ".ndjson"))
+        self.jsonl = path != "-" and check_log_name(path)
         if path == "-":
             self.path, self.partial, self.file = None, None, stream or sys.stdout
         else:

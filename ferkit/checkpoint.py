@@ -124,6 +124,8 @@ def load_checkpoint(directory: Path, settings: dict):
     # A key an older checkpoint lacks had its default then; --augment alone was True before "light".
     def same(key):
         old, new = state["settings"].get(key, getattr(TrainConfig, key)), settings.get(key)
+        if key == "plateau_on" and settings.get("schedule") != "plateau":
+            return True  # watched by no schedule but the plateau one
         return old == new or key == "augment" and {old, new} == {True, "light"}
 
     changed = [k for k in RESUME_KEYS if not same(k)]

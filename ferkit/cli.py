@@ -253,10 +253,6 @@ def check_output_file(p: argparse.ArgumentParser, flag: str, path, suffixes=None
         p.error(f"{flag} {path}: {problem}; choose another place")
 
 
-# A face log is a table: CSV, or JSON lines (one object per line) for .jsonl / .ndjson.
-LOG_SUFFIXES = {".csv", ".jsonl", ".ndjson"}
-
-
 def check_log_file(p: argparse.ArgumentParser, flag: str, path) -> None:
     """``check_output_file`` for a face log. A ``.json`` name is refused with the reason: the rows
     are JSON lines, which ``json.load`` cannot read as one document."""
@@ -265,7 +261,9 @@ def check_log_file(p: argparse.ArgumentParser, flag: str, path) -> None:
             f"{flag} {path}: the log is JSON lines, one object per face, which json.load cannot read whole; "
             f"name it {Path(path).with_suffix('.jsonl').name} (pandas: read_json(..., lines=True)) or .csv"
         )
-    check_output_file(p, flag, path, LOG_SUFFIXES)
+    from .facelog import LOG_SUFFIXES
+
+    check_output_file(p, flag, path, set(LOG_SUFFIXES))
 
 
 def refuse_same(p: argparse.ArgumentParser, outputs: dict, inputs: dict) -> None:

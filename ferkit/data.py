@@ -130,13 +130,21 @@ def _class_dirs(folder: Path) -> list[tuple[str, Path]]:
 def _image_files(folder: Path) -> list[os.DirEntry]:
     """The images in a class folder and in the folders inside it (a class sorted further, e.g. by
     session), in a fixed order; hidden files and folders are left out."""
-    found, pending = [], [folder]
+    found, pending, visited = [], [folder], {os.path.realpath(folder)}
     while pending:
         for entry in os.scandir(pending.pop()):
             if entry.name.startswith("."):
                 continue
-            if entry.is_dir(follow_symlinks=False):
-                pending.append(Path(entry.path))
+            if entry.is_symlink() and not os.path.exists(entry.path):
+                raise DatasetError(
+                    f"{entry.path} is a link that leads nowhere (broken, or a loop); fix or remove it: its "
+                    f"images would be left out of the data."
+                )
+            if entry.is_dir():  # a linked folder too, each folder once (a link back up is no loop)
+                real = os.path.realpath(entry.path)
+                if real not in visited:
+                    visited.add(real)
+                    pending.append(Path(entry.path))
             elif entry.is_file() and Path(entry.name).suffix.lower() in IMAGE_SUFFIXES:
                 found.append(entry)
     return sorted(found, key=lambda e: os.path.relpath(e.path, folder))

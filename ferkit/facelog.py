@@ -7,6 +7,20 @@ import json
 from pathlib import Path
 
 from .atomic import finish, partial_name
+from .errors import SourceError
+
+# A face log is a table: CSV, or JSON lines (one object per face) for these suffixes. Not .json:
+# json.load cannot read JSON lines whole, so the scripts refuse that name (cli.check_log_file).
+JSONL_SUFFIXES = (".jsonl", ".ndjson")
+LOG_SUFFIXES = (".csv", *JSONL_SUFFIXES)
+
+
+def check_log_name(path) -> bool:
+    """Whether the log at ``path`` is JSON lines (else CSV); ``SourceError`` for another suffix."""
+    suffix = Path(path).suffix.lower()
+    if suffix not in LOG_SUFFIXES:
+        raise SourceError(f"a face log {path} must be named {' or '.join(LOG_SUFFIXES)} (JSON lines for the last two)")
+    return suffix in JSONL_SUFFIXES
 
 
 class FaceLog:
@@ -16,10 +30,10 @@ class FaceLog:
 
     def __init__(self, path: str | Path, class_names):
         self.path, self.class_names = Path(path), class_names
+        self.jsonl = check_log_name(self.path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.partial = partial_name(self.path)
         self.file = open(self.partial, "w", newline="")  # noqa: SIM115 (open for the whole video)
-        self.jsonl = self.path.suffix.lower() in (".jsonl", ".ndjson")
         if not self.jsonl:
             self.writer = csv.writer(self.file)
             self.writer.writerow(

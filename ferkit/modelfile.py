@@ -74,12 +74,12 @@ def check_model_path(path: str | os.PathLike) -> Path:
             f"the shipped model is {_shown(DEFAULT_MODEL_PATH)}"
             if DEFAULT_MODEL_PATH.exists()
             else f"the shipped {_shown(DEFAULT_MODEL_PATH)} is missing too: restore it with "
-            + ("`git checkout models/`" if IN_CHECKOUT else "`pip install --force-reinstall ferkit`")
+            + ("`git checkout models/`" if IN_CHECKOUT else "`pip install --force-reinstall` of the wheel or checkout")
         )
         raise ModelFileError(
             f"model file {path} not found; give the path of a saved .onnx or .keras model ({shipped}), "
             f"or train one with `python train_cnn.py --data PATH/TO/fer2013`{_SCRIPTS_ELSEWHERE} (the full "
-            f"install, requirements.txt; it writes {_shown(KERAS_MODEL_PATH)})."
+            f"install, requirements.txt; it writes {_shown(KERAS_MODEL_PATH) if IN_CHECKOUT else 'models/NAME.keras'})."
         )
     if path.is_dir():
         raise ModelFileError(

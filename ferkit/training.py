@@ -383,7 +383,7 @@ def _finish(
     ]
     # No test split (an .npz carried to a GPU without its test faces): the model is scored on the
     # test faces later, where they are, with evaluate.py.
-    summary = {"accuracy": None, "macro_f1": None, "per_class": {}, "confusion_matrix": None}
+    summary = {"accuracy": None, "macro_f1": None, "macro_f1_classes": [], "per_class": {}, "confusion_matrix": None}
     if len(data.test):
         proba = predict_proba(final, data.test.x, **tta)
         summary = classification_summary(data.test.y, proba.argmax(1), data.class_names)
@@ -398,6 +398,7 @@ def _finish(
     metrics = {
         "test_accuracy": summary["accuracy"],
         "test_macro_f1": summary["macro_f1"],
+        "test_macro_f1_classes": summary["macro_f1_classes"],  # the classes it averages over
         "validation_accuracy": val_accuracy,
         "per_class": summary["per_class"],
         "confusion_matrix": summary["confusion_matrix"],

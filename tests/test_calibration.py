@@ -84,10 +84,7 @@ def test_evaluate_calibrates_on_validation_and_keeps_the_labels(training_dir, tm
     )
     assert report["calibration"]["temperature"] > 0 and 0 <= report["ece"] <= 1
     assert (tmp_path / "rel.png").stat().st_size > 10_000
-    printed = capsys.readouterr()
-    assert f"saved {tmp_path / 'rel.png'}" in printed.out
-    at_an_end = not 0.0505 < report["calibration"]["temperature"] < 19.8
-    assert ("warning: the temperature is at the end of the range searched" in printed.err) == at_an_end
+    assert f"saved {tmp_path / 'rel.png'}" in capsys.readouterr().out
     again = evaluate.main(["--model", str(tmp_path / "cal.keras"), *common])
     assert again["accuracy"] == report["accuracy"]  # a temperature never changes the most probable class
     assert again["ece"] == pytest.approx(report["calibration"]["ece_after_on_test"], abs=1e-6)
@@ -103,6 +100,22 @@ def test_evaluate_calibrates_on_validation_and_keeps_the_labels(training_dir, tm
     assert {p: p.stat().st_mtime_ns for p in written} == written
     evaluate.main([*argv, "--overwrite"])
     assert all(p.stat().st_mtime_ns != t for p, t in written.items())
+
+
+def test_a_temperature_at_either_end_of_its_range_is_warned_of_with_what_it_means(
+    training_dir, tmp_path, monkeypatch, capsys
+):
+    from ferkit.networks import build_model
+
+    model = save_model(build_model(arch="wide", width=8), tmp_path / "m.keras")
+    argv = ["--model", str(model), "--data", str(training_dir), "--cache-dir", str(tmp_path / "cache")]
+    argv += ["--calibrate", str(tmp_path / "cal.keras"), "--overwrite"]
+    for fitted, meaning in ((20.0, "say next to nothing"), (0.05, "far less sure of itself"), (1.3, None)):
+        monkeypatch.setattr(evaluate, "fit_temperature", lambda proba, y, t=fitted: t)
+        evaluate.main(argv)
+        err = capsys.readouterr().err
+        assert ("at the end of the range searched (0.05-20)" in err) == (meaning is not None)
+        assert meaning is None or meaning in err
 
 
 def test_plots_without_matplotlib_are_refused_before_any_work(monkeypatch, tmp_path, capsys):
@@ -134,10 +147,11 @@ def test_the_report_gives_scikit_learns_figures_without_it():
     assert summary["confusion_matrix"] == confusion_matrix(y_true, y_pred, labels=range(7)).tolist()
     assert summary["macro_f1"] == pytest.approx(f.mean()) and summary["accuracy"] == np.mean(y_true == y_pred)
 
-    # Three expressions only, in the labels and the predictions: the macro F1 averages over those
-    # three, as scikit-learn's does, and the printed report says so.
-    y_true, y_pred = rng.choice([0, 3, 6], 300), rng.choice([0, 3, 6], 300)
+    # Three expressions in the labels, and one more in the predictions (a class the data lacks,
+    # predicted all the same): the macro F1 averages over those four, as scikit-learn's does, and
+    # the printed report says so.
+    y_true, y_pred = rng.choice([0, 3, 6], 300), rng.choice([0, 3, 6, 5], 300)
     summary = classification_summary(y_true, y_pred)
     assert summary["macro_f1"] == pytest.approx(f1_score(y_true, y_pred, average="macro", zero_division=0))
-    assert summary["macro_f1_classes"] == ["angry", "happy", "surprise"]
-    assert "(over the 3 classes seen: angry, happy, surprise)" in format_report(summary)
+    assert summary["macro_f1_classes"] == ["angry", "happy", "sad", "surprise"]
+    assert "(over the 4 classes seen: angry, happy, sad, surprise)" in format_report(summary)

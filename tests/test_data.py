@@ -70,9 +70,16 @@ def test_images_in_folders_inside_a_class_folder_count_for_that_class(tmp_path, 
     write_images(tmp_path / "d" / "happy", {"happy": 5}, folder_names={"happy": "session2"}, seed=8)
     (tmp_path / "d" / "happy" / ".thumbs").mkdir()  # hidden folders stay out
     cv2.imwrite(str(tmp_path / "d" / "happy" / ".thumbs" / "t.png"), np.zeros((48, 48), np.uint8))
+    cv2.imwrite(str(tmp_path / "d" / "happy" / "._p.png"), np.zeros((48, 48), np.uint8))  # macOS's leftovers
+    write_images(tmp_path / "more", {"happy": 4}, seed=10)  # a linked folder is read, once
+    (tmp_path / "d" / "happy" / "linked").symlink_to(tmp_path / "more" / "happy")
+    (tmp_path / "d" / "happy" / "session2" / "up").symlink_to(tmp_path / "d" / "happy")  # no loop
     data = load_dataset(tmp_path / "d", cache_dir=cache_dir, progress=False)
     totals = np.sum([class_counts(s) for s in (data.train, data.val, data.test)], axis=0)
-    assert totals.tolist() == [10, 10, 10, 15, 10, 10, 10]
+    assert totals.tolist() == [10, 10, 10, 19, 10, 10, 10]
+    (tmp_path / "d" / "happy" / "gone.png").symlink_to(tmp_path / "nowhere.png")
+    with pytest.raises(DatasetError, match="gone.png is a link that leads nowhere"):
+        load_dataset(tmp_path / "d", cache_dir=cache_dir, progress=False)
 
 
 def test_two_folders_for_one_class_are_refused_by_name(tmp_path, cache_dir):

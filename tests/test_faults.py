@@ -119,6 +119,15 @@ def test_a_json_log_is_refused_before_any_work_with_the_name_to_use(model_path, 
         line = usage_error(capsys.readouterr().err)
         assert stopped.value.code == 2 and "JSON lines" in line and "name it faces.jsonl" in line
     assert list(tmp_path.iterdir()) == []
+    # The writers behind them, used from Python, refuse such a name too (they wrote CSV into it).
+    from ferkit.analyze import ResultTable
+    from ferkit.errors import SourceError
+    from ferkit.facelog import FaceLog
+
+    for writer in (FaceLog, ResultTable):
+        with pytest.raises(SourceError, match="must be named .csv or .jsonl or .ndjson"):
+            writer(str(tmp_path / "faces.json"), ["happy"])
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_a_log_that_links_to_the_video_output_is_refused(model_path, tmp_path, capsys):

@@ -455,9 +455,13 @@ def test_a_seed_does_not_move_the_held_out_faces_of_a_folder_of_class_folders(tm
 def test_a_class_without_training_faces_is_named_before_training(tmp_path, capsys):
     faces = {name: n for name, n in counts(12).items() if name != "fear"}
     write_images(tmp_path / "faces", faces, seed=12)
-    run(tmp_path / "faces", tmp_path, "--epochs", "1", *TINY)
-    err = capsys.readouterr().err
-    assert "warning: no training faces of fear" in err and "no test faces of fear" in err
+    metrics = run(tmp_path / "faces", tmp_path, "--epochs", "1", *TINY)
+    printed = capsys.readouterr()
+    assert "warning: no training faces of fear" in printed.err and "no test faces of fear" in printed.err
+    # The macro F1 averages over the classes in the labels or the predictions, and says which.
+    seen = metrics["test_macro_f1_classes"]
+    assert set(CLASS_NAMES) - {"fear"} <= set(seen)
+    assert (f"(over the {len(seen)} classes seen: {', '.join(seen)})" in printed.out) == (len(seen) < 7)
 
 
 def test_a_checkpoint_whose_splits_the_seed_drew_is_not_resumed_onto_other_faces(tmp_path, monkeypatch, capsys):
