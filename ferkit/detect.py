@@ -5,6 +5,7 @@ cascade. Both take a grey, BGR or BGRA frame; ``detect`` returns (boxes, eyes or
 from __future__ import annotations
 
 import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -72,6 +73,7 @@ class FaceDetector:
                 f"cannot load Haar cascade {self.cascade}; give the path of "
                 f"haarcascade_frontalface_default.xml (OpenCV 4.x ships it in cv2.data.haarcascades)."
             )
+        self._lock = threading.Lock()  # one OpenCV detector object: one call at a time (see YuNetDetector)
 
     def __call__(self, frame: np.ndarray) -> np.ndarray:
         """Boxes (x, y, w, h) in full-frame pixels."""
@@ -84,9 +86,10 @@ class FaceDetector:
         if small is None:
             return np.zeros((0, 4), int), None
         side = max(int(self.min_face * self.scale), 12)
-        boxes = self.classifier.detectMultiScale(
-            small, scaleFactor=self.scale_factor, minNeighbors=self.min_neighbors, minSize=(side, side)
-        )
+        with self._lock:
+            boxes = self.classifier.detectMultiScale(
+                small, scaleFactor=self.scale_factor, minNeighbors=self.min_neighbors, minSize=(side, side)
+            )
         if len(boxes) == 0:
             return np.zeros((0, 4), int), None
         return np.round(np.asarray(boxes, float) / self.scale).astype(int), None
@@ -135,6 +138,10 @@ class YuNetDetector:
                 f"restore the file or upgrade opencv-python-headless."
             ) from None
         self._input_size = (320, 320)
+        # OpenCV's detector object keeps its input size and buffers between calls: two threads in
+        # it at once corrupted the heap (a Recognizer shared by a thread pool crashed the process).
+        # So one call at a time; the model's part of the work (ONNX Runtime) still runs in parallel.
+        self._lock = threading.Lock()
 
     def __call__(self, frame: np.ndarray) -> np.ndarray:
         """Boxes (x, y, w, h) in full-frame pixels."""
@@ -149,10 +156,11 @@ class YuNetDetector:
         if small is None:
             return (np.zeros((0, 4), int), np.zeros((0, 2, 2))) + ((np.zeros(0),) if keep_scores else ())
         size = (small.shape[1], small.shape[0])
-        if size != self._input_size:
-            self.net.setInputSize(size)
-            self._input_size = size
-        _, faces = self.net.detect(small)
+        with self._lock:
+            if size != self._input_size:
+                self.net.setInputSize(size)
+                self._input_size = size
+            _, faces = self.net.detect(small)
         if faces is None or len(faces) == 0:
             return (np.zeros((0, 4), int), np.zeros((0, 2, 2))) + ((np.zeros(0),) if keep_scores else ())
         scores = faces[:, 14].copy()

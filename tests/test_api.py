@@ -86,3 +86,23 @@ def test_readme_example_runs_as_written(tmp_path, capsys):
         os.chdir(cwd)
     printed = capsys.readouterr().out.strip().splitlines()
     assert len(printed) == 1 and printed[0].split(") ")[1].split()[0] in CLASS_NAMES
+
+
+@pytest.mark.parametrize("detector", ["yunet", "haar"])
+def test_one_recognizer_shared_by_a_thread_pool_gives_each_image_its_own_answer(detector):
+    # OpenCV's detector objects keep state between calls; four threads in one at once corrupted
+    # the heap (the process died) or mixed up boxes before the detectors took one call at a time.
+    from concurrent.futures import ThreadPoolExecutor
+
+    photo = cv2.imread(str(ROOT / "models" / "grace_hopper.jpg"))
+    images = [cv2.resize(photo, size) for size in ((512, 600), (256, 300), (384, 450), (700, 820))]
+    recognizer = ferkit.Recognizer(detector=detector)
+
+    def seen(image):
+        return [(f.box, f.label, round(f.confidence, 4)) for f in recognizer(image)]
+
+    alone = [seen(image) for image in images]
+    assert all(alone)  # a face in each, so a wrong answer shows
+    with ThreadPoolExecutor(4) as pool:
+        together = list(pool.map(lambda i: seen(images[i % 4]), range(48)))
+    assert together == [alone[i % 4] for i in range(48)]
