@@ -37,7 +37,14 @@ def as_image(image) -> np.ndarray:
             f"an image of shape {image.shape} has its channels first; move them last "
             f"(np.moveaxis(image, -3, -1), and squeeze a batch of one) and give uint8 BGR pixels"
         )
-    if image.ndim not in (2, 3) or image.size == 0 or (image.ndim == 3 and image.shape[2] not in (3, 4)):
+    if image.size == 0:
+        raise SourceError(f"the image is empty (shape {image.shape}); give one with pixels in it")
+    if image.ndim == 4 and image.shape[0] == 1 and image.shape[-1] in (1, 3, 4):
+        raise SourceError(
+            f"an array of shape {image.shape} is a batch of one image; give the image itself (image[0]), "
+            f"or a list of images for several"
+        )
+    if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (3, 4)):
         raise SourceError(
             f"an image of shape {image.shape} is not grey (H, W), BGR (H, W, 3) or BGRA (H, W, 4); "
             f"convert it (two channels, say, are not an image this model can read)."

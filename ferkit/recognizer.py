@@ -88,12 +88,13 @@ class Recognizer:
         """(boxes, eyes or None) for a frame; eyes only when aligning and the detector finds them.
         ``still``: a single image, searched at several scales where the detector can, its faces
         ordered left to right (by the box's left edge, then its top)."""
+        frame = load_image(frame)  # a path, a PIL image, a float array: as __call__ takes them
         if still and hasattr(self.detector, "detect_still"):
             boxes, eyes = self.detector.detect_still(frame)
         elif hasattr(self.detector, "detect"):
             boxes, eyes = self.detector.detect(frame)
         else:
-            boxes, eyes = self.detector(frame), None
+            boxes, eyes = _checked_boxes(self.detector(frame), frame.shape), None
         eyes = eyes if self.align else None
         if still and len(boxes) > 1:
             # The detector's order (scale by scale, then by its anchors) means nothing to a reader
@@ -104,9 +105,12 @@ class Recognizer:
             boxes, eyes = boxes[order], (None if eyes is None else np.asarray(eyes)[order])
         return boxes, eyes
 
-    def classify(self, grey: np.ndarray, boxes: np.ndarray, eyes: np.ndarray | None = None) -> np.ndarray:
-        """Class probabilities (N, 7) for the faces in these boxes of a grey frame, in one call."""
-        return self.classifier(crop_faces(grey, boxes, eyes))
+    def classify(self, frame: np.ndarray, boxes: np.ndarray, eyes: np.ndarray | None = None) -> np.ndarray:
+        """Class probabilities (N, 7) for the faces in these boxes of a frame (grey or colour, as
+        ``__call__`` takes it), in one call."""
+        frame = load_image(frame)
+        boxes = _checked_boxes(boxes, frame.shape, drop=False)  # one answer per box given
+        return self.classifier(crop_faces(to_grey(frame), boxes, eyes))
 
     def faces(self, boxes, probabilities, ids=None, shape=None) -> list[Face]:
         """``Face`` results from boxes and their probabilities. With the image's ``shape`` each box
@@ -196,6 +200,38 @@ class Recognizer:
                     "the faces found in this image (recognizer(image)), or None",
                 )
         return faces
+
+
+def _checked_boxes(boxes, shape, drop: bool = True) -> np.ndarray:
+    """A detector's answer as int (N, 4) boxes (x, y, w, h): what a callable detector gives may be
+    float, one box, a list or None (no face); anything else is one ``SourceError``. Boxes of no
+    size or wholly outside the image are dropped, or with ``drop=False`` (boxes to classify, one
+    answer each) refused."""
+    if boxes is None:
+        return np.zeros((0, 4), int)
+    try:
+        array = np.asarray(boxes, dtype=float)
+    except (TypeError, ValueError):
+        array = None
+    if array is not None and array.size == 0:
+        return np.zeros((0, 4), int)
+    if array is not None and array.ndim == 1 and array.size == 4:
+        array = array[None]  # one box
+    if array is None or array.ndim != 2 or array.shape[1] != 4 or not np.isfinite(array).all():
+        raise SourceError(
+            f"the face detector gave {type(boxes).__name__} {getattr(array, 'shape', '')}; a detector returns "
+            f"(x, y, w, h) boxes: an (N, 4) array or a list of 4-tuples (None or [] for no face)"
+        )
+    array = np.round(array).astype(int)
+    x, y, w, h = array.T
+    inside = (w > 0) & (h > 0) & (x < shape[1]) & (y < shape[0]) & (x + w > 0) & (y + h > 0)
+    if not drop and not inside.all():
+        bad = int(np.flatnonzero(~inside)[0])
+        raise SourceError(
+            f"box {bad} {tuple(array[bad].tolist())} holds no pixel of the {shape[1]}x{shape[0]} image; give boxes "
+            f"(x, y, w, h) found in this image"
+        )
+    return array if not drop else array[inside]
 
 
 def _detector(detector):

@@ -106,3 +106,44 @@ def test_one_recognizer_shared_by_a_thread_pool_gives_each_image_its_own_answer(
     with ThreadPoolExecutor(4) as pool:
         together = list(pool.map(lambda i: seen(images[i % 4]), range(48)))
     assert together == [alone[i % 4] for i in range(48)]
+
+
+def test_a_detector_of_ones_own_may_give_float_boxes_one_box_or_none_and_bad_ones_are_named():
+    photo = str(ROOT / "models" / "grace_hopper.jpg")
+    found = ferkit.Recognizer(detector=lambda frame: [(160.5, 118.2, 210.0, 210.0)])(photo)
+    assert [f.box for f in found] == [(160, 118, 210, 210)]
+    one = ferkit.Recognizer(detector=lambda frame: np.array([164, 118, 210, 210]))(photo)
+    assert [f.box for f in one] == [(164, 118, 210, 210)] and one[0].label == found[0].label
+    assert ferkit.Recognizer(detector=lambda frame: None)(photo) == []
+    # A box of no size or wholly outside the image holds no face: left out, not a crash.
+    assert ferkit.Recognizer(detector=lambda frame: [(5000, 10, 50, 50), (10, 10, 0, 40)])(photo) == []
+    with pytest.raises(ferkit.SourceError, match=r"the face detector gave .*\(N, 4\) array"):
+        ferkit.Recognizer(detector=lambda frame: [(1, 2, 3)])(photo)
+
+
+def test_detect_and_classify_take_images_as_a_call_does_and_refuse_boxes_outside():
+    recognizer = ferkit.Recognizer()
+    photo = cv2.imread(str(ROOT / "models" / "grace_hopper.jpg"))
+    boxes, eyes = recognizer.detect(photo)
+    assert len(boxes) == 1
+    for same in (photo / 255.0, str(ROOT / "models" / "grace_hopper.jpg")):  # floats in [0, 1], a path
+        assert np.array_equal(recognizer.detect(same)[0], boxes)
+    colour, grey = (
+        recognizer.classify(photo, boxes, eyes),
+        recognizer.classify(cv2.cvtColor(photo, cv2.COLOR_BGR2GRAY), boxes, eyes),
+    )
+    np.testing.assert_allclose(colour, grey, atol=1e-6)  # a BGR frame is read as its grey version
+    with pytest.raises(ferkit.SourceError, match=r"box 0 \(9000, 0, 40, 40\) holds no pixel of the 512x600"):
+        recognizer.classify(photo, [(9000, 0, 40, 40)])
+
+
+@pytest.mark.parametrize(
+    "image, message",
+    [
+        (np.zeros((0, 0, 3), np.uint8), "the image is empty"),
+        (np.zeros((1, 60, 50, 3), np.uint8), r"a batch of one image; give the image itself \(image\[0\]\)"),
+    ],
+)
+def test_an_empty_image_or_a_batch_of_one_is_named_as_such(image, message):
+    with pytest.raises(ferkit.SourceError, match=message):
+        ferkit.Recognizer()(image)
