@@ -122,6 +122,8 @@ class YuNetDetector:
             raise ParameterError("scale", "must be in (0, 1]")
         if not 0 < self.score_threshold < 1:
             raise ParameterError("score_threshold", "must be between 0 and 1")
+        if not 0 < self.nms_threshold <= 1:  # the overlap above which two boxes are one face
+            raise ParameterError("nms_threshold", "must be in (0, 1]")
         check_counts(self, min_face=1)
         if not Path(self.model).is_file():
             raise SourceError(

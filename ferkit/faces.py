@@ -54,6 +54,21 @@ def as_image(image) -> np.ndarray:
     if image.dtype == np.bool_:
         raise SourceError("a boolean array is a mask, not an image; give grey or colour pixels (uint8 0-255)")
     if image.dtype == np.uint16:
+        top = int(image.max())
+        if top < 4096:  # read as 16-bit it would be near black: 8-, 10- or 12-bit values in uint16?
+            import warnings
+
+            from .errors import FerWarning
+
+            bits = 8 if top < 256 else 10 if top < 1024 else 12
+            warnings.warn(
+                f"uint16 pixels reach only {top} of 65535, so they read as almost black; if these are "
+                f"{bits}-bit values, give "
+                + ("image.astype(np.uint8)" if bits == 8 else f"(image >> {bits - 8}).astype(np.uint8)")
+                + " instead",
+                FerWarning,
+                stacklevel=3,
+            )
         return (image.astype(np.uint32) // 257).astype(np.uint8)
     if np.issubdtype(image.dtype, np.floating):
         if not np.isfinite(image).all():

@@ -73,8 +73,14 @@ class Recognizer:
                     "of them: ExpressionClassifier(path, tta=...) or Recognizer(path, tta=...)",
                 )
             self.classifier = model
-        else:
+        elif isinstance(model, (str, os.PathLike)):
             self.classifier = ExpressionClassifier(model, tta=tta)
+        else:
+            raise ParameterError(
+                "model",
+                f"is a {type(model).__name__}; give the path of a saved .onnx or .keras model, an "
+                f"ExpressionClassifier, or None for the shipped one",
+            )
         self.detector = _detector(detector)
         self.align = bool(align)
         self.class_names = self.classifier.class_names

@@ -147,3 +147,17 @@ def test_detect_and_classify_take_images_as_a_call_does_and_refuse_boxes_outside
 def test_an_empty_image_or_a_batch_of_one_is_named_as_such(image, message):
     with pytest.raises(ferkit.SourceError, match=message):
         ferkit.Recognizer()(image)
+
+
+@pytest.mark.parametrize(
+    "build, setting",
+    [
+        (lambda: ferkit.Recognizer(123), "model"),
+        (lambda: ferkit.YuNetDetector(nms_threshold=-1), "nms_threshold"),
+        (lambda: ferkit.YuNetDetector(nms_threshold=5), "nms_threshold"),
+    ],
+)
+def test_settings_of_the_wrong_kind_are_refused_when_built_by_name(build, setting):
+    # (A negative overlap was accepted and failed inside OpenCV at the first frame; 5 was kept.)
+    with pytest.raises(ferkit.ParameterError, match=setting):
+        build()

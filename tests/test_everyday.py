@@ -161,6 +161,8 @@ def test_the_api_takes_paths_pil_images_arrays_and_lists(recognizer, photos, mon
         faces = recognizer(image)
         assert len(faces) == 1 and faces[0].label == reference[0].label, type(image)
         assert abs(faces[0].confidence - reference[0].confidence) < 0.02
+    with pytest.warns(UserWarning, match=r"reach only \d+ of 65535.*\(image >> 4\)\.astype\(np\.uint8\)"):
+        recognizer(frame.astype(np.uint16) * 16)  # a 12-bit camera's frame, as it comes
     calls = []
     original = ExpressionClassifier.__call__
     monkeypatch.setattr(ExpressionClassifier, "__call__", lambda self, f: calls.append(len(f)) or original(self, f))
