@@ -137,14 +137,14 @@ def _image_frames(files) -> Iterator[np.ndarray]:
         try:
             frame = read_image(file)
         except SourceError as exc:
+            if len(files) == 1:  # the only image: its error is the run's, said once
+                raise
             print(f"warning: skipped an image: {exc}", file=sys.stderr)  # the message names the file
             continue
         readable += 1
         # Drawn on and written to video: BGR (or grey); a file's alpha channel is dropped.
         yield cv2.cvtColor(frame, cv2.COLOR_BGRA2BGR) if frame.ndim == 3 and frame.shape[2] == 4 else frame
     if not readable:
-        if len(files) == 1:
-            raise SourceError(f"image {files[0]} could not be read; check the file (empty, damaged or not an image).")
         raise SourceError(f"none of the {len(files)} images in {files[0].parent} could be read; check the files.")
 
 
