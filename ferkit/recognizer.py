@@ -173,13 +173,18 @@ class Recognizer:
         ``faces``: this image's results from an earlier call, so it is not searched again;
         ``bars``: all seven probabilities beside each face; ``numbered``: #0, #1, ... before the
         labels, the faces' order in the results (``analyze.py``'s face column)."""
+        if isinstance(image, (list, tuple)):
+            raise ParameterError(
+                "image", "is a list; annotate draws one image: [recognizer.annotate(i) for i in images]"
+            )
         frame = load_image(image)
         if faces is None:
             faces = self(frame)
         faces = self._check_faces(faces, frame.shape)
         proba = np.array([[f.probabilities[n] for n in self.class_names] for f in faces], np.float32)
         ids = range(len(faces)) if numbered else None
-        return draw(frame, [f.box for f in faces], proba, self.class_names, None, bars, ids)
+        boxes = [tuple(int(round(v)) for v in f.box) for f in faces]  # a Face made by hand may hold floats
+        return draw(frame, boxes, proba, self.class_names, None, bars, ids)
 
     def _check_faces(self, faces, shape) -> list[Face]:
         """``faces`` as one image's list of ``Face`` that fits an image of this shape; one

@@ -161,3 +161,13 @@ def test_settings_of_the_wrong_kind_are_refused_when_built_by_name(build, settin
     # (A negative overlap was accepted and failed inside OpenCV at the first frame; 5 was kept.)
     with pytest.raises(ferkit.ParameterError, match=setting):
         build()
+
+
+def test_annotate_draws_a_hand_made_face_with_float_box_and_names_a_list_of_images():
+    recognizer = ferkit.Recognizer()
+    photo = cv2.imread(str(ROOT / "models" / "grace_hopper.jpg"))
+    face = recognizer(photo)[0]
+    moved = ferkit.Face(**{**face.__dict__, "box": tuple(v + 0.4 for v in face.box)})
+    assert np.array_equal(recognizer.annotate(photo, [moved]), recognizer.annotate(photo, [face]))
+    with pytest.raises(ferkit.ParameterError, match="annotate draws one image"):
+        recognizer.annotate([photo, photo])
