@@ -155,14 +155,7 @@ class YuNetDetector:
 
     def _detect_at(self, frame: np.ndarray, scale: float, keep_scores: bool = False):
         small = downscaled(frame, scale)
-        if small is None:
-            return (np.zeros((0, 4), int), np.zeros((0, 2, 2))) + ((np.zeros(0),) if keep_scores else ())
-        size = (small.shape[1], small.shape[0])
-        with self._lock:
-            if size != self._input_size:
-                self.net.setInputSize(size)
-                self._input_size = size
-            _, faces = self.net.detect(small)
+        faces = self._yunet(small) if small is not None else None
         if faces is None or len(faces) == 0:
             return (np.zeros((0, 4), int), np.zeros((0, 2, 2))) + ((np.zeros(0),) if keep_scores else ())
         scores = faces[:, 14].copy()
@@ -175,6 +168,37 @@ class YuNetDetector:
         boxes = np.round(np.stack([cx - s / 2, cy - s / 2, s, s], axis=1)).astype(int)
         eyes = faces[:, 4:8].reshape(-1, 2, 2)
         return (boxes, eyes, scores) if keep_scores else (boxes, eyes)
+
+    def _yunet(self, image: np.ndarray) -> np.ndarray | None:
+        """YuNet's rows (box, five landmarks, score) for an image, in its pixels. An image of more
+        than ``TILE_ABOVE`` pixels is searched in overlapping tiles: YuNet's buffers grow with the image
+        it sees (a 8000x6000 photo took 3.5 GB at once), while a face it can find (at most a few
+        hundred pixels there) lies wholly inside one tile; the tiles' repeats are merged."""
+        height, width = image.shape[:2]
+        if height * width <= TILE_ABOVE:
+            return self._run(image)
+        found = []
+        for top, tall in _tiles(height):
+            for left, wide in _tiles(width):
+                rows = self._run(image[top : top + tall, left : left + wide])
+                if rows is not None and len(rows):
+                    rows = rows.copy()
+                    rows[:, _XS] += left  # the box's corner and each landmark; w and h stay
+                    rows[:, _YS] += top
+                    found.append(rows)
+        if not found:
+            return None
+        rows = np.concatenate(found)
+        keep = cv2.dnn.NMSBoxes(rows[:, :4].tolist(), rows[:, 14].tolist(), self.score_threshold, self.nms_threshold)
+        return rows[np.asarray(keep, int).reshape(-1)]
+
+    def _run(self, image: np.ndarray) -> np.ndarray | None:
+        size = (image.shape[1], image.shape[0])
+        with self._lock:
+            if size != self._input_size:
+                self.net.setInputSize(size)
+                self._input_size = size
+            return self.net.detect(np.ascontiguousarray(image))[1]
 
     def detect_still(self, frame: np.ndarray):
         """``detect`` for a single image, where time matters less than finding every face: YuNet
@@ -199,6 +223,23 @@ class YuNetDetector:
         keep = np.asarray(keep, int).reshape(-1)
         keep = np.sort(_not_inside(boxes[keep], scores[keep], keep))
         return boxes[keep], eyes[keep]
+
+
+# Images of more than TILE_ABOVE pixels are searched in tiles of at most TILE pixels a side that
+# overlap by TILE_OVERLAP, more than the largest face YuNet finds in the image it sees (about 300
+# pixels), so every face lies wholly inside some tile. The tiles of a side are of one length, so
+# they repeat as little as they can (8000x6000: nine tiles, 1.2x the pixels of the whole).
+TILE, TILE_OVERLAP, TILE_ABOVE = 3000, 320, 16_000_000
+# Columns of YuNet's rows that hold x and y: the box's corner (0, 1), then five landmarks (4-13).
+_XS, _YS = [0, 4, 6, 8, 10, 12], [1, 5, 7, 9, 11, 13]
+
+
+def _tiles(length: int) -> list[tuple[int, int]]:
+    """(start, length) of the tiles along one side: as few as cover it with TILE_OVERLAP between
+    neighbours, all of one length."""
+    count = max(1, -(-(length - TILE_OVERLAP) // (TILE - TILE_OVERLAP)))
+    size = -(-(length + (count - 1) * TILE_OVERLAP) // count)
+    return [(min(i * (size - TILE_OVERLAP), length - size), size) for i in range(count)]
 
 
 def _not_inside(boxes: np.ndarray, scores: np.ndarray, index: np.ndarray, most: float = 0.6) -> np.ndarray:
