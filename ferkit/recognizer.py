@@ -38,7 +38,7 @@ class Face:
     box: tuple[int, int, int, int]
     label: str
     confidence: float
-    probabilities: dict[str, float]
+    probabilities: dict[str, float] = field(hash=False)  # (a dict cannot be hashed; the rest can)
     track_id: int | None = None
 
 

@@ -171,3 +171,4 @@ def test_annotate_draws_a_hand_made_face_with_float_box_and_names_a_list_of_imag
     assert np.array_equal(recognizer.annotate(photo, [moved]), recognizer.annotate(photo, [face]))
     with pytest.raises(ferkit.ParameterError, match="annotate draws one image"):
         recognizer.annotate([photo, photo])
+    assert len({face, face, moved}) == 2  # results can be kept in sets and as dict keys
