@@ -229,7 +229,7 @@ class YuNetDetector:
 # overlap by TILE_OVERLAP, more than the largest face YuNet finds in the image it sees (about 300
 # pixels), so every face lies wholly inside some tile. The tiles of a side are of one length, so
 # they repeat as little as they can (8000x6000: nine tiles, 1.2x the pixels of the whole).
-TILE, TILE_OVERLAP, TILE_ABOVE = 3000, 320, 16_000_000
+TILE, TILE_OVERLAP, TILE_ABOVE = 3000, 320, 13_000_000
 # Columns of YuNet's rows that hold x and y: the box's corner (0, 1), then five landmarks (4-13).
 _XS, _YS = [0, 4, 6, 8, 10, 12], [1, 5, 7, 9, 11, 13]
 
