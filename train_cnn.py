@@ -204,6 +204,11 @@ def parse_args(argv=None) -> TrainConfig:
         fitted = max(0, (args.epochs - 1) // 4)
         print(f"note: --preset {preset}'s {args.warmup_epochs} warm-up epochs shortened to {fitted} for {args.epochs}")
         args.warmup_epochs = fitted
+    if "plateau_on" in given and args.schedule != "plateau":
+        came = f" (--preset {preset} sets it)" if "schedule" in from_preset else ""
+        p.error(
+            f"--plateau-on steers the plateau schedule, and this run's is {args.schedule}{came}: add --schedule plateau"
+        )
     if args.augment == "none":
         args.augment = False
     if args.teacher_tta == "none":

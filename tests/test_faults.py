@@ -484,6 +484,7 @@ def test_read_only_models_folder_fails_before_training(tmp_path, capsys):
         (train_cnn.main, ["--limit", "3"], "--limit"),
         (train_cnn.main, ["--name", "a/b"], "--name"),
         (train_cnn.main, ["--name", "mine.keras"], "--name mine writes mine.keras"),
+        (train_cnn.main, ["--preset", "wide", "--plateau-on", "accuracy"], "add --schedule plateau"),
         (realtime.main, ["--smooth", "0"], "--smooth"),
         (realtime.main, ["--detect-scale", "2"], "--detect-scale"),
         (realtime.main, ["--max-frames", "-1"], "--max-frames"),
