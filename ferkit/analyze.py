@@ -36,11 +36,12 @@ ANNOTATED_MARKER = ".ferkit-annotated"
 VIDEO_INPUTS = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv"}
 
 
-def find_images(sources, skip: Path | None = None, skipped: list | None = None) -> list[tuple[Path, Path]]:
+def find_images(sources, skip: Path | None = None) -> list[tuple[Path, Path]]:
     """(file, name in the table) for every image under the sources, in a stable order, each file
     once. Names are relative to the folder given (so annotated copies keep the folder layout), or,
     where two sources hold images of one name, to the folder the sources share. Folders inside a
-    source that hold annotated copies (``ANNOTATED_MARKER``) are left out and added to ``skipped``."""
+    source that hold an earlier run's annotated copies (``ANNOTATED_MARKER``) are left out with a
+    note, as are videos given by name; ``skip`` (this run's copies) silently."""
     found, videos = [], []
     for source in map(Path, sources):
         source = source.expanduser()
@@ -55,8 +56,11 @@ def find_images(sources, skip: Path | None = None, skipped: list | None = None) 
                 hit |= inside
                 if not inside:
                     found.append((p, p.relative_to(source)))
-            if skipped is not None:
-                skipped += sorted(earlier[c] for c in hit - this_run if c in earlier)
+            for folder in sorted(earlier[c] for c in hit - this_run if c in earlier):
+                print(
+                    f"note: skipped {folder}: annotated copies of an earlier run (give the folder itself to read it)",
+                    file=sys.stderr,
+                )
         elif source.is_file() and source.suffix.lower() in VIDEO_INPUTS:
             videos.append(source)  # (DCIM/* holds clips too): left out, and named below
         elif source.is_file():
@@ -180,13 +184,7 @@ class ResultTable:
 
 
 def analyze(args) -> dict:
-    copies = []
-    images = find_images(args.sources, skip=args.annotate, skipped=copies)
-    for folder in copies:
-        print(
-            f"note: skipped {folder}: annotated copies of an earlier run (give the folder itself to read it)",
-            file=sys.stderr,
-        )
+    images = find_images(args.sources, skip=args.annotate)
     if args.annotate:
         refuse_writing_over_sources(images, args.annotate)
         if not args.overwrite:

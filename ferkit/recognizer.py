@@ -308,6 +308,6 @@ class Pipeline:
             self.boxes, self.eyes = self.recognizer.detect(frame, self.still)
             self.frame_shape = frame.shape[:2]
         self.frame_index += 1
-        proba = self.recognizer.classify(to_grey(frame), self.boxes, self.eyes)
+        proba = self.recognizer.classify(frame, self.boxes, self.eyes)  # (classify reads it grey)
         smoothed, ids = self.smoother.update(self.boxes, proba)
         return self.boxes, smoothed, ids

@@ -320,11 +320,8 @@ def train(config: TrainConfig) -> dict:
     # is never learnt (and a class missing from validation or test is never measured): say which.
     for split_name, split in (("training", train_split), ("validation", data.val), ("test", data.test)):
         if len(split) or split_name == "training":
-            missing = [
-                name
-                for name, n in zip(data.class_names, np.bincount(split.y, minlength=len(data.class_names)))
-                if n == 0
-            ]
+            counts = np.bincount(split.y, minlength=len(data.class_names))
+            missing = [data.class_names[i] for i in np.flatnonzero(counts == 0)]
             if missing:
                 print(f"warning: no {split_name} faces of {', '.join(missing)}", file=sys.stderr)
     plan = data_parallel(config.batch_size) if config.distribute else Plan()
