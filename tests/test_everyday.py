@@ -348,6 +348,36 @@ def test_labels_fit_small_images_and_grow_with_large_photos():
     assert photo >= 2.5 * webcam
 
 
+def test_probability_panels_cover_no_other_face_label_or_panel():
+    from ferkit.draw import draw, panel_place
+
+    names = ("angry", "disgust", "fear", "happy", "neutral", "sad", "surprise")
+    proba = np.array([0.05, 0.0, 0.05, 0.1, 0.6, 0.1, 0.1])
+    # Alone, with room on the right: the panel goes there (as it always did).
+    assert panel_place((480, 640), (100, 100, 120, 120), (150, 104)) == (226, 100)
+    # Two faces side by side, the gap between them too narrow for a panel: the left face's panel
+    # may not go right (onto the other face), nor the right face's left; each goes outside.
+    boxes = [(150, 150, 120, 120), (300, 150, 120, 120)]
+    left_panel = panel_place((480, 640), boxes[0], (150, 104), avoid=[(300, 150, 420, 270)])
+    right_panel = panel_place((480, 640), boxes[1], (150, 104), avoid=[(150, 150, 270, 270)])
+    assert left_panel[0] + 150 <= 150 and right_panel[0] >= 420, (left_panel, right_panel)
+
+    # Drawn: every face's pixels inside its box stay as they were (no panel darkens them), and both
+    # labels (drawn after the panels) are whole.
+    frame = np.full((480, 640, 3), 255, np.uint8)
+    canvas = draw(frame, boxes, [proba, proba], names, None, True)
+    for x, y, w, h in boxes:
+        inner = canvas[y + 4 : y + h - 4, x + 4 : x + w - 4]
+        assert (inner == 255).all(), "a panel covers a face"
+    grey = np.array([200, 200, 200])  # neutral's colour: the labels' filled boxes
+    for x, y, _w, _h in boxes:
+        above = np.all(canvas[y - 40 : y - 2, x : x + 60] == grey, axis=2)
+        assert above.mean() > 0.3, "a label is covered"
+    # Two panels were drawn (the darkened area is two panels' worth) and they do not overlap.
+    dark = np.all(canvas < 120, axis=2)
+    assert dark.sum() > 2 * 0.5 * 150 * 104
+
+
 def test_saved_video_is_h264_without_the_fps_counter_and_with_face_ids(tmp_path):
     av = pytest.importorskip("av")
     out = tmp_path / "demo.mp4"
