@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from .errors import FerError, FerWarning, Interrupted, MissingPackage, ParameterError, PeerLost
+from .interrupts import interrupts_held
 from .paths import DEFAULT_CACHE_DIR, DEFAULT_DATA, DEFAULT_MODEL_PATH, MODELS_DIR, PLOTS_DIR
 
 
@@ -118,44 +119,6 @@ def _stop_on_sigterm() -> None:
 
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, handler)
-
-
-def _restore(handlers: dict) -> None:
-    for sig, handler in handlers.items():
-        signal.signal(sig, handler)
-
-
-@contextmanager
-def interrupts_held():
-    """Ctrl-C or SIGTERM during the block takes effect at its end, so what the block writes
-    together (a frame's rows in the log and its picture in the video) is written whole or not at
-    all. The signal is raised again on leaving, to whatever handler was there (ignored stays
-    ignored); a second one acts at once (a write that hangs can still be stopped); an error the
-    block raises goes on as it is, not turned into an interruption."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous, caught = {}, []
-
-    def hold(signum, frame):
-        if caught:  # the second: no more waiting
-            _restore(previous)
-            signal.raise_signal(signum)
-        caught.append(signum)
-
-    try:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            handler = signal.getsignal(sig)
-            if handler is not None:  # None: a handler not installed from Python; left alone
-                previous[sig] = handler
-                signal.signal(sig, hold)
-        yield
-    except BaseException:
-        _restore(previous)
-        raise
-    _restore(previous)
-    if len(caught) == 1:
-        signal.raise_signal(caught[0])
 
 
 def _one_line_warnings(show):
@@ -354,7 +317,10 @@ def import_keras_quietly(work: str = "this") -> None:
         return
     quiet_tensorflow(False)
     try:
-        with native_logs_silenced("TF_CPP_MIN_LOG_LEVEL" not in _user_env):
+        # Ctrl-C waits for the end of the import: Keras imports JAX where it is installed, and an
+        # interruption that lands in JAX's garbage-collection hook is lost (the run went on to the
+        # end) or leaves half-imported modules behind (a traceback, or a sound model called damaged).
+        with native_logs_silenced("TF_CPP_MIN_LOG_LEVEL" not in _user_env), interrupts_held():
             import keras  # noqa: F401
     except ModuleNotFoundError as exc:
         raise MissingPackage(

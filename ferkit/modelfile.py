@@ -11,6 +11,7 @@ from pathlib import Path
 from .atomic import replacing
 from .errors import ModelFileError
 from .faces import CLASS_NAMES, IMAGE_SIZE
+from .interrupts import interrupts_held
 from .paths import DEFAULT_MODEL_PATH, IN_CHECKOUT, KERAS_MODEL_PATH, PROJECT_DIR
 
 CLASS_NAMES_ENTRY = "fer_class_names.json"
@@ -111,9 +112,13 @@ def load_model(path: str | os.PathLike = DEFAULT_MODEL_PATH):
                 f"{path} is not a model file; give a saved .onnx or .keras model (the shipped one is "
                 f"{_shown(DEFAULT_MODEL_PATH)})"
             )
-        raise ModelFileError(f"{path} is not a Keras 3 .keras file; re-save it with model.save('x.keras').")
+        raise ModelFileError(
+            f"{path} is not a Keras 3 .keras file (no zip archive in it: cut short, damaged or of another kind); "
+            "restore or re-save it (model.save('x.keras'))"
+        )
     try:
-        import keras
+        with interrupts_held():  # whole or not at all: see cli.import_keras_quietly
+            import keras
     except ImportError:  # the light runtime (requirements-live.txt) has ONNX Runtime, not Keras
         raise ModelFileError(
             f"{path} is a Keras model, which needs Keras and TensorFlow (pip install -r requirements.txt); "
@@ -121,8 +126,11 @@ def load_model(path: str | os.PathLike = DEFAULT_MODEL_PATH):
             f"one where Keras is installed with `python export.py {path}`{_SCRIPTS_ELSEWHERE}"
         ) from None
     try:
-        model = keras.models.load_model(path, compile=False)
-        class_names = read_class_names(path)
+        # Ctrl-C waits for the load: an interruption inside it (in a lazy import, say) would show
+        # as a damaged file.
+        with interrupts_held():
+            model = keras.models.load_model(path, compile=False)
+            class_names = read_class_names(path)
     except Exception as exc:  # keras raises many types for foreign or corrupt files
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelFileError(

@@ -315,7 +315,7 @@ def test_signal_during_a_video_run_leaves_a_playable_video_and_the_full_log(mode
 
 
 def test_a_signal_inside_held_writes_stops_the_work_after_them(python_ctrl_c):
-    from ferkit.cli import interrupts_held
+    from ferkit.interrupts import interrupts_held
 
     done = []
     with pytest.raises(KeyboardInterrupt), interrupts_held():
@@ -335,6 +335,41 @@ def test_a_signal_inside_held_writes_stops_the_work_after_them(python_ctrl_c):
     with interrupts_held():
         signal.raise_signal(signal.SIGINT)  # ignored before the block: still ignored after it
     assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+
+
+def test_ctrl_c_while_keras_and_a_model_load_is_not_lost_in_a_garbage_collection_hook(model_path):
+    # JAX (which Keras imports where it is installed) hooks Python's garbage collector; a Ctrl-C
+    # that arrived while that hook ran was lost: the script went on to the end, exit code 0, its
+    # outputs replaced. Here a hook of our own raises the signal inside a collection, during the
+    # import of Keras and then during the model's load.
+    script = (
+        "import gc, signal, sys\n"
+        "from ferkit import cli\n"
+        "from ferkit.modelfile import load_model\n"
+        "phase = sys.argv[1]\n"
+        "armed = []\n"
+        "def hook(step, info):\n"
+        "    if armed == [True]:\n"
+        "        armed.append('fired'); signal.raise_signal(signal.SIGINT)\n"
+        "gc.callbacks.append(hook)\n"
+        "def work():\n"
+        "    if phase == 'import': armed.append(True)\n"
+        "    cli.import_keras_quietly('this test')\n"
+        "    if phase == 'load': armed.append(True)\n"
+        "    load_model(sys.argv[2]); gc.collect()\n"
+        "    print('finished', armed)\n"
+        "cli.run_main(work)\n"
+    )
+    for phase in ("import", "load"):
+        run = subprocess.run(
+            [sys.executable, "-c", script, phase, str(model_path)],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert run.returncode == 130 and "finished" not in run.stdout, (phase, run.stdout, run.stderr[-2000:])
+        assert one_error_line(run.stderr) == "error: interrupted"
 
 
 def test_ctrl_c_stops_the_ga_worker_pool_promptly(tmp_path):
