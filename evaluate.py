@@ -28,7 +28,7 @@ from ferkit.calibration import (
     reliability,
     with_temperature,
 )
-from ferkit.classify import TTA_MODES, TTA_NAMES, predict_proba, tta_options
+from ferkit.classify import TTA_MODES, TTA_NAMES, predict_proba, tta_options, view_probabilities
 from ferkit.data import load_all_faces, load_dataset
 from ferkit.faces import CLASS_NAMES
 from ferkit.modelfile import load_model, read_calibration, require_classes, save_model
@@ -87,6 +87,7 @@ def parse_args(argv=None):
     }
     cli.refuse_same(p, outputs, {"--model": args.model, "--data": args.data})
     cli.refuse_duplicates(p, outputs)
+    cli.refuse_inside_data(p, args.data, {"--confusion": args.confusion, "--reliability": args.reliability})
     cli.refuse_existing(p, outputs.values(), args.overwrite, "Choose other file names")
     cli.require_plotting(p, {"--confusion": args.confusion, "--reliability": args.reliability})
     return args
@@ -105,7 +106,14 @@ def evaluate(args) -> dict:
         split = data.test if args.split == "test" else data.val
     require_classes(class_names, CLASS_NAMES, args.model)
     tta = tta_options(args.tta)
-    proba = predict_proba(model, split.x, **tta, progress=f"{args.split} split")
+    # Calibrating: every view's and member's probabilities, which the temperature scales one by
+    # one in the saved file (fitting it on their average promised an ECE the file did not give).
+    parts = (
+        view_probabilities(model, split.x, **tta, members=True, progress=f"{args.split} split")
+        if args.calibrate
+        else None
+    )
+    proba = parts.mean(0) if args.calibrate else predict_proba(model, split.x, **tta, progress=f"{args.split} split")
     summary = classification_summary(split.y, proba.argmax(1), class_names)
     summary["ece"] = expected_calibration_error(proba, split.y, ECE_BINS)
     summary.update(model=str(args.model), data=data.source, split=args.split, tta=args.tta, faces=len(split))
@@ -131,10 +139,14 @@ def evaluate(args) -> dict:
     print(f"{'ECE':>10} {summary['ece']:24.4f}   expected calibration error, {ECE_BINS} bins{note}")
     curves = {"as saved": (reliability(proba, split.y, ECE_BINS), summary["ece"])}
     if args.calibrate:
-        temperature = fit_temperature(predict_proba(model, data.val.x, **tta), data.val.y)
-        after = with_temperature(proba, temperature)
+        temperature = fit_temperature(view_probabilities(model, data.val.x, **tta, members=True), data.val.y)
+        after = with_temperature(parts, temperature)
+        # On a model calibrated before, the new temperature divides the old one's logits again: the
+        # record keeps the product, the model's temperature against its training.
+        inside = calibrated["temperature"] if calibrated else 1.0
         summary["calibration"] = {
-            "temperature": temperature,
+            "temperature": inside * temperature,
+            **({"temperature_before": inside, "temperature_this_fit": temperature} if calibrated else {}),
             "fitted_on": f"{data.val_note.split(': ', 1)[-1]} of {Path(data.source).name} ({len(data.val)} faces)",
             "ece_before": summary["ece"],
             f"ece_after_on_{name}": expected_calibration_error(after, split.y, ECE_BINS),
@@ -148,7 +160,9 @@ def evaluate(args) -> dict:
         )
         low, high = TEMPERATURE_RANGE
         print(
-            f"calibrated: temperature {temperature:.3f} fitted on the validation split; {name} ECE "
+            f"calibrated: temperature {temperature:.3f} fitted on the validation split"
+            + (f" (on top of the {inside:.3f} inside: {inside * temperature:.3f} in all)" if calibrated else "")
+            + f"; {name} ECE "
             f"{summary['ece']:.4f} -> {summary['calibration'][f'ece_after_on_{name}']:.4f}; saved {args.calibrate}"
         )
         if not low * 1.01 < temperature < high * 0.99:  # the search ran out of room

@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
+import re
 import time
 from pathlib import Path
 
@@ -34,6 +35,7 @@ from ferkit.errors import Interrupted
 from ferkit.features import XCEPTION_MIN_SIZE, cached_features, load_xception
 from ferkit.ga import GAConfig, forest, rank_features, run_ga
 from ferkit.gacompare import choose_on_validation, compare_on_test, jaccard, kbest_mask
+from ferkit.interrupts import interrupts_held
 from ferkit.report import plot_ga_progress, plot_ga_selection
 
 D = GAConfig  # the GA's defaults, defined once in the package
@@ -43,6 +45,9 @@ CURVE_K = (32, 64, 128, 256, 512, 1024)
 # models/ga_report.json and both plots, so a run refuses to replace them without --overwrite.
 MODEL_OUTPUTS = ("ga_mask.npy", "ga_forest.joblib", "ga_report.json")
 PLOT_OUTPUTS = ("ga_progress.png", "ga_selection.png")
+INTERRUPTED = "ga_interrupted.json"  # what an interrupted run had finished, in --models-dir
+# A Dask scheduler's address: [protocol://]host:port, the host a name, an IPv4 or a bracketed IPv6.
+SCHEDULER_ADDRESS = re.compile(r"^([a-z]+://)?(\[[0-9a-fA-F:.]+\]|[^\s:/\[\]]+):\d{1,5}$")
 
 
 def parse_args(argv=None):
@@ -56,6 +61,7 @@ def parse_args(argv=None):
         help="Xception input size in pixels (>= 71; 139 gave the best validation accuracy, see README)",
     )
     p.add_argument("--train-limit", type=int, default=6000, help="stratified training subset (0 = all)")
+    p.add_argument("--val-limit", type=int, default=0, help="stratified validation subset (0 = all)")
     p.add_argument("--test-limit", type=int, default=0, help="stratified test subset (0 = all)")
     p.add_argument(
         "--seeds", type=int, default=3, help="independent GA runs (seeds 0..N-1), reported as mean and spread"
@@ -100,17 +106,23 @@ def parse_args(argv=None):
     for name in ("seeds", "final_trees"):
         if getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be at least 1")
-    for name in ("train_limit", "test_limit"):
+    for name in ("train_limit", "val_limit", "test_limit"):
         if getattr(args, name) < 0:
             p.error(f"--{name.replace('_', '-')} must be at least 0 (0 = all)")
     if not XCEPTION_MIN_SIZE <= args.size <= 299:
         p.error(f"--size must be between {XCEPTION_MIN_SIZE} (Xception's smallest input) and 299 (its native size)")
+    if args.scheduler and not SCHEDULER_ADDRESS.match(args.scheduler):
+        p.error(
+            f"--scheduler {args.scheduler!r} is not a scheduler's address; give HOST:PORT or tcp://HOST:PORT "
+            "(what 'dask scheduler' prints, e.g. tcp://10.0.0.5:8786)"
+        )
     cli.check(p, lambda: ga_config(args, seed=0).validate(XCEPTION_FEATURES))
     cli.check_output_dir(p, "--models-dir", args.models_dir)
     cli.check_output_dir(p, "--plots-dir", args.plots_dir)
+    cli.refuse_inside_data(p, args.data, {"--plots-dir": args.plots_dir})
     cli.refuse_existing(
         p,
-        [args.models_dir / n for n in MODEL_OUTPUTS] + [args.plots_dir / n for n in PLOT_OUTPUTS],
+        [args.models_dir / n for n in (*MODEL_OUTPUTS, INTERRUPTED)] + [args.plots_dir / n for n in PLOT_OUTPUTS],
         args.overwrite,
         "Give other --models-dir and --plots-dir",
     )
@@ -132,7 +144,26 @@ def one_seed(seed, args, x_train, y_train, x_val, y_val, x_test, y_test) -> dict
     print(f"\n== seed {seed} ==", flush=True)
     rankings = rank_features(x_train, y_train, seed=seed, jobs=config.jobs)
     ga = run_ga(x_train, y_train, config, rankings=rankings)
+    try:
+        return score_seed(seed, args, config, ga, rankings, x_train, y_train, x_val, y_val, x_test, y_test)
+    except KeyboardInterrupt:  # the search is done: its best subset is kept with what was finished
+        stopped = Interrupted(f"interrupted after seed {seed}'s search, while its subset was scored")
+        stopped.partial = {"mask": ga.mask, "oob_accuracy": ga.accuracy, "generations": len(ga.log), "finished": True}
+        raise stopped from None
+
+
+def score_seed(seed, args, config, ga, rankings, x_train, y_train, x_val, y_val, x_test, y_test) -> dict:
+    """A finished search's choice on validation and its test comparison (minutes at full size)."""
+    n = min(config.candidates, len(ga.ranked))
+    print(
+        f"seed {seed}: scoring the search's {n} best subsets on validation ({args.final_trees} trees each)", flush=True
+    )
     mask, candidates = choose_on_validation(ga.ranked, x_train, y_train, x_val, y_val, config, trees=args.final_trees)
+    print(
+        f"seed {seed}: test forests on the chosen {int(mask.sum())} features, all {x_train.shape[1]}, SelectKBest "
+        "and the forest-importance top-k",
+        flush=True,
+    )
     chosen = next(row for row in candidates if row["mask"] is mask)  # its forest has the final settings
     comparison = compare_on_test(
         x_train, y_train, x_test, y_test, mask, config, args.final_trees, seed=seed, ga_model=chosen["model"]
@@ -180,17 +211,18 @@ def save_interrupted(args, runs, stopped) -> Path:
             }
             for r in runs
         ],
-        "running_seed": len(runs),
+        "running_seed": len(runs) if len(runs) < args.seeds else None,
         "running_seed_best_so_far": None
         if partial is None
         else {
             "features": int(partial["mask"].sum()),
             "oob_accuracy": partial["oob_accuracy"],
             "generations": partial["generations"],
+            "search_finished": bool(partial.get("finished", False)),
             "selected_features": np.flatnonzero(partial["mask"]).tolist(),
         },
     }
-    path = args.models_dir / "ga_interrupted.json"
+    path = args.models_dir / INTERRUPTED
     atomic_write_text(path, json.dumps(done, indent=1))
     return path
 
@@ -198,7 +230,8 @@ def save_interrupted(args, runs, stopped) -> Path:
 def kbest_curve(args, x_train, y_train, x_test, y_test) -> dict:
     """Test accuracy of SelectKBest at several sizes, one forest per seed (for the plot)."""
     curve = {}
-    for k in CURVE_K:
+    for i, k in enumerate(CURVE_K, 1):
+        print(f"SelectKBest curve: {k} features ({i} of {len(CURVE_K)}, {args.seeds} forests)", flush=True)
         columns = kbest_mask(x_train, y_train, k)
         scores = []
         for seed in range(args.seeds):
@@ -212,16 +245,23 @@ def kbest_curve(args, x_train, y_train, x_test, y_test) -> dict:
 
 def run(args) -> dict:
     cli.check_inputs(args.data)
+    if args.scheduler:  # said now, not after minutes of features
+        from ferkit.cluster import check_scheduler
+
+        check_scheduler(args.scheduler)
     cli.import_keras_quietly("computing the Xception features")
     started = time.time()
     args.models_dir.mkdir(parents=True, exist_ok=True)
     data = load_dataset(args.data, cache_dir=args.cache_dir)
     train, val, test = data.train, data.val, data.test
     if args.train_limit:
-        idx = stratified_subset(train.y, args.train_limit, seed=0)
+        idx = stratified_subset(train.y, args.train_limit, seed=0, flag="train-limit")
         train = Split(train.x[idx], train.y[idx])
+    if args.val_limit:
+        idx = stratified_subset(val.y, args.val_limit, seed=0, flag="val-limit")
+        val = Split(val.x[idx], val.y[idx])
     if args.test_limit:
-        idx = stratified_subset(test.y, args.test_limit, seed=0)
+        idx = stratified_subset(test.y, args.test_limit, seed=0, flag="test-limit")
         test = Split(test.x[idx], test.y[idx])
     model = load_xception(args.weights, args.size)
     extract_started = time.time()
@@ -235,10 +275,15 @@ def run(args) -> dict:
     try:
         for seed in range(args.seeds):
             runs.append(one_seed(seed, args, x_train, train.y, x_val, val.y, x_test, test.y))
+        curve = kbest_curve(args, x_train, train.y, x_test, test.y)
     except (Interrupted, KeyboardInterrupt) as stopped:  # Ctrl-C or SIGTERM, in the GA or between its steps
-        text = str(stopped) if isinstance(stopped, Interrupted) else f"interrupted during seed {len(runs)}"
+        if isinstance(stopped, Interrupted):
+            text = str(stopped)
+        elif len(runs) == args.seeds:
+            text = "interrupted in the SelectKBest curve, after every seed"
+        else:
+            text = f"interrupted during seed {len(runs)}"
         raise Interrupted(f"{text}; what was done is in {save_interrupted(args, runs, stopped)}") from None
-    curve = kbest_curve(args, x_train, train.y, x_test, test.y)
 
     table = {}
     for name in ("GA-selected", "all features", "SelectKBest (ANOVA F)"):
@@ -257,59 +302,66 @@ def run(args) -> dict:
 
     import joblib
 
-    with replacing(args.models_dir / MODEL_OUTPUTS[0], ".npy") as tmp:
-        np.save(tmp, chosen["mask"])
-    with replacing(args.models_dir / MODEL_OUTPUTS[1], ".joblib") as tmp:
-        joblib.dump(chosen["forest"], tmp, compress=3)
-    progress_plot = plot_ga_progress(runs[0]["ga"].log, args.plots_dir / PLOT_OUTPUTS[0])
-    selection_plot = plot_ga_selection(
-        table,
-        curve,
-        [(r["seed"], r["candidates"], r["rows"]["GA-selected"]) for r in runs],
-        args.plots_dir / PLOT_OUTPUTS[1],
-    )
-    report = {
-        "table": table,
-        "seeds": args.seeds,
-        "importance_top_k": {
-            "note": "forest-importance ranking (the GA's own seed) at the GA's size, same forests",
-            "test_accuracy": importance["mean"],
-            "test_accuracy_std": importance["std"],
-        },
-        "kbest_curve": {str(k): v for k, v in curve.items()},
-        "jaccard_between_seeds": {"pairs": overlaps, "mean": float(np.mean(overlaps)) if overlaps else None},
-        "shipped_mask_seed": chosen["seed"],
-        "selected_features": np.flatnonzero(chosen["mask"]).tolist(),
-        "per_seed": [
-            {
-                "seed": r["seed"],
-                "features": int(r["mask"].sum()),
-                "val_accuracy": r["val_accuracy"],
-                "candidates": r["candidates"],
-                "ga": {
-                    "best_oob_accuracy": r["ga"].accuracy,
-                    "front": [[int(m.sum()), acc] for m, acc in r["ga"].front],
-                    "forests_fitted": r["ga"].evaluations,
-                    "cache_hits": r["ga"].cache_hits,
-                    "seconds": round(r["ga"].seconds, 1),
-                    "log": r["ga"].log,
-                },
-            }
-            for r in runs
-        ],
-        "config": {k: v for k, v in dataclasses.asdict(ga_config(args, 0)).items() if k != "seed"},
-        "final_trees": args.final_trees,
-        "xception_size": args.size,
-        "weights": args.weights if args.weights == "imagenet" else "local file",
-        "train_images": len(train),
-        "validation_images": len(val),
-        "test_images": len(test),
-        "extraction_seconds": round(extract_seconds, 1),
-        "total_seconds": round(time.time() - started, 1),
-    }
-    atomic_write_text(args.models_dir / MODEL_OUTPUTS[2], json.dumps(report, indent=1))
+    with interrupts_held():  # the outputs below are written as one set, whole
+        with replacing(args.models_dir / MODEL_OUTPUTS[0], ".npy") as tmp:
+            np.save(tmp, chosen["mask"])
+        with replacing(args.models_dir / MODEL_OUTPUTS[1], ".joblib") as tmp:
+            joblib.dump(chosen["forest"], tmp, compress=3)
+        progress_plot = plot_ga_progress(runs[0]["ga"].log, args.plots_dir / PLOT_OUTPUTS[0])
+        selection_plot = plot_ga_selection(
+            table,
+            curve,
+            [(r["seed"], r["candidates"], r["rows"]["GA-selected"]) for r in runs],
+            args.plots_dir / PLOT_OUTPUTS[1],
+        )
+        report = {
+            "table": table,
+            "seeds": args.seeds,
+            "importance_top_k": {
+                "note": "forest-importance ranking (the GA's own seed) at the GA's size, same forests",
+                "test_accuracy": importance["mean"],
+                "test_accuracy_std": importance["std"],
+            },
+            "kbest_curve": {str(k): v for k, v in curve.items()},
+            "jaccard_between_seeds": {"pairs": overlaps, "mean": float(np.mean(overlaps)) if overlaps else None},
+            "shipped_mask_seed": chosen["seed"],
+            "selected_features": np.flatnonzero(chosen["mask"]).tolist(),
+            "per_seed": [
+                {
+                    "seed": r["seed"],
+                    "features": int(r["mask"].sum()),
+                    "val_accuracy": r["val_accuracy"],
+                    "candidates": r["candidates"],
+                    "ga": {
+                        "best_oob_accuracy": r["ga"].accuracy,
+                        "front": [[int(m.sum()), acc] for m, acc in r["ga"].front],
+                        "forests_fitted": r["ga"].evaluations,
+                        "cache_hits": r["ga"].cache_hits,
+                        "seconds": round(r["ga"].seconds, 1),
+                        "log": r["ga"].log,
+                    },
+                }
+                for r in runs
+            ],
+            "config": {k: v for k, v in dataclasses.asdict(ga_config(args, 0)).items() if k != "seed"},
+            "final_trees": args.final_trees,
+            "xception_size": args.size,
+            "weights": args.weights if args.weights == "imagenet" else "local file",
+            "data": data.source,
+            "limits": {"train": args.train_limit, "validation": args.val_limit, "test": args.test_limit},
+            "train_images": len(train),
+            "validation_images": len(val),
+            "test_images": len(test),
+            "extraction_seconds": round(extract_seconds, 1),
+            "total_seconds": round(time.time() - started, 1),
+        }
+        atomic_write_text(args.models_dir / MODEL_OUTPUTS[2], json.dumps(report, indent=1))
+        stale = args.models_dir / INTERRUPTED
+        if stale.exists():  # an earlier, interrupted run's (allowed to go by --overwrite): not this run's
+            stale.unlink()
 
-    print(f"\n{'method':<24}{'features':>9}{'test accuracy (mean +- std over ' + str(args.seeds) + ' seeds)':>48}")
+    over = f"{args.seeds} seeds" if args.seeds > 1 else "1 seed, no spread"
+    print(f"\n{'method':<24}{'features':>9}{'test accuracy (mean +- std over ' + over + ')':>48}")
     for name, row in table.items():
         print(f"{name:<24}{row['features']:>9}{row['test_accuracy']:>37.4f} +- {row['test_accuracy_std']:.4f}")
     k = table["GA-selected"]["features"]

@@ -223,6 +223,7 @@ def parse_args(argv=None) -> TrainConfig:
     for flag, folder in (("--models-dir", config.models_dir), ("--plots-dir", config.plots_dir)):
         cli.check_output_dir(p, flag, folder)
     cli.check_output_dir(p, "--checkpoint-dir", config.checkpoint_dir)
+    cli.refuse_inside_data(p, config.data, {"--plots-dir": config.plots_dir})
     cli.refuse_same(
         p,
         {"--name (the model it writes)": Path(config.models_dir) / f"{config.name}.keras"},

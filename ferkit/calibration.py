@@ -33,11 +33,14 @@ def expected_calibration_error(proba: np.ndarray, y: np.ndarray, bins: int = 15)
 
 
 def with_temperature(proba: np.ndarray, temperature: float) -> np.ndarray:
-    """softmax(log p / T): the probabilities a model gives after temperature scaling."""
+    """softmax(log p / T): the probabilities a model gives after temperature scaling. ``proba``
+    (N, C), or (K, N, C) for views or ensemble members that are averaged (``view_probabilities``):
+    each is scaled, as the folded temperature scales it, then they are averaged."""
     logits = np.log(np.clip(proba, 1e-12, 1)) / temperature
-    logits -= logits.max(1, keepdims=True)
+    logits -= logits.max(-1, keepdims=True)
     scaled = np.exp(logits)
-    return scaled / scaled.sum(1, keepdims=True)
+    scaled /= scaled.sum(-1, keepdims=True)
+    return scaled.mean(0) if scaled.ndim == 3 else scaled
 
 
 # The temperatures searched. One at either end means the search ran out of room, not that it
@@ -47,7 +50,7 @@ TEMPERATURE_RANGE = (0.05, 20.0)
 
 def fit_temperature(proba: np.ndarray, y: np.ndarray) -> float:
     """The temperature in ``TEMPERATURE_RANGE`` that minimises the negative log-likelihood of
-    ``y`` (fit on validation)."""
+    ``y`` (fit on validation); ``proba`` as ``with_temperature`` takes it."""
     from scipy.optimize import minimize_scalar
 
     def nll(log_t):

@@ -71,22 +71,60 @@ def predict_proba(
     corners) of each, so 12 views with flip_tta. Converted ``chunk`` faces at a time, so memory
     does not grow with N. ``progress``: the label of a progress bar on stderr (gone when done);
     a split read with 12 views takes minutes on a CPU."""
+    views = view_probabilities(
+        model, x, flip_tta=flip_tta, crops=crops, batch_size=batch_size, chunk=chunk, progress=progress
+    )
+    return views.mean(0)
+
+
+def ensemble_members(model) -> list:
+    """The models an ensemble file (``ensemble.py``) averages, or ``[model]`` for any other."""
+    layers = getattr(model, "layers", None)
+    if not layers or layers[-1].name != "mean_probability":
+        return [model]
+    return [layer for layer in layers if hasattr(layer, "layers") and hasattr(layer, "predict")]
+
+
+def view_probabilities(
+    model,
+    x,
+    *,
+    flip_tta: bool = False,
+    crops: bool = False,
+    members: bool = False,
+    batch_size: int = 256,
+    chunk: int = 8192,
+    progress: str | None = None,
+) -> np.ndarray:
+    """(K, N, C): ``predict_proba``'s probabilities before the average, one row per TTA view and,
+    with ``members``, per model an ensemble file averages (their mean is ``predict_proba``). What
+    a temperature acts on: it is folded into each member and applied to each view."""
     bar = None
     if progress:
         from tqdm import tqdm
 
         chunk = min(chunk, 512)  # the bar moves once per chunk
         bar = tqdm(total=len(x), desc=progress, unit="face", leave=False, file=sys.stderr)
+    nets = ensemble_members(model) if members else [model]
     parts = []
     for start in range(0, len(x), chunk):
         views = tta_views(to_model_input(np.asarray(x[start : start + chunk])), flip_tta=flip_tta, crops=crops)
-        proba = sum(np.asarray(model.predict(v, batch_size=batch_size, verbose=0), np.float64) for v in views)
-        parts.append(proba / len(views))
+        parts.append(
+            np.stack(
+                [
+                    np.asarray(net.predict(v, batch_size=batch_size, verbose=0), np.float64)
+                    for v in views
+                    for net in nets
+                ]
+            )
+        )
         if bar is not None:
-            bar.update(len(proba))
+            bar.update(parts[-1].shape[1])
     if bar is not None:
         bar.close()
-    return np.concatenate(parts) if parts else np.zeros((0, model.output_shape[-1]))
+    if not parts:
+        return np.zeros((1, 0, model.output_shape[-1]))
+    return np.concatenate(parts, axis=1)
 
 
 def accuracy(model, split: Split, *, flip_tta: bool = False, crops: bool = False, progress: str | None = None) -> float:

@@ -276,6 +276,23 @@ def refuse_existing(p: argparse.ArgumentParser, outputs, overwrite: bool, elsewh
         )
 
 
+def refuse_inside_data(p: argparse.ArgumentParser, data, outputs: dict) -> None:
+    """Refuse, before any work, a picture output (a folder of plots, or a plot file) inside the
+    ``--data`` folder: the next run over that data would read the picture as a face."""
+    if data is None or not Path(data).expanduser().is_dir():
+        return
+    root = Path(data).expanduser().resolve()
+    for flag, path in outputs.items():
+        if path is None:
+            continue
+        target = Path(path).expanduser().resolve()
+        if target == root or root in target.parents:
+            p.error(
+                f"{flag} {path} is inside --data {data}: the next run over that data would read the pictures "
+                f"written there as faces; choose a folder outside {data}"
+            )
+
+
 def refuse_duplicates(p: argparse.ArgumentParser, outputs: dict) -> None:
     """Refuse two outputs with one path: the second would silently overwrite the first."""
     seen = {}

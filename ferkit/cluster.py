@@ -20,6 +20,31 @@ from .errors import ClusterError
 CONNECT_TIMEOUT_S = 20
 
 
+def connect(address: str):
+    """A ``dask.distributed`` client of the scheduler at ``address``, or a ``ClusterError`` saying
+    how to start one (scripts call ``check_scheduler`` before their long work, so that a wrong
+    address is said at the start, not after the features)."""
+    try:
+        from dask.distributed import Client
+    except ImportError:
+        raise ClusterError(
+            "--scheduler needs dask.distributed; install it with: pip install 'dask[distributed]'"
+        ) from None
+    try:
+        return Client(address, timeout=CONNECT_TIMEOUT_S)
+    except (OSError, TimeoutError, ValueError) as exc:
+        raise ClusterError(
+            f"cannot reach the Dask scheduler at {address!r} ({exc.__class__.__name__}: {exc}). Start one "
+            f"with 'dask scheduler' and workers with 'dask worker {address}', or drop --scheduler to use "
+            f"local processes."
+        ) from None
+
+
+def check_scheduler(address: str) -> None:
+    """Raise ``ClusterError`` now if the scheduler at ``address`` cannot be reached."""
+    connect(address).close()
+
+
 def _with_data(item, fn, data):
     """On a worker: ``fn(item, data)``, data being the scattered copy already held there."""
     return fn(item, data)
@@ -30,20 +55,7 @@ class DaskMapper:
     scattered data; results come back in the order of ``items``."""
 
     def __init__(self, address: str, x, y, config):
-        try:
-            from dask.distributed import Client
-        except ImportError:
-            raise ClusterError(
-                "--scheduler needs dask.distributed; install it with: pip install 'dask[distributed]'"
-            ) from None
-        try:
-            self.client = Client(address, timeout=CONNECT_TIMEOUT_S)
-        except (OSError, TimeoutError, ValueError) as exc:
-            raise ClusterError(
-                f"cannot reach the Dask scheduler at {address!r} ({exc.__class__.__name__}: {exc}). Start one "
-                f"with 'dask scheduler' and workers with 'dask worker {address}', or drop --scheduler to use "
-                f"local processes."
-            ) from None
+        self.client = connect(address)
         try:
             self.workers = len(self.client.scheduler_info(n_workers=-1)["workers"])
             if not self.workers:

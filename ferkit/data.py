@@ -429,16 +429,16 @@ def _load_raw_on_disk(layout, paths, items, key: str, cache_dir: Path | None, pr
     return FaceRows(faces_file), y, group
 
 
-def stratified_subset(y: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
+def stratified_subset(y: np.ndarray, n: int, seed: int = 0, flag: str = "limit") -> np.ndarray:
     """Indices of n samples (all if n >= len(y)) keeping class proportions; every present class
-    keeps >= 1 (so n must be at least the number of classes). Shares are rounded by largest
-    remainder, so exactly n come back."""
+    keeps >= 1 (so n must be at least the number of classes; ``flag`` names the option that set n
+    in the error). Shares are rounded by largest remainder, so exactly n come back."""
     if n >= len(y):
         return np.arange(len(y))
     rng = np.random.default_rng(seed)
     classes, sizes = np.unique(y, return_counts=True)
     if n < len(classes):
-        raise ParameterError("limit", f"({n}) must be at least the number of classes present ({len(classes)})")
+        raise ParameterError(flag, f"({n}) must be at least the number of classes present ({len(classes)})")
     share = n * sizes / len(y)
     k = np.minimum(sizes, np.maximum(1, np.floor(share).astype(int)))
     while k.sum() != n:  # hand out (or take back) one face at a time by largest remainder

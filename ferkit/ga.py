@@ -131,6 +131,11 @@ def _init_worker(x=None, y=None, config=None) -> None:
     # and the pool's own SIGTERM must simply end them (not the parent's stop-like-Ctrl-C handler).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    # Out of the job's process group: a signal to the whole group (Ctrl-C, `timeout`, `kill --
+    # -PGID`, a batch system) reaches only the main process, which stops the pool. A worker the
+    # group's SIGTERM killed while it held the pool's task-queue lock (an idle worker does, waiting)
+    # left the main process waiting for that lock in Pool.terminate() forever.
+    os.setpgrp()
     _end_with_parent()
     if x is not None:
         _init_fitness_data(x, y, config)
@@ -327,7 +332,7 @@ class GAResult:
 def fitness_subset(y: np.ndarray, config: GAConfig) -> np.ndarray:
     if not config.fitness_samples:
         return np.arange(len(y))
-    return stratified_subset(y, config.fitness_samples, seed=config.seed)
+    return stratified_subset(y, config.fitness_samples, seed=config.seed, flag="fitness-samples")
 
 
 def _pool(config: GAConfig, x, y):

@@ -102,6 +102,47 @@ def test_evaluate_calibrates_on_validation_and_keeps_the_labels(training_dir, tm
     assert all(p.stat().st_mtime_ns != t for p, t in written.items())
 
 
+def test_the_ece_promised_after_calibrating_with_tta_or_an_ensemble_is_what_the_saved_file_gives(
+    training_dir, tmp_path, capsys
+):
+    # The temperature is folded into each member's softmax and acts on each TTA view; it was fitted
+    # on their average, so the printed "ECE before -> after" was not the saved file's.
+    import keras
+
+    from ferkit.ensemble import average_models
+    from ferkit.networks import build_model
+
+    members = []
+    for seed in (0, 1):
+        keras.utils.set_random_seed(seed)
+        member = build_model(arch="vgg")
+        last = member.layers[-1]
+        kernel, bias = last.get_weights()
+        last.set_weights([kernel * 40, bias])  # sure of itself, as trained models are
+        members.append(member)
+    single = save_model(members[0], tmp_path / "one.keras")
+    both = save_model(average_models(members), tmp_path / "both.keras")
+    common = ["--data", str(training_dir), "--cache-dir", str(tmp_path / "cache"), "--tta", "crops"]
+    for model in (single, both):
+        out = tmp_path / f"cal_{model.name}"
+        report = evaluate.main(["--model", str(model), *common, "--calibrate", str(out)])
+        assert report["calibration"]["ece_after_on_test"] < report["ece"]
+        again = evaluate.main(["--model", str(out), *common])
+        assert again["ece"] == pytest.approx(report["calibration"]["ece_after_on_test"], abs=2e-4), model.name
+        assert again["accuracy"] == report["accuracy"]
+
+    # Calibrated again: the record holds the model's temperature in all (both fits), not the last.
+    first = read_calibration(tmp_path / "cal_one.keras")["temperature"]
+    capsys.readouterr()
+    report = evaluate.main(
+        ["--model", str(tmp_path / "cal_one.keras"), *common, "--calibrate", str(tmp_path / "twice.keras")]
+    )
+    record = read_calibration(tmp_path / "twice.keras")
+    assert record["temperature_before"] == pytest.approx(first)
+    assert record["temperature"] == pytest.approx(first * record["temperature_this_fit"])
+    assert f"on top of the {first:.3f} inside" in capsys.readouterr().out
+
+
 def test_a_temperature_at_either_end_of_its_range_is_warned_of_with_what_it_means(
     training_dir, tmp_path, monkeypatch, capsys
 ):

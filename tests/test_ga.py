@@ -188,3 +188,131 @@ def test_xception_features_of_real_faces_are_cached(tmp_path):
     assert len(list(tmp_path.glob("xception-*.npz"))) == 1
     again = features.cached_features(faces, labels, str(XCEPTION_WEIGHTS), 71, tmp_path, model=object())
     np.testing.assert_array_equal(found, again)  # from the cache: the dummy model is never called
+
+
+# --------------------------------------------------------------------------- ga_select.py end to end
+
+
+@pytest.fixture
+def ga_script(tmp_path, monkeypatch):
+    """ga_select.py on synthetic features in place of Xception's (no weights, seconds): returns
+    (argv, models folder). The data folder exists but is never read."""
+    import ga_select
+    from ferkit.data import Dataset, Split
+
+    data = tmp_path / "data"
+    data.mkdir()
+    splits = {}
+    for name, n, seed in (("train", 240, 0), ("val", 90, 1), ("test", 90, 2)):
+        x, y = synthetic_features(n, ga_select.XCEPTION_FEATURES, seed)
+        splits[name] = (Split(np.zeros((n, 48, 48), np.uint8), y), x)
+    dataset = Dataset(
+        *(splits[s][0] for s in ("train", "val", "test")), str(data), "class_folders", "validation: drawn"
+    )
+    features_of = {id(split.y): x for split, x in splits.values()}
+    monkeypatch.setattr(ga_select, "load_dataset", lambda *a, **k: dataset)
+    monkeypatch.setattr(ga_select, "load_xception", lambda *a, **k: None)
+    monkeypatch.setattr(ga_select, "cached_features", lambda x, y, *a: features_of[id(y)])
+    models = tmp_path / "m"
+    argv = ["--data", str(data), "--models-dir", str(models), "--plots-dir", str(tmp_path / "p"), "--train-limit", "0"]
+    argv += ["--seeds", "2", "--population", "8", "--generations", "2", "--patience", "2", "--trees", "10"]
+    argv += ["--final-trees", "10", "--candidates", "2", "--jobs", "1", "--max-features", "40", "--min-features", "2"]
+    return argv, models
+
+
+def test_every_long_step_of_the_selection_says_what_it_is_doing_and_the_report_says_what_ran(ga_script, capsys):
+    import json
+
+    import ga_select
+
+    argv, models = ga_script
+    ga_select.main(argv)
+    out = capsys.readouterr().out
+    for line in ("seed 1: scoring the search's 2 best subsets on validation", "seed 1: test forests on the chosen",
+                 "SelectKBest curve: 1024 features (6 of 6, 2 forests)"):  # fmt: skip
+        assert line in out, out
+    report = json.loads((models / "ga_report.json").read_text())
+    assert report["data"].endswith("data") and report["limits"] == {"train": 0, "validation": 0, "test": 0}
+    assert "over 2 seeds" in out
+
+
+@pytest.mark.parametrize("where", ["validation", "curve"])
+def test_ctrl_c_after_a_finished_search_keeps_its_subset(ga_script, monkeypatch, capsys, where):
+    # A search that had finished was thrown away by a Ctrl-C in the minutes of forests after it
+    # (nothing saved), or in the SelectKBest curve after every seed (no file at all).
+    import json
+
+    import ga_select
+
+    argv, models = ga_script
+    if where == "validation":
+        monkeypatch.setattr(ga_select, "choose_on_validation", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt))
+    else:
+        monkeypatch.setattr(ga_select, "kbest_mask", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt))
+    with pytest.raises(SystemExit) as stopped:
+        ga_select.main(argv)
+    assert stopped.value.code == 130
+    err = capsys.readouterr().err
+    saved = json.loads((models / "ga_interrupted.json").read_text())
+    if where == "validation":
+        assert "after seed 0's search" in err
+        assert saved["running_seed"] == 0 and saved["running_seed_best_so_far"]["search_finished"]
+        assert saved["running_seed_best_so_far"]["selected_features"]
+    else:
+        assert "SelectKBest curve, after every seed" in err
+        assert saved["running_seed"] is None and [s["seed"] for s in saved["completed_seeds"]] == [0, 1]
+
+    # The next run into the folder is refused (that file is an earlier run's); with --overwrite it
+    # runs, and the stale file goes with the rest of the earlier run's outputs.
+    monkeypatch.undo()
+    with pytest.raises(SystemExit) as refused:
+        ga_select.parse_args(argv)
+    assert refused.value.code == 2 and "ga_interrupted.json exists" in capsys.readouterr().err
+
+
+def test_a_complete_run_with_overwrite_takes_away_an_earlier_interrupted_runs_file(ga_script):
+    import ga_select
+
+    argv, models = ga_script
+    models.mkdir()
+    (models / "ga_interrupted.json").write_text("{}")
+    ga_select.main([*argv, "--overwrite"])
+    assert (models / "ga_report.json").exists() and not (models / "ga_interrupted.json").exists()
+
+
+def test_selection_settings_that_cannot_work_are_refused_before_any_work(tmp_path, capsys):
+    import ga_select
+
+    data = tmp_path / "data"
+    (data / "happy").mkdir(parents=True)
+    base = ["--data", str(data), "--models-dir", str(tmp_path / "m")]
+    cases = [
+        (["--plots-dir", str(data / "happy")], "is inside --data"),  # the plots would be read as faces
+        (["--plots-dir", str(tmp_path / "p"), "--scheduler", "nonsense"], "is not a scheduler's address"),
+        (["--plots-dir", str(tmp_path / "p"), "--val-limit", "-1"], "--val-limit must be at least 0"),
+    ]
+    for extra, message in cases:
+        with pytest.raises(SystemExit) as refused:
+            ga_select.parse_args([*base, *extra])
+        assert refused.value.code == 2 and message in capsys.readouterr().err
+    for good in ("tcp://10.0.0.5:8786", "scheduler:8786", "tcp://[::1]:8786"):
+        assert ga_select.parse_args([*base, "--plots-dir", str(tmp_path / "p"), "--scheduler", good]).scheduler == good
+    from ferkit.data import stratified_subset
+
+    with pytest.raises(ParameterError, match="train-limit"):
+        stratified_subset(np.arange(7), 5, flag="train-limit")
+
+
+def test_fitness_workers_leave_the_jobs_process_group():
+    # A SIGTERM to the whole group (timeout, kill -- -PGID, a batch system) killed workers while one
+    # held the pool's queue lock, and the main process then waited for that lock forever.
+    import os
+
+    x, y = synthetic_features(60)
+    pool = ga._pool(config(jobs=2), x, y)
+    try:
+        groups = {pool.apply(os.getpgrp) for _ in range(4)}
+    finally:
+        pool.terminate()
+        pool.join()
+    assert os.getpgrp() not in groups
