@@ -297,6 +297,17 @@ def test_selection_settings_that_cannot_work_are_refused_before_any_work(tmp_pat
         assert refused.value.code == 2 and message in capsys.readouterr().err
     for good in ("tcp://10.0.0.5:8786", "scheduler:8786", "tcp://[::1]:8786"):
         assert ga_select.parse_args([*base, "--plots-dir", str(tmp_path / "p"), "--scheduler", good]).scheduler == good
+    # The other scripts that draw plots refuse the same.
+    import evaluate
+    import train_cnn
+
+    for parse, argv in (
+        (train_cnn.parse_args, ["--data", str(data), "--plots-dir", str(data / "happy" / "plots")]),
+        (evaluate.parse_args, ["--data", str(data), "--confusion", str(data / "happy" / "c.png")]),
+    ):
+        with pytest.raises(SystemExit) as refused:
+            parse(argv)
+        assert refused.value.code == 2 and "is inside --data" in capsys.readouterr().err
     from ferkit.data import stratified_subset
 
     with pytest.raises(ParameterError, match="train-limit"):
