@@ -58,6 +58,12 @@ def parse_args(argv=None):
     args = p.parse_args(argv)
     if len(args.models) < 2:
         p.error("give at least two models to average")
+    seen = set()
+    for model in args.models:
+        key = model.expanduser().resolve()
+        if key in seen:
+            p.error(f"{model} is given twice; a model averaged with itself adds nothing: give different models")
+        seen.add(key)
     cli.check_output_file(p, "--out", args.out, {".keras"})
     ordinal = {1: "1st", 2: "2nd", 3: "3rd"}
     models = {f"{ordinal.get(i, f'{i}th')} model to average": m for i, m in enumerate(args.models, start=1)}

@@ -39,9 +39,15 @@ def parse_args(argv=None):
     cli.check_output_file(p, "--json", args.json, {".json"})
     if args.int8 and not args.data:
         p.error("--int8 needs --data: the int8 ranges are measured on training faces of a dataset")
+    if args.json and not args.data:
+        p.error("--json saves the check against Keras, which needs --data (its test split is what is checked)")
     args.int8_out = args.out.with_name(args.out.stem + ".int8.onnx") if args.int8 else None
     cli.refuse_same(p, {"--out": args.out, "int8 file": args.int8_out}, {"model": args.model})
-    cli.refuse_existing(p, [args.out, args.int8_out, args.json], args.overwrite, "Give --out another name")
+    outputs = [args.out, args.int8_out, args.json]
+    elsewhere = (
+        "Give --out" + (" or --json" if args.json and Path(args.json).expanduser().exists() else "") + " another name"
+    )
+    cli.refuse_existing(p, outputs, args.overwrite, elsewhere)
     return args
 
 
@@ -51,6 +57,7 @@ def export(args) -> dict:
     cli.import_keras_quietly("exporting a Keras model")
     from ferkit.classify import predict_proba
     from ferkit.data import load_dataset, stratified_subset
+    from ferkit.errors import Interrupted
     from ferkit.export import CALIBRATION_FACES, export_onnx, quantize_int8
     from ferkit.modelfile import load_model, require_classes
 
@@ -58,10 +65,16 @@ def export(args) -> dict:
     print(f"wrote {args.out} ({args.out.stat().st_size / 1e6:.1f} MB)")
     if not args.data:
         return {"files": {k: str(v) for k, v in written.items()}}
-    data = load_dataset(args.data, cache_dir=args.cache_dir)
-    if args.int8:
-        faces = np.asarray(data.train.x[stratified_subset(data.train.y, CALIBRATION_FACES, seed=0)])
-        written["int8"] = quantize_int8(args.out, args.int8_out, faces, args.model)
+    try:
+        data = load_dataset(args.data, cache_dir=args.cache_dir)
+        if args.int8:
+            faces = np.asarray(data.train.x[stratified_subset(data.train.y, CALIBRATION_FACES, seed=0)])
+            written["int8"] = quantize_int8(args.out, args.int8_out, faces, args.model)
+    except KeyboardInterrupt:  # say what is on disk: a rerun refuses the float32 file it finds
+        missing = f", {args.int8_out} not" if args.int8 and "int8" not in written else ""
+        raise Interrupted(
+            f"interrupted; {args.out} was written{missing}: run the same command with --overwrite to write them again"
+        ) from None
         print(f"wrote {args.int8_out} ({args.int8_out.stat().st_size / 1e6:.1f} MB; {len(faces)} calibration faces)")
 
     rows, reference = {}, None

@@ -157,6 +157,21 @@ def check_classifier(model, class_names, path) -> None:
             f"{path} gives outputs of shape {outputs} but names {len(class_names)} classes; "
             f"use a model trained by train_cnn.py."
         )
+    # Three faces (black, grey, noise) through it: scores that are not probabilities (a model
+    # ending in logits) would read as nonsense everywhere: an ECE of 285, an average that one such
+    # member swamps.
+    import numpy as np
+
+    probe = np.stack([np.zeros(expected[1:]), np.full(expected[1:], 128.0)])
+    probe = np.concatenate([probe, np.random.default_rng(0).uniform(0, 255, (1, *expected[1:]))]).astype(np.float32)
+    scores = model.predict_on_batch(probe) if hasattr(model, "session") else model(probe, training=False)
+    scores = np.asarray(scores, np.float64)
+    if not (np.all(scores >= -1e-4) and np.allclose(scores.sum(1), 1.0, atol=0.02)):
+        raise ModelFileError(
+            f"{path} gives scores that are not probabilities (a face's sum to {scores.sum(1)[0]:.3g}, the lowest is "
+            f"{scores.min():.3g}): it ends without a softmax. Add one (keras.layers.Softmax()) and save it again, "
+            f"or use a model trained by train_cnn.py."
+        )
 
 
 def require_classes(class_names, expected, path, fix: str = "evaluate it on data with its classes") -> None:

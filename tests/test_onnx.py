@@ -206,3 +206,38 @@ def test_a_keras_model_without_keras_installed_is_one_line_naming_the_install(sc
         module.main(argv)
     err = capsys.readouterr().err
     assert stopped.value.code == 2 and "pip install -r requirements.txt" in err and "Traceback" not in err
+
+
+def test_a_model_whose_scores_are_not_probabilities_is_refused_by_name(tmp_path):
+    # A model ending in logits was read as probabilities: an ECE of 285, and in an average it
+    # swamped the other members.
+    import keras
+
+    from ferkit.modelfile import save_model
+
+    face = keras.Input((48, 48, 1))
+    logits = keras.layers.Dense(7)(keras.layers.Flatten()(keras.layers.Rescaling(1 / 255)(face)))
+    path = save_model(keras.Model(face, logits), tmp_path / "logits.keras")
+    with pytest.raises(ModelFileError, match="not probabilities.*without a softmax"):
+        load_model(path)
+
+
+def test_export_settings_that_do_nothing_or_name_the_wrong_file_are_refused(tmp_path, capsys):
+    import ensemble
+    import export
+
+    keras_model = str(KERAS_MODEL_PATH)
+    with pytest.raises(SystemExit) as refused:  # --json without --data wrote nothing and said nothing
+        export.parse_args([keras_model, "--out", str(tmp_path / "m.onnx"), "--json", str(tmp_path / "m.json")])
+    assert (
+        refused.value.code == 2
+        and "--json saves the check against Keras, which needs --data" in capsys.readouterr().err
+    )
+    (tmp_path / "m.json").write_text("{}")
+    with pytest.raises(SystemExit) as refused:  # the file in the way is --json's: say so
+        export.parse_args([keras_model, "--out", str(tmp_path / "m.onnx"), "--json", str(tmp_path / "m.json"),
+                           "--data", str(tmp_path)])  # fmt: skip
+    assert refused.value.code == 2 and "Give --out or --json another name" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as refused:
+        ensemble.parse_args([keras_model, keras_model])
+    assert refused.value.code == 2 and "is given twice" in capsys.readouterr().err
