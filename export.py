@@ -70,12 +70,14 @@ def export(args) -> dict:
         if args.int8:
             faces = np.asarray(data.train.x[stratified_subset(data.train.y, CALIBRATION_FACES, seed=0)])
             written["int8"] = quantize_int8(args.out, args.int8_out, faces, args.model)
+            print(
+                f"wrote {args.int8_out} ({args.int8_out.stat().st_size / 1e6:.1f} MB; {len(faces)} calibration faces)"
+            )
     except KeyboardInterrupt:  # say what is on disk: a rerun refuses the float32 file it finds
         missing = f", {args.int8_out} not" if args.int8 and "int8" not in written else ""
         raise Interrupted(
             f"interrupted; {args.out} was written{missing}: run the same command with --overwrite to write them again"
         ) from None
-        print(f"wrote {args.int8_out} ({args.int8_out.stat().st_size / 1e6:.1f} MB; {len(faces)} calibration faces)")
 
     rows, reference = {}, None
     for kind, path in {"keras": args.model, **written}.items():

@@ -82,6 +82,8 @@ def ensemble_members(model) -> list:
     layers = getattr(model, "layers", None)
     if not layers or layers[-1].name != "mean_probability":
         return [model]
+    # One level: an average whose members are averages themselves is calibrated on its members'
+    # outputs (rare; ensemble.py can build one), so its ECE after is near, not exactly, the file's.
     return [layer for layer in layers if hasattr(layer, "layers") and hasattr(layer, "predict")]
 
 

@@ -277,20 +277,17 @@ def refuse_existing(p: argparse.ArgumentParser, outputs, overwrite: bool, elsewh
 
 
 def refuse_inside_data(p: argparse.ArgumentParser, data, outputs: dict) -> None:
-    """Refuse, before any work, a picture output (a folder of plots, or a plot file) inside the
-    ``--data`` folder: the next run over that data would read the picture as a face."""
-    if data is None or not Path(data).expanduser().is_dir():
+    """Refuse, before any work, a picture output (a folder of plots, or a plot file) where the
+    ``--data`` folder's loader would find it: the next run over that data would read the picture
+    as a face, or the folder as a class. Beside the split folders, or at the top, is fine."""
+    if data is None:
         return
-    root = Path(data).expanduser().resolve()
+    from .data import disturbs_dataset
+
     for flag, path in outputs.items():
-        if path is None:
-            continue
-        target = Path(path).expanduser().resolve()
-        if target == root or root in target.parents:
-            p.error(
-                f"{flag} {path} is inside --data {data}: the next run over that data would read the pictures "
-                f"written there as faces; choose a folder outside {data}"
-            )
+        why = None if path is None else disturbs_dataset(data, path)
+        if why:
+            p.error(f"{flag} {path} is {why}; write it outside --data {data}, or beside its train/ and test/")
 
 
 def refuse_duplicates(p: argparse.ArgumentParser, outputs: dict) -> None:

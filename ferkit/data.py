@@ -207,6 +207,29 @@ def detect_layout(root: Path) -> tuple[str, dict[str, Path]]:
     return "class_folders", {"all": root}
 
 
+def disturbs_dataset(root, target) -> str | None:
+    """Why writing ``target`` (a file, or a folder of them) would change what the next run reads
+    from the dataset folder ``root``, or None where the loader never looks (beside the split
+    folders of the Kaggle layout, or a file at the top of any)."""
+    root = Path(root).expanduser()
+    if not root.is_dir():
+        return None
+    try:
+        layout, read = detect_layout(root)
+    except DatasetError:
+        return None  # refused on its own when loaded
+    root, target = root.resolve(), Path(target).expanduser().resolve()
+    inside = lambda folder: target == folder or folder in target.parents  # noqa: E731
+    if layout == "folders":
+        folder = next((f.resolve() for f in read.values() if inside(f.resolve())), None)
+        return None if folder is None else f"inside {folder}, whose pictures the next run reads as faces"
+    if not inside(root) or target.parent == root and target.suffix:  # a file at the top is never read
+        return None
+    if layout == "csv":
+        return f"a new folder in {root}, which would make the next run take it for class folders, not its CSV"
+    return f"inside {root}, whose folders the next run reads as classes of faces"
+
+
 def _decode(path: str) -> np.ndarray | None:
     image = cv2.imread(path, cv2.IMREAD_GRAYSCALE)
     return None if image is None else prepare_face(image)

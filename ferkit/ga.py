@@ -28,6 +28,7 @@ import multiprocessing
 import os
 import random
 import signal
+import sys
 import time
 from dataclasses import dataclass, field
 
@@ -134,8 +135,11 @@ def _init_worker(x=None, y=None, config=None) -> None:
     # Out of the job's process group: a signal to the whole group (Ctrl-C, `timeout`, `kill --
     # -PGID`, a batch system) reaches only the main process, which stops the pool. A worker the
     # group's SIGTERM killed while it held the pool's task-queue lock (an idle worker does, waiting)
-    # left the main process waiting for that lock in Pool.terminate() forever.
-    os.setpgrp()
+    # left the main process waiting for that lock in Pool.terminate() forever. Linux only: there
+    # PR_SET_PDEATHSIG still ends a worker whose parent is killed; elsewhere (no PDEATHSIG, no
+    # setpgrp on Windows) the workers stay in the group.
+    if sys.platform.startswith("linux"):
+        os.setpgrp()
     _end_with_parent()
     if x is not None:
         _init_fitness_data(x, y, config)

@@ -164,13 +164,36 @@ def check_classifier(model, class_names, path) -> None:
 
     probe = np.stack([np.zeros(expected[1:]), np.full(expected[1:], 128.0)])
     probe = np.concatenate([probe, np.random.default_rng(0).uniform(0, 255, (1, *expected[1:]))]).astype(np.float32)
-    scores = model.predict_on_batch(probe) if hasattr(model, "session") else model(probe, training=False)
-    scores = np.asarray(scores, np.float64)
-    if not (np.all(scores >= -1e-4) and np.allclose(scores.sum(1), 1.0, atol=0.02)):
+    onnx = hasattr(model, "session")
+    try:
+        if onnx:
+            scores = model.predict_on_batch(probe)
+        else:
+            import keras
+
+            scores = keras.ops.convert_to_numpy(model(probe, training=False))
+    except Exception as exc:  # a custom layer, an input type of its own: not this project's kind of model
         raise ModelFileError(
-            f"{path} gives scores that are not probabilities (a face's sum to {scores.sum(1)[0]:.3g}, the lowest is "
-            f"{scores.min():.3g}): it ends without a softmax. Add one (keras.layers.Softmax()) and save it again, "
-            f"or use a model trained by train_cnn.py."
+            f"{path} failed on three test faces ({type(exc).__name__}: {str(exc).strip()[:160]}); "
+            f"use a model trained by train_cnn.py."
+        ) from None
+    scores = np.asarray(scores, np.float64)
+    if not np.all(np.isfinite(scores)):
+        raise ModelFileError(
+            f"{path} gives NaN or infinite scores (its training diverged?); use an earlier checkpoint or retrain it."
+        )
+    sums = scores.sum(1)
+    worst = int(np.argmax(np.abs(sums - 1)))
+    if scores.min() < -1e-4 or abs(sums[worst] - 1) > 0.02:
+        fix = (
+            "export it again from a .keras model that ends in one"
+            if onnx
+            else "end it in Dense(..., activation='softmax') (where --calibrate folds a temperature) and save it again"
+        )
+        raise ModelFileError(
+            f"{path} gives scores that are not probabilities (a face's sum to {sums[worst]:.3g}, the lowest is "
+            f"{scores.min():.3g}): it ends without a softmax. {fix[0].upper() + fix[1:]}, or use a model trained by "
+            f"train_cnn.py."
         )
 
 

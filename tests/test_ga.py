@@ -287,7 +287,7 @@ def test_selection_settings_that_cannot_work_are_refused_before_any_work(tmp_pat
     (data / "happy").mkdir(parents=True)
     base = ["--data", str(data), "--models-dir", str(tmp_path / "m")]
     cases = [
-        (["--plots-dir", str(data / "happy")], "is inside --data"),  # the plots would be read as faces
+        (["--plots-dir", str(data / "happy")], "whose folders the next run reads as classes"),  # read as faces
         (["--plots-dir", str(tmp_path / "p"), "--scheduler", "nonsense"], "is not a scheduler's address"),
         (["--plots-dir", str(tmp_path / "p"), "--val-limit", "-1"], "--val-limit must be at least 0"),
     ]
@@ -307,7 +307,16 @@ def test_selection_settings_that_cannot_work_are_refused_before_any_work(tmp_pat
     ):
         with pytest.raises(SystemExit) as refused:
             parse(argv)
-        assert refused.value.code == 2 and "is inside --data" in capsys.readouterr().err
+        assert refused.value.code == 2 and "whose folders the next run reads as classes" in capsys.readouterr().err
+    # Beside the split folders of the Kaggle layout the loader never looks: accepted, as before.
+    kaggle = tmp_path / "fer"
+    for split in ("train", "test"):
+        (kaggle / split / "happy").mkdir(parents=True)
+    assert ga_select.parse_args(["--data", str(kaggle), "--models-dir", str(kaggle / "m"), "--plots-dir",
+                                 str(kaggle / "plots")]).plots_dir == kaggle / "plots"  # fmt: skip
+    with pytest.raises(SystemExit):
+        ga_select.parse_args(["--data", str(kaggle), "--plots-dir", str(kaggle / "train" / "plots")])
+    assert "whose pictures the next run reads as faces" in capsys.readouterr().err
     from ferkit.data import stratified_subset
 
     with pytest.raises(ParameterError, match="train-limit"):
