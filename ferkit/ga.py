@@ -30,12 +30,13 @@ import random
 import signal
 import sys
 import time
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from .data import stratified_subset
-from .errors import Interrupted, ParameterError
+from .errors import FerWarning, Interrupted, ParameterError
 
 
 @dataclass
@@ -189,11 +190,30 @@ def mask_accuracy(mask_bytes: bytes, data: dict | None = None) -> float:
 # --------------------------------------------------------------------------- rankings and moves
 
 
-def rank_features(x: np.ndarray, y: np.ndarray, seed: int = 0, jobs: int = 1) -> dict[str, np.ndarray]:
-    """Column indices, best first, by ANOVA F and by the importances of a 100-tree forest."""
+def anova_f(x: np.ndarray, y: np.ndarray):
+    """scikit-learn's ``f_classif`` (F and p per column) without its two warnings per call for
+    columns that are the same on every face (few faces: ``--train-limit 20``, say): one line
+    instead, naming how many; their F is NaN, which every ranking here puts last."""
     from sklearn.feature_selection import f_classif
 
-    f_scores, _ = f_classif(x, y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        warnings.simplefilter("ignore", UserWarning)
+        scores = f_classif(x, y)
+    constant = int(np.sum(np.ptp(x, axis=0) == 0))
+    if constant:
+        warnings.warn(
+            f"{constant} of the {x.shape[1]} features are the same for all {len(y)} training faces (too few faces?); "
+            f"they rank last",
+            FerWarning,
+            stacklevel=2,
+        )
+    return scores
+
+
+def rank_features(x: np.ndarray, y: np.ndarray, seed: int = 0, jobs: int = 1) -> dict[str, np.ndarray]:
+    """Column indices, best first, by ANOVA F and by the importances of a 100-tree forest."""
+    f_scores, _ = anova_f(x, y)
     importances = forest(GAConfig(seed=seed), trees=100, jobs=jobs).fit(x, y).feature_importances_
     return {
         "anova": np.argsort(-np.nan_to_num(f_scores), kind="stable"),

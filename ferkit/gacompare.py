@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .ga import GAConfig, forest
+from .ga import GAConfig, anova_f, forest
 
 
 def choose_on_validation(ranked, x_train, y_train, x_val, y_val, config: GAConfig, trees: int = 100):
@@ -27,9 +27,9 @@ def choose_on_validation(ranked, x_train, y_train, x_val, y_val, config: GAConfi
 
 
 def kbest_mask(x: np.ndarray, y: np.ndarray, k: int) -> np.ndarray:
-    from sklearn.feature_selection import SelectKBest, f_classif
+    from sklearn.feature_selection import SelectKBest
 
-    return SelectKBest(f_classif, k=k).fit(x, y).get_support()
+    return SelectKBest(anova_f, k=k).fit(x, y).get_support()
 
 
 def compare_on_test(

@@ -336,3 +336,19 @@ def test_fitness_workers_leave_the_jobs_process_group():
         pool.terminate()
         pool.join()
     assert os.getpgrp() not in groups
+
+
+def test_features_constant_on_few_faces_give_one_warning_not_scikit_learns_flood():
+    import warnings
+
+    from ferkit.errors import FerWarning
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(20, 50)).astype(np.float32)
+    x[:, :10] = 1.0  # the same on every face, as many Xception features are on 20 faces
+    y = np.repeat(np.arange(4), 5)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        mask = gacompare.kbest_mask(x, y, 8)
+    assert [w.category for w in caught] == [FerWarning] and "10 of the 50 features" in str(caught[0].message)
+    assert not mask[:10].any()  # ranked last
