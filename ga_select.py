@@ -302,7 +302,9 @@ def run(args) -> dict:
 
     import joblib
 
-    with interrupts_held():  # the outputs below are written as one set, whole
+    # The outputs below are written as one set, whole. A stop that comes meanwhile finds the run
+    # complete: it is said, not turned into "interrupted" after every file was written.
+    with interrupts_held(deliver=False) as stopped:
         with replacing(args.models_dir / MODEL_OUTPUTS[0], ".npy") as tmp:
             np.save(tmp, chosen["mask"])
         with replacing(args.models_dir / MODEL_OUTPUTS[1], ".joblib") as tmp:
@@ -360,6 +362,8 @@ def run(args) -> dict:
         if stale.exists():  # an earlier, interrupted run's (allowed to go by --overwrite): not this run's
             stale.unlink()
 
+    if stopped:
+        print("note: the stop came while the outputs were written; they were finished first, and the run is complete")
     over = f"{args.seeds} seeds" if args.seeds > 1 else "1 seed, no spread"
     print(f"\n{'method':<24}{'features':>9}{'test accuracy (mean +- std over ' + over + ')':>48}")
     for name, row in table.items():

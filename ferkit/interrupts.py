@@ -14,16 +14,19 @@ def _restore(handlers: dict) -> None:
 
 
 @contextmanager
-def interrupts_held():
+def interrupts_held(deliver: bool = True):
     """Ctrl-C or SIGTERM during the block takes effect at its end, so what the block writes
     together (a frame's rows in the log and its picture in the video) is written whole or not at
     all. The signal is raised again on leaving, to whatever handler was there (ignored stays
     ignored); a second one acts at once (a write that hangs can still be stopped); an error the
-    block raises goes on as it is, not turned into an interruption."""
+    block raises goes on as it is, not turned into an interruption. With ``deliver=False`` (the
+    last writes of a run: nothing is left to stop) it is not raised; the block's ``as`` target, a
+    list, then holds the signals that came."""
+    caught = []
     if threading.current_thread() is not threading.main_thread():
-        yield
+        yield caught
         return
-    previous, caught = {}, []
+    previous = {}
 
     def hold(signum, frame):
         if caught:  # the second: no more waiting
@@ -37,10 +40,10 @@ def interrupts_held():
             if handler is not None:  # None: a handler not installed from Python; left alone
                 previous[sig] = handler
                 signal.signal(sig, hold)
-        yield
+        yield caught
     except BaseException:
         _restore(previous)
         raise
     _restore(previous)
-    if len(caught) == 1:
+    if len(caught) == 1 and deliver:
         signal.raise_signal(caught[0])

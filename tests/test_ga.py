@@ -352,3 +352,22 @@ def test_features_constant_on_few_faces_give_one_warning_not_scikit_learns_flood
         mask = gacompare.kbest_mask(x, y, 8)
     assert [w.category for w in caught] == [FerWarning] and "10 of the 50 features" in str(caught[0].message)
     assert not mask[:10].any()  # ranked last
+
+
+def test_a_stop_while_the_last_outputs_are_written_finishes_them_and_the_run(ga_script, monkeypatch, capsys):
+    import signal
+
+    import ga_select
+
+    argv, models = ga_script
+    plot = ga_select.plot_ga_progress
+
+    def plot_then_ctrl_c(*args, **kwargs):
+        signal.raise_signal(signal.SIGINT)
+        return plot(*args, **kwargs)
+
+    monkeypatch.setattr(ga_select, "plot_ga_progress", plot_then_ctrl_c)
+    report = ga_select.main(argv)  # no SystemExit: complete
+    assert (models / "ga_report.json").exists() and report["table"]
+    assert "the run is complete" in capsys.readouterr().out
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
