@@ -28,7 +28,7 @@ from ferkit.calibration import (
     reliability,
     with_temperature,
 )
-from ferkit.classify import TTA_MODES, TTA_NAMES, predict_proba, tta_options, view_probabilities
+from ferkit.classify import TTA_MODES, TTA_NAMES, tta_options, view_probabilities
 from ferkit.data import load_all_faces, load_dataset
 from ferkit.faces import CLASS_NAMES
 from ferkit.modelfile import load_model, read_calibration, require_classes, save_model
@@ -106,14 +106,10 @@ def evaluate(args) -> dict:
         split = data.test if args.split == "test" else data.val
     require_classes(class_names, CLASS_NAMES, args.model)
     tta = tta_options(args.tta)
-    # Calibrating: every view's and member's probabilities, which the temperature scales one by
-    # one in the saved file (fitting it on their average promised an ECE the file did not give).
-    parts = (
-        view_probabilities(model, split.x, **tta, members=True, progress=f"{args.split} split")
-        if args.calibrate
-        else None
-    )
-    proba = parts.mean(0) if args.calibrate else predict_proba(model, split.x, **tta, progress=f"{args.split} split")
+    # Each view's (and, when calibrating, each ensemble member's) probabilities: the temperature
+    # scales them one by one in the saved file, so it is fitted on them, not on their average.
+    parts = view_probabilities(model, split.x, **tta, members=bool(args.calibrate), progress=f"{args.split} split")
+    proba = parts.mean(0)
     summary = classification_summary(split.y, proba.argmax(1), class_names)
     summary["ece"] = expected_calibration_error(proba, split.y, ECE_BINS)
     summary.update(model=str(args.model), data=data.source, split=args.split, tta=args.tta, faces=len(split))
