@@ -56,10 +56,11 @@ def export(args) -> dict:
 
     cli.import_keras_quietly("exporting a Keras model")
     from ferkit.classify import predict_proba
-    from ferkit.data import load_dataset, stratified_subset
+    from ferkit.data import load_dataset
     from ferkit.errors import Interrupted
     from ferkit.export import CALIBRATION_FACES, export_onnx, quantize_int8
     from ferkit.modelfile import load_model, require_classes
+    from ferkit.splits import stratified_subset
 
     written = {"float32": export_onnx(args.model, args.out)}
     print(f"wrote {args.out} ({args.out.stat().st_size / 1e6:.1f} MB)")

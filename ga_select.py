@@ -30,13 +30,14 @@ import numpy as np
 
 from ferkit import cli
 from ferkit.atomic import atomic_write_text, replacing
-from ferkit.data import Split, load_dataset, stratified_subset
+from ferkit.data import Split, load_dataset
 from ferkit.errors import Interrupted
 from ferkit.features import XCEPTION_MIN_SIZE, cached_features, load_xception
 from ferkit.ga import GAConfig, forest, rank_features, run_ga
 from ferkit.gacompare import choose_on_validation, compare_on_test, jaccard, kbest_mask
 from ferkit.interrupts import interrupts_held
 from ferkit.report import plot_ga_progress, plot_ga_selection
+from ferkit.splits import stratified_subset
 
 D = GAConfig  # the GA's defaults, defined once in the package
 XCEPTION_FEATURES = 2048

@@ -21,8 +21,9 @@ import numpy as np
 
 from ferkit import cli, features, ga
 from ferkit.cluster import DaskMapper, start_local_cluster, stop_local_cluster
-from ferkit.data import load_dataset, stratified_subset
+from ferkit.data import load_dataset
 from ferkit.paths import DEFAULT_CACHE_DIR, DEFAULT_DATA
+from ferkit.splits import stratified_subset
 
 
 def timed_ga(x, y, config: ga.GAConfig):

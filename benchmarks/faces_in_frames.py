@@ -23,10 +23,11 @@ import numpy as np
 
 from ferkit import cli
 from ferkit.classify import TTA_MODES, TTA_NAMES, ExpressionClassifier
-from ferkit.data import load_dataset, stratified_subset
+from ferkit.data import load_dataset
 from ferkit.detect import YuNetDetector
 from ferkit.faces import crop_faces
 from ferkit.paths import DEFAULT_DATA, DEFAULT_MODEL_PATH
+from ferkit.splits import stratified_subset
 
 FRAME = 320
 SIDE = 144  # the pasted face: 48 px upscaled 3x

@@ -23,8 +23,9 @@ from pathlib import Path
 import numpy as np
 
 from ferkit import cli, features, ga
-from ferkit.data import load_dataset, stratified_subset
+from ferkit.data import load_dataset
 from ferkit.paths import DEFAULT_CACHE_DIR, DEFAULT_DATA
+from ferkit.splits import stratified_subset
 
 
 class Budget(Exception):

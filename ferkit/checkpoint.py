@@ -129,13 +129,18 @@ def load_checkpoint(directory: Path, settings: dict):
         return old == new or key == "augment" and {old, new} == {True, "light"}
 
     changed = [k for k in RESUME_KEYS if not same(k)]
-    if "split_seed" in settings:  # the data draws its splits; before split_seed, --seed drew them
-        drawn_with = state["settings"].get("split_seed", state["settings"].get("seed", 0))
-        if drawn_with != settings["split_seed"]:
+    if "split_rule" in settings:  # the data's splits were drawn here: by the same rule?
+        saved = state["settings"]
+        if saved.get("split_rule") != settings["split_rule"]:
+            if "split_rule" in saved:
+                how = f"drawn by the rule {saved['split_rule']}"
+            elif "split_seed" in saved:
+                how = "drawn at random, as an older version did"
+            else:
+                how = f"drawn with --seed {saved.get('seed', 0)}, as an older version did"
             raise CheckpointError(
-                f"checkpoint in {directory} held out other faces (drawn with --seed {drawn_with}, as an older "
-                f"version did); resumed, it would be tested on faces it trained on. Start over with "
-                f"train_cnn.py --fresh."
+                f"checkpoint in {directory} held out other faces ({how}); resumed, it would be tested on faces "
+                f"it trained on. Start over with train_cnn.py --fresh."
             )
     if changed:
         raise CheckpointError(

@@ -1,5 +1,5 @@
 """FER datasets: the four layouts on disk, the decoded-image cache, and the train / validation /
-test splits every script uses.
+test splits every script uses (those the data does not name are drawn by ``splits``).
 
 Layouts: ``ROOT/train`` + ``ROOT/test`` (Kaggle; ``PublicTest_`` files become validation and
 ``PrivateTest_`` files the test set), ``ROOT/train`` + ``ROOT/validation``, ``fer2013.csv``
@@ -25,6 +25,7 @@ from .errors import DatasetError, FerWarning, ParameterError
 from .faces import CLASS_NAMES, IMAGE_SIZE, prepare_face
 from .npzfile import read_faces_npz, write_faces_npz
 from .paths import DEFAULT_CACHE_DIR
+from .splits import face_keys, held_out
 from .store import FaceRows, face_checksum, write_faces
 
 ALIASES = {
@@ -452,45 +453,9 @@ def _load_raw_on_disk(layout, paths, items, key: str, cache_dir: Path | None, pr
     return FaceRows(faces_file), y, group
 
 
-def stratified_subset(y: np.ndarray, n: int, seed: int = 0, flag: str = "limit") -> np.ndarray:
-    """Indices of n samples (all if n >= len(y)) keeping class proportions; every present class
-    keeps >= 1 (so n must be at least the number of classes; ``flag`` names the option that set n
-    in the error). Shares are rounded by largest remainder, so exactly n come back."""
-    if n >= len(y):
-        return np.arange(len(y))
-    rng = np.random.default_rng(seed)
-    classes, sizes = np.unique(y, return_counts=True)
-    if n < len(classes):
-        raise ParameterError(flag, f"({n}) must be at least the number of classes present ({len(classes)})")
-    share = n * sizes / len(y)
-    k = np.minimum(sizes, np.maximum(1, np.floor(share).astype(int)))
-    while k.sum() != n:  # hand out (or take back) one face at a time by largest remainder
-        room = share - k
-        if k.sum() < n:
-            i = np.argmax(np.where(k < sizes, room, -np.inf))
-            k[i] += 1
-        else:
-            i = np.argmin(np.where(k > 1, room, np.inf))
-            k[i] -= 1
-    chosen = [rng.permutation(np.flatnonzero(y == c))[:size] for c, size in zip(classes, k)]
-    return np.sort(np.concatenate(chosen))
-
-
-def _stratified_split(indices: np.ndarray, y: np.ndarray, fraction: float, seed: int):
-    """Split indices into (rest, held_out) with `fraction` of each class held out."""
-    rng = np.random.default_rng(seed)
-    held = []
-    for c in np.unique(y[indices]):
-        idx = rng.permutation(indices[y[indices] == c])
-        k = int(round(fraction * len(idx)))
-        if len(idx) >= 2:
-            k = min(max(k, 1), len(idx) - 1)
-        else:
-            k = 0
-        held.append(idx[:k])
-    held = np.sort(np.concatenate(held)) if held else np.array([], np.int64)
-    rest = np.setdiff1d(indices, held)
-    return rest, held
+def _rows(x, index: np.ndarray):
+    """Rows ``index`` of the faces, read on demand where they live on disk."""
+    return x.subset(index) if isinstance(x, FaceRows) else x[index]
 
 
 def _require_splits(root: Path, layout: str, train: bool, val: bool, test: bool, need_test: bool) -> None:
@@ -521,17 +486,11 @@ def load_all_faces(
     return Split(x, y), layout, int(np.sum((group == TRAIN) | (group == UNASSIGNED)))
 
 
-# The seed that draws the splits of data that names none (a folder of class folders): one for
-# every script, so that what a run held out is what evaluate.py, ensemble.py and export.py find.
-SPLIT_SEED = 0
-
-
 def load_dataset(
     root: str | os.PathLike,
     *,
     val_fraction: float = 0.1,
     test_fraction: float = 0.1,
-    seed: int = SPLIT_SEED,
     cache_dir: str | os.PathLike | None = DEFAULT_CACHE_DIR,
     progress: bool = True,
     stream: bool = False,
@@ -541,9 +500,10 @@ def load_dataset(
 
     Layouts: ``ROOT/train`` + ``ROOT/test`` (Kaggle; ``PublicTest_`` files become validation and
     ``PrivateTest_`` files the test set), ``ROOT/train`` + ``ROOT/validation``, ``fer2013.csv``
-    (the Usage column gives the splits), or a folder of class folders (stratified split).
-    Where no validation split exists, ``val_fraction`` of the training images (per class) are
-    held out for it; the test split is never used for validation. With ``stream`` the decoded
+    (the Usage column gives the splits), or a folder of class folders (split here).
+    Where no validation split exists, about ``val_fraction`` of the training images are held out
+    for it; the test split is never used for validation. Splits drawn here follow from each face's
+    pixels (``splits.held_out``): images added later never move the earlier ones. With ``stream`` the decoded
     faces stay on disk (in the cache folder) and each split's ``x`` reads its rows on demand, so
     memory does not grow with the dataset (image folders are decoded a chunk at a time; a CSV or
     .npz, one file already, is read whole once to write the face file). Without ``need_test`` a
@@ -571,12 +531,12 @@ def load_dataset(
     spare = np.flatnonzero(group == UNASSIGNED)
     test_note = Dataset.test_note
     if len(spare) and not len(train_idx):
-        train_idx, test_idx = _stratified_split(spare, y, test_fraction, seed)
+        train_idx, test_idx = held_out(spare, y, face_keys(_rows(x, spare), "test"), test_fraction)
         # Said wherever the test split is reported: a CSV without its Usage column may well hold
         # the very faces a model trained on, and its "test" accuracy would then mean nothing.
         test_note = (
-            f"test: {test_fraction:.0%} of the images, held out at random (the data names no test split: "
-            "a Usage column or a test/ folder would)"
+            f"test: about {test_fraction:.0%} of the images, held out at random by a hash of each face (the data "
+            "names no test split: a Usage column or a test/ folder would)"
         )
     elif len(spare):
         train_idx = np.sort(np.concatenate([train_idx, spare]))
@@ -587,8 +547,8 @@ def load_dataset(
         if not len(test_idx):  # e.g. an .npz exported without its test faces, to train elsewhere
             val_note += "; no test split (the test report is left to evaluate.py on the full dataset)"
     else:
-        train_idx, val_idx = _stratified_split(train_idx, y, val_fraction, seed + 1)
-        val_note = f"validation: {val_fraction:.0%} of the training images, stratified"
+        train_idx, val_idx = held_out(train_idx, y, face_keys(_rows(x, train_idx), "validation"), val_fraction)
+        val_note = f"validation: about {val_fraction:.0%} of the training images, by a hash of each face"
     everything = Split(x, y)
     return Dataset(
         train=everything.subset(train_idx),

@@ -35,8 +35,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .data import stratified_subset
 from .errors import FerWarning, Interrupted, ParameterError
+from .splits import stratified_subset
 
 
 @dataclass

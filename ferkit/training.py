@@ -17,7 +17,7 @@ from .atomic import atomic_write_text
 from .batches import EpochBatches, EpochRandomness, ExactValidationLoss, FaceBatches, epoch_seed
 from .checkpoint import CheckpointFolder, EpochCheckpoint, RestorePlateau, load_checkpoint, saved_epoch, seed_states
 from .classify import accuracy, predict_proba, tta_options
-from .data import SPLIT_SEED, load_dataset, stratified_subset
+from .data import load_dataset
 from .distill import blend_targets, cached_teacher_probabilities
 from .distribute import Plan, data_parallel, lost_peer, split_cpu
 from .errors import Interrupted, ModelFileError, ParameterError, PeerLost, TrainingDiverged
@@ -25,6 +25,7 @@ from .modelfile import copy_weights, inference_copy, load_model, save_model
 from .networks import build_model
 from .precision import choose_precision
 from .report import classification_summary, plot_confusion, plot_history
+from .splits import SPLIT_RULE, stratified_subset
 from .trainconfig import OPTIMIZERS, PRESETS, RESUME_KEYS, SCHEDULES, TrainConfig
 from .weightavg import RunningAverage, averaged_model
 
@@ -163,9 +164,9 @@ def _fit(config: TrainConfig, data, train_split, plan: Plan, folder: CheckpointF
 
     settings = config.settings()
     if data.test_drawn or data.val_drawn:
-        # The splits drawn here have their own seed (see ``train``); recorded so that a checkpoint
-        # made when --seed drew them is not resumed onto other held-out faces.
-        settings["split_seed"] = SPLIT_SEED
+        # Recorded so that a checkpoint made when another rule (or --seed, long ago) drew the
+        # splits is not resumed onto other held-out faces.
+        settings["split_rule"] = SPLIT_RULE
     ckpt_dir = folder.path
     one_hot = np.eye(num_classes, dtype=np.float32)
     weights = None
@@ -297,12 +298,11 @@ def train(config: TrainConfig) -> dict:
         keras.mixed_precision.set_global_policy("mixed_bfloat16")
     data = load_dataset(
         config.data,
+        # Where the data names no splits (a folder of class folders) they follow from the faces
+        # alone, not --seed: evaluate.py, ensemble.py and export.py find the same held-out faces,
+        # so a run with --seed 7 is not scored later on faces it trained on (--seed varies the
+        # weights, the augmentation and the batches).
         val_fraction=config.val_fraction,
-        # Not config.seed: where the data names no splits (a folder of class folders) they are
-        # drawn as evaluate.py, ensemble.py and export.py draw them, so a run with --seed 7 is not
-        # scored later on faces it trained on (--seed varies the weights, the augmentation and the
-        # batches, not which faces are held out).
-        seed=SPLIT_SEED,
         cache_dir=config.cache_dir,
         stream=config.stream,
         need_test=False,

@@ -317,7 +317,7 @@ def test_selection_settings_that_cannot_work_are_refused_before_any_work(tmp_pat
     with pytest.raises(SystemExit):
         ga_select.parse_args(["--data", str(kaggle), "--plots-dir", str(kaggle / "train" / "plots")])
     assert "whose pictures the next run reads as faces" in capsys.readouterr().err
-    from ferkit.data import stratified_subset
+    from ferkit.splits import stratified_subset
 
     with pytest.raises(ParameterError, match="train-limit"):
         stratified_subset(np.arange(7), 5, flag="train-limit")

@@ -18,6 +18,7 @@ from ferkit.data import load_dataset
 from ferkit.errors import ModelFileError
 from ferkit.faces import CLASS_NAMES
 from ferkit.modelfile import load_model
+from ferkit.splits import SPLIT_RULE
 
 
 def run(data, tmp_path, *extra):
@@ -473,10 +474,15 @@ def test_a_checkpoint_whose_splits_the_seed_drew_is_not_resumed_onto_other_faces
     monkeypatch.undo()
     state_file = tmp_path / "models" / "checkpoints" / "t" / "state.json"
     state = json.loads(state_file.read_text())
-    assert state["settings"]["split_seed"] == 0
-    del state["settings"]["split_seed"]  # as an older version saved it, when --seed 7 drew the splits
+    assert state["settings"]["split_rule"] == SPLIT_RULE
+    del state["settings"]["split_rule"]  # as an older version saved it, when --seed 7 drew the splits
     state_file.write_text(json.dumps(state))
     capsys.readouterr()
     with pytest.raises(SystemExit):
         run(tmp_path / "faces", tmp_path, *flags)
     assert "held out other faces (drawn with --seed 7" in capsys.readouterr().err
+    state["settings"]["split_seed"] = 0  # as session 20 saved it, when a seeded draw made them
+    state_file.write_text(json.dumps(state))
+    with pytest.raises(SystemExit):
+        run(tmp_path / "faces", tmp_path, *flags)
+    assert "held out other faces (drawn at random, as an older version did)" in capsys.readouterr().err
