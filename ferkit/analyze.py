@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import cv2
+import numpy as np
 
 from . import cli
 from .atomic import finish, partial_name, replacing
@@ -34,6 +35,31 @@ from .recognizer import Recognizer, load_image
 ANNOTATED_MARKER = ".ferkit-annotated"
 # Videos given by name are pointed to realtime.py (in a folder they are not images and not read).
 VIDEO_INPUTS = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv"}
+# Photo formats cameras and phones write that OpenCV's wheels do not decode (an iPhone's photos
+# are HEIC): left out of a folder with a note on converting them, not passed over in silence.
+CAMERA_ONLY = {".heic", ".heif", ".avif", ".dng", ".cr2", ".cr3", ".nef", ".arw", ".raf", ".orf", ".rw2"}
+# A 1x1 GIF: OpenCV decodes GIF from 4.11 on (the first frame of an animation).
+_TINY_GIF = (
+    b"GIF89a\x01\x00\x01\x00\x80\x00\x00\x00\x00\x00\xff\xff\xff,\x00\x00\x00\x00\x01\x00\x01\x00\x00\x02\x02D\x01\x00;"
+)
+
+
+def photo_suffixes() -> set[str]:
+    """The image suffixes a folder of photos is searched for: the dataset ones, and .gif where
+    this OpenCV reads it (realtime.py plays a GIF as a video instead)."""
+    try:
+        gif = cv2.imdecode(np.frombuffer(_TINY_GIF, np.uint8), cv2.IMREAD_UNCHANGED) is not None
+    except cv2.error:
+        gif = False
+    return IMAGE_SUFFIXES | ({".gif"} if gif else set())
+
+
+def _convert_advice(files: list[Path]) -> str:
+    kinds = ", ".join(sorted({p.suffix.lower() for p in files}))
+    return (
+        f"{len(files)} photo(s) in formats OpenCV cannot read ({kinds}), e.g. {files[0]}: convert them to JPEG "
+        f"first (macOS: sips -s format jpeg FILE --out DIR; elsewhere ImageMagick: magick mogrify -format jpg FILES)"
+    )
 
 
 def find_images(sources, skip: Path | None = None) -> list[tuple[Path, Path]]:
@@ -42,11 +68,13 @@ def find_images(sources, skip: Path | None = None) -> list[tuple[Path, Path]]:
     where two sources hold images of one name, to the folder the sources share. Folders inside a
     source that hold an earlier run's annotated copies (``ANNOTATED_MARKER``) are left out with a
     note, as are videos given by name; ``skip`` (this run's copies) silently."""
-    found, videos = [], []
+    found, videos, foreign, suffixes = [], [], [], photo_suffixes()
     for source in map(Path, sources):
         source = source.expanduser()
         if source.is_dir():
-            files = sorted(p for p in source.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            everything = sorted(p for p in source.rglob("*") if p.is_file())
+            files = [p for p in everything if p.suffix.lower() in suffixes]
+            foreign += [p for p in everything if p.suffix.lower() in CAMERA_ONLY]
             earlier = {m.parent.resolve(): m.parent for m in source.rglob(ANNOTATED_MARKER) if m.parent != source}
             this_run = {skip.resolve()} if skip is not None else set()  # its own copies: no note
             left_out = set(earlier) | this_run
@@ -74,9 +102,12 @@ def find_images(sources, skip: Path | None = None) -> list[tuple[Path, Path]]:
             raise SourceError(f"{videos[0]} is a video; this command reads photos: {advice}")
         print(f"note: left out {len(videos)} video(s), e.g. {videos[0]}: {advice}", file=sys.stderr)
     if not found:
-        raise SourceError(
-            f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in {', '.join(map(str, sources))}; check the path"
-        )
+        if foreign:
+            raise SourceError(f"no images OpenCV reads in {', '.join(map(str, sources))}: {_convert_advice(foreign)}")
+        where = ", ".join(map(str, sources))
+        raise SourceError(f"no images ({', '.join(sorted(suffixes))}) in {where}; check the path")
+    if foreign:
+        print(f"note: left out {_convert_advice(foreign)}", file=sys.stderr)
     first = {}  # a file given twice (itself and its folder): analysed once
     for path, name in found:
         first.setdefault(os.path.normcase(path.resolve()), (path, name))

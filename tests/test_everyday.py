@@ -18,6 +18,7 @@ import analyze
 import ferkit
 import realtime
 from ferkit import Pipeline, Recognizer, clips
+from ferkit import analyze as analyze_module
 from ferkit.classify import ExpressionClassifier
 from ferkit.errors import SourceError
 from ferkit.paths import DEFAULT_MODEL_PATH
@@ -69,6 +70,29 @@ def test_a_folder_of_photos_becomes_one_row_per_face(photos, tmp_path, capsys):
     analyze.main([str(photos / "p1.png"), "--log", str(tmp_path / "r.jsonl"), "--quiet"])
     row = json.loads((tmp_path / "r.jsonl").read_text())
     assert row["file"] == "p1.png" and len(row["probabilities"]) == 7
+
+
+def test_gif_photos_are_read_and_phone_formats_opencv_cannot_read_are_named(photos, tmp_path, capsys):
+    # A folder exported from a phone: HEIC photos were passed over in silence ("no images" when
+    # that was all there was), GIFs too although this OpenCV reads them.
+    if ".gif" not in analyze_module.photo_suffixes():
+        pytest.skip("this OpenCV reads no GIF (4.11 and later do)")
+    frame = next(iter(clips.demo_frames(7)))
+    assert cv2.imwrite(str(photos / "trip" / "moment.gif"), frame)
+    (photos / "IMG_0001.HEIC").write_bytes(b"\x00\x00\x00\x18ftypheic" + bytes(64))
+    summary = analyze.main([str(photos), "--log", str(tmp_path / "r.csv"), "--quiet"])
+    assert summary["images"] == 7 and summary["faces"] == 7
+    assert "trip/moment.gif" in {r["file"] for r in csv.DictReader((tmp_path / "r.csv").open())}
+    err = capsys.readouterr().err
+    assert "note: left out 1 photo(s) in formats OpenCV cannot read (.heic)" in err and "convert them to JPEG" in err
+    only_heic = tmp_path / "iphone"
+    only_heic.mkdir()
+    (photos / "IMG_0001.HEIC").rename(only_heic / "IMG_0001.HEIC")
+    with pytest.raises(SystemExit) as refused:
+        analyze.main([str(only_heic), "--quiet"])
+    err = capsys.readouterr().err
+    assert refused.value.code != 0 and "no images OpenCV reads" in err and "convert them to JPEG" in err
+    assert "Traceback" not in err
 
 
 def test_photos_of_one_name_from_two_folders_keep_their_own_rows_and_copies(tmp_path, capsys):
