@@ -49,7 +49,11 @@ class Recognizer:
     the shipped model's ONNX export, ``models/fer_cnn.onnx``) or an ``ExpressionClassifier``;
     ``detector`` a ``YuNetDetector`` (default), a ``FaceDetector`` (Haar) or any callable from a
     frame to (x, y, w, h) boxes. With ``align`` (default) and a detector that finds eyes, each face
-    is rotated upright before it is classified. ``tta``:
+    is rotated upright before it is classified. ``channels``: the order of the colour arrays given
+    and of the images ``annotate`` returns: "bgr" (OpenCV's, the default) or "rgb" (PIL's
+    ``np.asarray``, imageio, matplotlib); paths and PIL images are read right either way. An RGB
+    array read as BGR is another picture to the detector and the model (probabilities 0.06-0.17
+    apart on the demo clip). ``tta``:
     "flip" averages each face with its mirror image, "crops" with five 44-pixel crops as well
     (12 views); more accurate, slower (see the README's speed table).
     """
@@ -60,11 +64,17 @@ class Recognizer:
         detector=None,
         align: bool = True,
         tta: str | None = None,
+        channels: str = "bgr",
     ):
         if model is None:
             model = DEFAULT_MODEL_PATH
         if not isinstance(align, (bool, np.bool_)):
             raise ParameterError("align", f"is {align!r}; give True (faces turned upright by their eyes) or False")
+        if channels not in ("bgr", "rgb"):
+            raise ParameterError(
+                "channels", f"is {channels!r}; give 'bgr' (OpenCV's arrays) or 'rgb' (PIL's, imageio's, matplotlib's)"
+            )
+        self.channels = channels
         if isinstance(model, ExpressionClassifier):
             if tta is not None and tta != model.tta:
                 raise ParameterError(
@@ -94,7 +104,13 @@ class Recognizer:
         """(boxes, eyes or None) for a frame; eyes only when aligning and the detector finds them.
         ``still``: a single image, searched at several scales where the detector can, its faces
         ordered left to right (by the box's left edge, then its top)."""
-        frame = load_image(frame)  # a path, a PIL image, a float array: as __call__ takes them
+        return self._detect(self._load(frame), still)
+
+    def _load(self, image) -> np.ndarray:
+        """An image as given to the public methods, as the uint8 grey, BGR or BGRA array they work on."""
+        return load_image(image, self.channels)
+
+    def _detect(self, frame: np.ndarray, still: bool):
         if still and hasattr(self.detector, "detect_still"):
             boxes, eyes = self.detector.detect_still(frame)
         elif hasattr(self.detector, "detect"):
@@ -114,7 +130,9 @@ class Recognizer:
     def classify(self, frame: np.ndarray, boxes: np.ndarray, eyes: np.ndarray | None = None) -> np.ndarray:
         """Class probabilities (N, 7) for the faces in these boxes of a frame (grey or colour, as
         ``__call__`` takes it), in one call."""
-        frame = load_image(frame)
+        return self._classify(self._load(frame), boxes, eyes)
+
+    def _classify(self, frame: np.ndarray, boxes, eyes) -> np.ndarray:
         boxes = _checked_boxes(boxes, frame.shape, drop=False)  # one answer per box given
         return self.classifier(crop_faces(to_grey(frame), boxes, eyes))
 
@@ -143,7 +161,8 @@ class Recognizer:
 
     def __call__(self, image):
         """Every face in an image with its expression. ``image``: a path, a PIL image, or an array
-        (grey, BGR or BGRA; uint8, uint16 or float); or a list of those, for a list of results
+        (grey, or colour in the recognizer's ``channels`` order, with alpha or without; uint8,
+        uint16 or float); or a list of those, for a list of results
         with the faces of all the images classified in one model call."""
         if isinstance(image, (list, tuple)):
             return self.batch(image)
@@ -153,12 +172,15 @@ class Recognizer:
         images, frames = list(images), []
         for index, image in enumerate(images):
             try:
-                frames.append(load_image(image))
+                frames.append(self._load(image))
             except SourceError as exc:
                 if len(images) == 1:
                     raise
                 raise SourceError(f"image {index} of the {len(images)} given: {exc}") from None
-        found = [self.detect(frame, still=True) for frame in frames]
+        return self._batch_loaded(frames)
+
+    def _batch_loaded(self, frames: list[np.ndarray]) -> list[list[Face]]:
+        found = [self._detect(frame, still=True) for frame in frames]
         crops = [c for frame, (boxes, eyes) in zip(frames, found) for c in crop_faces(to_grey(frame), boxes, eyes)]
         proba = self.classifier(crops)
         results, start = [], 0
@@ -168,8 +190,9 @@ class Recognizer:
         return results
 
     def annotate(self, image, faces: list[Face] | None = None, bars: bool = False, numbered: bool = False):
-        """A BGR copy of the image with each face's box and expression drawn as the demo draws them:
-        what to show or save (``cv2.imwrite("out.jpg", recognizer.annotate("photo.jpg"))``).
+        """A copy of the image with each face's box and expression drawn as the demo draws them:
+        what to show or save (``cv2.imwrite("out.jpg", recognizer.annotate("photo.jpg"))``); BGR,
+        or RGB for a recognizer made with ``channels="rgb"`` (``PIL.Image.fromarray`` takes it).
         ``faces``: this image's results from an earlier call, so it is not searched again;
         ``bars``: all seven probabilities beside each face; ``numbered``: #0, #1, ... before the
         labels, the faces' order in the results (``analyze.py``'s face column)."""
@@ -177,14 +200,15 @@ class Recognizer:
             raise ParameterError(
                 "image", "is a list; annotate draws one image: [recognizer.annotate(i) for i in images]"
             )
-        frame = load_image(image)
+        frame = self._load(image)
         if faces is None:
-            faces = self(frame)
+            faces = self._batch_loaded([frame])[0]
         faces = self._check_faces(faces, frame.shape)
         proba = np.array([[f.probabilities[n] for n in self.class_names] for f in faces], np.float32)
         ids = range(len(faces)) if numbered else None
         boxes = [tuple(int(round(v)) for v in f.box) for f in faces]  # a Face made by hand may hold floats
-        return draw(frame, boxes, proba, self.class_names, None, bars, ids)
+        drawn = draw(frame, boxes, proba, self.class_names, None, bars, ids)
+        return _to_channels(drawn, self.channels)
 
     def _check_faces(self, faces, shape) -> list[Face]:
         """``faces`` as one image's list of ``Face`` that fits an image of this shape; one
@@ -265,9 +289,10 @@ def _detector(detector):
     return detector
 
 
-def load_image(image) -> np.ndarray:
-    """An array for a path (any format OpenCV reads), a PIL image (as BGR) or an array; one
-    ``SourceError`` for anything else."""
+def load_image(image, channels: str = "bgr") -> np.ndarray:
+    """An array for a path (any format OpenCV reads), a PIL image (as BGR) or an array (colour
+    ones in ``channels`` order: "bgr" or "rgb"), grey, BGR or BGRA; one ``SourceError`` for
+    anything else."""
     if isinstance(image, (str, os.PathLike)):
         return read_image(image)
     if hasattr(image, "convert") and hasattr(image, "mode"):  # a PIL image, without importing PIL
@@ -276,7 +301,15 @@ def load_image(image) -> np.ndarray:
         # Image.open keeps a phone photo as stored; its EXIF orientation says how to turn it upright
         exif = image.getexif() if hasattr(image, "getexif") else {}
         return upright(bgr, int(exif.get(0x0112, 1) or 1))
-    return as_image(image)
+    return _to_channels(as_image(image), channels)
+
+
+def _to_channels(image: np.ndarray, channels: str) -> np.ndarray:
+    """A colour image turned from BGR(A) to RGB(A) or back where ``channels`` is "rgb" (the swap is
+    its own inverse); grey images and "bgr" as they are."""
+    if channels == "rgb" and image.ndim == 3:
+        return np.ascontiguousarray(image[:, :, [2, 1, 0, 3][: image.shape[2]]])
+    return image
 
 
 @dataclass
@@ -302,12 +335,12 @@ class Pipeline:
         the model's class order (``recognizer.class_names``), N ids that follow each face from
         frame to frame. ``recognizer.faces(boxes, probabilities, ids, frame.shape)`` makes
         ``Face`` results of them."""
-        frame = load_image(frame)
+        frame = self.recognizer._load(frame)
         # A frame of another size (a new source, a resized window): boxes from the old one do not fit.
         if self.frame_index % self.detect_every == 0 or frame.shape[:2] != self.frame_shape:
-            self.boxes, self.eyes = self.recognizer.detect(frame, self.still)
+            self.boxes, self.eyes = self.recognizer._detect(frame, self.still)
             self.frame_shape = frame.shape[:2]
         self.frame_index += 1
-        proba = self.recognizer.classify(frame, self.boxes, self.eyes)  # (classify reads it grey)
+        proba = self.recognizer._classify(frame, self.boxes, self.eyes)  # (classify reads it grey)
         smoothed, ids = self.smoother.update(self.boxes, proba)
         return self.boxes, smoothed, ids
