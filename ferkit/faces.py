@@ -88,32 +88,69 @@ def as_image(image) -> np.ndarray:
     raise SourceError(f"pixels of type {image.dtype} are not an image; give uint8, uint16 or float pixels")
 
 
-def exif_orientation(data: bytes | np.ndarray) -> int:
-    """The EXIF orientation (1-8; 1 when there is none) of an encoded JPEG: phones store their
-    photos as the sensor saw them and this tag says how to turn them upright. OpenCV applies it
-    only when it converts the pixels, not for the unchanged decode ``read_image`` needs (alpha,
-    16 bits), so it is read here: the APP1 segment's TIFF header, then tag 0x0112 of IFD0."""
-    data = bytes(data[:65536])  # the EXIF segment comes first and is at most 64 KiB
-    if data[:2] != b"\xff\xd8":
+def _tiff_orientation(tiff: bytes) -> int:
+    """Tag 0x0112 of IFD0 of a TIFF structure (EXIF's), 1 where it is missing or damaged."""
+    order = {b"II": "little", b"MM": "big"}.get(tiff[:2])
+    if order is None or len(tiff) < 8:
         return 1
+    ifd = int.from_bytes(tiff[4:8], order)
+    count = int.from_bytes(tiff[ifd : ifd + 2], order)
+    for entry in range(ifd + 2, min(ifd + 2 + 12 * count, len(tiff) - 11), 12):
+        if int.from_bytes(tiff[entry : entry + 2], order) == 0x0112:
+            value = int.from_bytes(tiff[entry + 8 : entry + 10], order)
+            return value if 1 <= value <= 8 else 1
+    return 1
+
+
+def _jpeg_exif(data: bytes) -> bytes:
     at = 2
     while at + 4 <= len(data) and data[at] == 0xFF:
         marker, length = data[at + 1], int.from_bytes(data[at + 2 : at + 4], "big")
         if marker == 0xE1 and data[at + 4 : at + 10] == b"Exif\x00\x00":
-            tiff = data[at + 10 : at + 2 + length]
-            order = {b"II": "little", b"MM": "big"}.get(tiff[:2])
-            if order is None or len(tiff) < 8:
-                return 1
-            ifd = int.from_bytes(tiff[4:8], order)
-            count = int.from_bytes(tiff[ifd : ifd + 2], order)
-            for entry in range(ifd + 2, ifd + 2 + 12 * count, 12):
-                if int.from_bytes(tiff[entry : entry + 2], order) == 0x0112:
-                    value = int.from_bytes(tiff[entry + 8 : entry + 10], order)
-                    return value if 1 <= value <= 8 else 1
-            return 1
+            return data[at + 10 : at + 2 + length]
         if marker in (0xD9, 0xDA):  # end of image, start of the pixels: no EXIF before them
-            return 1
+            return b""
         at += 2 + length
+    return b""
+
+
+def _png_exif(data: bytes) -> bytes:
+    at = 8
+    while at + 12 <= len(data):  # chunks: length, type, data, CRC
+        length, kind = int.from_bytes(data[at : at + 4], "big"), data[at + 4 : at + 8]
+        if kind == b"eXIf":
+            return data[at + 8 : at + 8 + length]
+        if kind == b"IEND":
+            return b""
+        at += 12 + length
+    return b""
+
+
+def _webp_exif(data: bytes) -> bytes:
+    at = 12
+    while at + 8 <= len(data):  # RIFF chunks: fourcc, little-endian size, data padded to even
+        kind, size = data[at : at + 4], int.from_bytes(data[at + 4 : at + 8], "little")
+        if kind == b"EXIF":
+            block = data[at + 8 : at + 8 + size]
+            return block[6:] if block.startswith(b"Exif\x00\x00") else block
+        at += 8 + size + (size & 1)
+    return b""
+
+
+def exif_orientation(data: bytes | np.ndarray) -> int:
+    """The EXIF orientation (1-8; 1 when there is none) of an encoded JPEG, PNG or WebP:
+    phones and editors store photos as the sensor saw them and this tag says how to turn them
+    upright. OpenCV applies it to JPEG only when it converts the pixels, not for the unchanged
+    decode ``read_image`` needs (alpha, 16 bits), and never to PNG or WebP, so it is read here:
+    the TIFF block of the JPEG's APP1 segment, the PNG's eXIf chunk or the WebP's EXIF chunk, then
+    tag 0x0112 of its IFD0. (OpenCV turns a TIFF file upright itself, in every mode.)"""
+    head = bytes(data[:16])
+    if head[:2] == b"\xff\xd8":
+        return _tiff_orientation(_jpeg_exif(bytes(data[:65536])))  # the EXIF segment comes first, <= 64 KiB
+    if head[:8] == b"\x89PNG\r\n\x1a\n":
+        return _tiff_orientation(_png_exif(bytes(data)))  # eXIf may follow the pixels: the whole file
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return _tiff_orientation(_webp_exif(bytes(data)))
     return 1
 
 

@@ -225,6 +225,25 @@ def test_phone_photos_stored_on_their_side_are_read_upright(recognizer, photos, 
             np.testing.assert_array_equal(read_image(path), cv2.imread(str(path)), err_msg=path.name)
 
 
+@pytest.mark.parametrize("suffix, options", [(".png", {}), (".webp", {"lossless": True}), (".tiff", {})])
+def test_png_webp_and_tiff_photos_with_an_orientation_tag_are_read_upright_as_pil_turns_them(tmp_path, suffix, options):
+    # Editors and some phones save PNG and WebP with the EXIF tag too; OpenCV applies it to JPEG
+    # only (and to TIFF itself), so these came in on their side.
+    from PIL import Image, ImageOps
+
+    from ferkit.faces import read_image
+
+    pattern = np.zeros((30, 50, 3), np.uint8)
+    pattern[:15, :25], pattern[15:, 25:], pattern[:5] = (255, 0, 0), (0, 255, 0), (0, 0, 255)
+    for orientation in range(1, 9):
+        exif = Image.Exif()
+        exif[0x0112] = orientation
+        path = tmp_path / f"o{orientation}{suffix}"
+        Image.fromarray(pattern).save(path, exif=exif.tobytes(), **options)
+        upright = np.asarray(ImageOps.exif_transpose(Image.open(path)).convert("RGB"))[:, :, ::-1]
+        np.testing.assert_array_equal(read_image(path), upright, err_msg=path.name)
+
+
 @pytest.mark.parametrize(
     "bad, why",
     [
