@@ -91,6 +91,8 @@ def find_images(sources, skip: Path | None = None) -> list[tuple[Path, Path]]:
                 )
         elif source.is_file() and source.suffix.lower() in VIDEO_INPUTS:
             videos.append(source)  # (DCIM/* holds clips too): left out, and named below
+        elif source.is_file() and source.suffix.lower() in CAMERA_ONLY:
+            foreign.append(source)  # named, it gets the same advice as in a folder
         elif source.is_file():
             found.append((source, Path(source.name)))
         else:
@@ -275,7 +277,7 @@ def analyze(args) -> dict:
     if nothing_read:
         raise SourceError(
             f"none of the {len(unreadable)} image file(s) could be read (first: {unreadable[0]}); "
-            f"give images OpenCV reads ({', '.join(sorted(IMAGE_SUFFIXES))})"
+            f"give images OpenCV reads ({', '.join(sorted(photo_suffixes()))})"
         )
     if interrupted:
         raise Interrupted(

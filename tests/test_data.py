@@ -107,6 +107,21 @@ def test_identical_faces_share_a_split_in_every_layout(tmp_path, cache_dir):
     assert face_set(as_csv.test) == parts["test"]
 
 
+def test_a_small_class_keeps_a_face_in_each_split_with_every_copy_of_it():
+    from ferkit.splits import held_out
+
+    # One class of five faces, each twice; none falls under the fraction, so the lowest is held
+    # out, both its copies (one copy in training would carry the test face there).
+    keys = np.array([0.5, 0.3, 0.9, 0.7, 0.6] * 2)
+    rest, held = held_out(np.arange(10), np.zeros(10, int), keys, 0.1)
+    assert held.tolist() == [1, 6] and len(rest) == 8
+    rest, held = held_out(np.arange(10), np.zeros(10, int), keys, 0.95)  # all under: the highest stays
+    assert rest.tolist() == [2, 7]
+    # Two distinct faces: one each side; one face (in copies) is never held out.
+    assert [len(part) for part in held_out(np.arange(2), np.zeros(2, int), np.array([0.4, 0.8]), 0.1)] == [1, 1]
+    assert [len(part) for part in held_out(np.arange(3), np.zeros(3, int), np.full(3, 0.05), 0.1)] == [3, 0]
+
+
 def test_images_in_folders_inside_a_class_folder_count_for_that_class(tmp_path, cache_dir):
     write_images(tmp_path / "d", counts(10))
     write_images(tmp_path / "d" / "happy", {"happy": 5}, folder_names={"happy": "session2"}, seed=8)
