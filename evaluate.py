@@ -117,8 +117,14 @@ def evaluate(args) -> dict:
     views = f" with {TTA_NAMES[args.tta]}" if args.tta else ""
     what = f"all {len(split)} faces, every split" if args.split == "all" else f"{name} split ({len(split)} faces)"
     print(f"{args.model} on {data.source}: {what}{views}")
-    if args.split == "test" and data.test_drawn:
-        print(f"note: {data.test_note}")
+    drawn = data.test_drawn if args.split == "test" else args.split == "val" and data.val_drawn
+    if drawn:
+        print(f"note: {data.test_note if args.split == 'test' else data.val_note}")
+        # The rule changed in session 21 (a hash of each face, not a seeded draw over the files).
+        print(
+            "note: these held-out faces are drawn by each face's pixels since session 21; a model trained on this "
+            "data by an earlier version held out other faces, and may have trained on some of these"
+        )
     if args.split == "all" and trainable:
         print(
             f"note: {trainable} of these {len(split)} faces are training faces of this data, or of no split of "

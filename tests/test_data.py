@@ -183,7 +183,23 @@ def test_a_csv_without_usage_says_its_test_split_was_drawn_at_random(tmp_path, c
     assert load_dataset(with_usage, cache_dir=cache_dir, progress=False).test_note == Dataset.test_note
     if DEFAULT_MODEL_PATH.exists():
         evaluate.main(["--model", str(DEFAULT_MODEL_PATH), "--data", str(csv_path), "--cache-dir", str(cache_dir)])
-        assert "note: test: about 10% of the images, held out at random" in capsys.readouterr().out
+        printed = capsys.readouterr().out
+        assert "note: test: about 10% of the images, held out at random" in printed
+        assert "a model trained on this data by an earlier version held out other faces" in printed
+        evaluate.main(
+            [
+                "--model",
+                str(DEFAULT_MODEL_PATH),
+                "--data",
+                str(csv_path),
+                "--cache-dir",
+                str(cache_dir),
+                "--split",
+                "val",
+            ]
+        )
+        printed = capsys.readouterr().out
+        assert "note: validation: about 10% of the training images" in printed and "earlier version" in printed
 
 
 def test_evaluate_scores_every_face_of_a_test_folder_alone_with_split_all(kaggle_dir, cache_dir, capsys):
