@@ -11,11 +11,12 @@ CLASS_NAMES: tuple[str, ...] = ("angry", "disgust", "fear", "happy", "neutral", 
 IMAGE_SIZE = 48
 
 
-def as_image(image) -> np.ndarray:
+def as_image(image, order: str = "BGR") -> np.ndarray:
     """Any image a user can reasonably hold as a uint8 grey, BGR or BGRA array: uint8; uint16
     (scaled by 1/257); other integers within 0-255; floats in [0, 1] (scaled by 255) or [0, 255].
     Anything else is one ``SourceError`` saying why (an empty array, two channels, booleans,
-    NaN, values out of range)."""
+    NaN, values out of range), naming the colour ``order`` the caller takes ("RGB" for an
+    ``Recognizer(channels="rgb")``; the channels are left as they are)."""
     from .errors import SourceError
 
     if isinstance(image, (bytes, bytearray, memoryview)):
@@ -35,7 +36,7 @@ def as_image(image) -> np.ndarray:
     if channels_first and (image.ndim == 3 or image.shape[0] == 1):  # (C, H, W) or (1, C, H, W): PyTorch's
         raise SourceError(
             f"an image of shape {image.shape} has its channels first; move them last "
-            f"(np.moveaxis(image, -3, -1), and squeeze a batch of one) and give uint8 BGR pixels"
+            f"(np.moveaxis(image, -3, -1), and squeeze a batch of one) and give uint8 {order} pixels"
         )
     if image.size == 0:
         raise SourceError(f"the image is empty (shape {image.shape}); give one with pixels in it")
@@ -46,7 +47,7 @@ def as_image(image) -> np.ndarray:
         )
     if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (3, 4)):
         raise SourceError(
-            f"an image of shape {image.shape} is not grey (H, W), BGR (H, W, 3) or BGRA (H, W, 4); "
+            f"an image of shape {image.shape} is not grey (H, W), {order} (H, W, 3) or {order}A (H, W, 4); "
             f"convert it (two channels, say, are not an image this model can read)."
         )
     if image.dtype == np.uint8:

@@ -301,7 +301,7 @@ def load_image(image, channels: str = "bgr") -> np.ndarray:
         # Image.open keeps a phone photo as stored; its EXIF orientation says how to turn it upright
         exif = image.getexif() if hasattr(image, "getexif") else {}
         return upright(bgr, int(exif.get(0x0112, 1) or 1))
-    return _to_channels(as_image(image), channels)
+    return _to_channels(as_image(image, channels.upper()), channels)
 
 
 def _to_channels(image: np.ndarray, channels: str) -> np.ndarray:
