@@ -23,7 +23,7 @@ from ferkit.classify import TTA_MODES, TTA_NAMES, accuracy, tta_options
 from ferkit.data import load_dataset
 from ferkit.ensemble import average_models
 from ferkit.errors import ModelFileError
-from ferkit.modelfile import inference_copy, load_model, read_calibration, save_model
+from ferkit.modelfile import inference_copy, load_model, read_calibration, read_training, save_model
 from ferkit.networks import network_of
 from ferkit.weightavg import average_weights, averaged_model
 
@@ -124,7 +124,11 @@ def compare(args) -> dict:
     for name, value in scores.items():
         print(f"  {value:.4f}  {name}")
     if args.out:
-        save_model(ensemble, args.out, class_names)
+        # One record of training data when every member has the same; members of different runs
+        # leave the average without one (evaluate.py then says it cannot tell).
+        records = [read_training(path) for path in args.models]
+        shared = records[0] if all(record == records[0] for record in records) else None
+        save_model(ensemble, args.out, class_names, training=shared)
         print(f"saved {args.out} ({args.out.stat().st_size / 1e6:.1f} MB)")
     else:
         print("not saved: give --out FILE.keras to keep the average")

@@ -31,8 +31,9 @@ from ferkit.calibration import (
 from ferkit.classify import TTA_MODES, TTA_NAMES, tta_options, view_probabilities
 from ferkit.data import load_all_faces, load_dataset
 from ferkit.faces import CLASS_NAMES
-from ferkit.modelfile import load_model, read_calibration, require_classes, save_model
+from ferkit.modelfile import load_model, read_calibration, read_training, require_classes, save_model
 from ferkit.report import classification_summary, format_report, plot_confusion, plot_reliability
+from ferkit.splits import SPLIT_RULE
 
 ECE_BINS = 15
 
@@ -93,6 +94,31 @@ def parse_args(argv=None):
     return args
 
 
+def held_out_note(training: dict | None, name: str) -> str:
+    """Whether drawn held-out faces are the ones the model held out, by what it records of its
+    training (the rule changed in session 21: a hash of each face, not a seeded draw over the files)."""
+    if training is None:
+        return (
+            f"{name} records no training data (saved before session 22, or not by train_cnn.py): a model trained "
+            "on this data by a version before session 21 held out other faces, and may have trained on some of these"
+        )
+    rule, source = training.get("split_rule"), training.get("data", "its data")
+    if rule == SPLIT_RULE:
+        return (
+            f"{name} was trained on {source} with its held-out faces drawn by the same rule ({rule}): if that is "
+            "this same data, none of these faces were among its training faces"
+        )
+    if rule:
+        return (
+            f"{name} was trained on {source} with its held-out faces drawn by another rule ({rule}, not {SPLIT_RULE}): "
+            "if that is this data, it may have trained on some of these faces"
+        )
+    return (
+        f"{name} was trained on {source}, whose held-out splits were its own: if these faces come from its "
+        "training images, they were among its training faces"
+    )
+
+
 def evaluate(args) -> dict:
     cli.check_inputs(args.data, [args.model])
     if args.model.suffix.lower() != ".onnx":
@@ -120,11 +146,7 @@ def evaluate(args) -> dict:
     drawn = data.test_drawn if args.split == "test" else args.split == "val" and data.val_drawn
     if drawn:
         print(f"note: {data.test_note if args.split == 'test' else data.val_note}")
-        # The rule changed in session 21 (a hash of each face, not a seeded draw over the files).
-        print(
-            "note: these held-out faces are drawn by each face's pixels since session 21; a model trained on this "
-            "data by an earlier version held out other faces, and may have trained on some of these"
-        )
+        print(f"note: {held_out_note(read_training(args.model), args.model.name)}")
     if args.split == "all" and trainable:
         print(
             f"note: {trainable} of these {len(split)} faces are training faces of this data, or of no split of "
@@ -155,7 +177,7 @@ def evaluate(args) -> dict:
             "bins": ECE_BINS,
         }
         fold_temperature(model, temperature)
-        save_model(model, args.calibrate, class_names, summary["calibration"])
+        save_model(model, args.calibrate, class_names, summary["calibration"], read_training(args.model))
         curves[f"temperature {temperature:.2f}"] = (
             reliability(after, split.y, ECE_BINS),
             summary["calibration"][f"ece_after_on_{name}"],

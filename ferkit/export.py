@@ -16,8 +16,8 @@ import numpy as np
 from .atomic import replacing
 from .errors import ModelFileError
 from .faces import to_model_input
-from .modelfile import load_model, read_calibration
-from .onnxmodel import CALIBRATION_KEY, CLASS_NAMES_KEY, SOURCE_KEY
+from .modelfile import load_model, read_calibration, read_training
+from .onnxmodel import CALIBRATION_KEY, CLASS_NAMES_KEY, SOURCE_KEY, TRAINING_KEY
 
 # Faces the int8 activations' ranges are measured on (a stratified draw of the training split):
 # beyond a few hundred the ranges, and the accuracy, no longer move.
@@ -45,6 +45,9 @@ def _metadata(keras_path: Path, class_names, kind: str) -> dict:
     }
     if calibration is not None:
         entries[CALIBRATION_KEY] = json.dumps(calibration)
+    training = read_training(keras_path)
+    if training is not None:
+        entries[TRAINING_KEY] = json.dumps(training)
     return entries
 
 

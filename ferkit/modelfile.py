@@ -1,5 +1,6 @@
-"""Model files: a Keras model saved atomically with its class names inside the ``.keras``
-archive, loaded back with clear errors, and the lean float32 copy of a trained model that ships."""
+"""Model files: a Keras model saved atomically with its class names (and how it was calibrated,
+and which data it was trained on) inside the ``.keras`` archive, loaded back with clear errors,
+and the lean float32 copy of a trained model that ships."""
 
 from __future__ import annotations
 
@@ -12,15 +13,26 @@ from .atomic import replacing
 from .errors import ModelFileError
 from .faces import CLASS_NAMES, IMAGE_SIZE
 from .interrupts import interrupts_held
+from .onnxmodel import CALIBRATION_KEY, TRAINING_KEY
 from .paths import DEFAULT_MODEL_PATH, IN_CHECKOUT, KERAS_MODEL_PATH, PROJECT_DIR
 
 CLASS_NAMES_ENTRY = "fer_class_names.json"
 CALIBRATION_ENTRY = "fer_calibration.json"
+# Which data a model was trained on and, where its held-out faces were drawn rather than named by
+# the data, by which rule (ferkit.splits.SPLIT_RULE): evaluate.py reads it to say whether faces
+# it scores on could have been among the model's training faces.
+TRAINING_ENTRY = "fer_training.json"
 
 
-def save_model(model, path: str | os.PathLike, class_names=CLASS_NAMES, calibration: dict | None = None) -> Path:
-    """Save a Keras model with its class names (and, when given, how it was calibrated) inside
-    the .keras archive, atomically."""
+def save_model(
+    model,
+    path: str | os.PathLike,
+    class_names=CLASS_NAMES,
+    calibration: dict | None = None,
+    training: dict | None = None,
+) -> Path:
+    """Save a Keras model with its class names (and, when given, how it was calibrated and what
+    it was trained on) inside the .keras archive, atomically."""
     path = Path(path)
     with replacing(path, ".tmp.keras") as tmp:
         model.save(tmp)
@@ -28,6 +40,8 @@ def save_model(model, path: str | os.PathLike, class_names=CLASS_NAMES, calibrat
             archive.writestr(CLASS_NAMES_ENTRY, json.dumps(list(class_names)))
             if calibration is not None:
                 archive.writestr(CALIBRATION_ENTRY, json.dumps(calibration))
+            if training is not None:
+                archive.writestr(TRAINING_ENTRY, json.dumps(training))
     return path
 
 
@@ -35,16 +49,29 @@ def is_onnx(path: str | os.PathLike) -> bool:
     return Path(path).suffix.lower() == ".onnx"
 
 
-def read_calibration(path: str | os.PathLike) -> dict | None:
-    """How a saved model was calibrated (temperature, where it was fitted, ECE), or None."""
+def _read_record(path, entry: str, onnx_key: str) -> dict | None:
+    """A JSON record saved inside a model file: an entry of the .keras archive, or the ONNX
+    metadata that export.py copies it to; None where the file has none."""
     if is_onnx(path):
         from .onnxmodel import OnnxModel
 
-        return OnnxModel(path).calibration()
+        found = OnnxModel(path).metadata.get(onnx_key)
+        return json.loads(found) if found else None
     with zipfile.ZipFile(path) as archive:
-        if CALIBRATION_ENTRY not in archive.namelist():
+        if entry not in archive.namelist():
             return None
-        return json.loads(archive.read(CALIBRATION_ENTRY))
+        return json.loads(archive.read(entry))
+
+
+def read_calibration(path: str | os.PathLike) -> dict | None:
+    """How a saved model was calibrated (temperature, where it was fitted, ECE), or None."""
+    return _read_record(path, CALIBRATION_ENTRY, CALIBRATION_KEY)
+
+
+def read_training(path: str | os.PathLike) -> dict | None:
+    """What a saved model was trained on (its data, and the rule that drew its held-out faces when
+    the data named none), or None for a model saved without it (before session 22, or by hand)."""
+    return _read_record(path, TRAINING_ENTRY, TRAINING_KEY)
 
 
 def read_class_names(path: str | os.PathLike) -> tuple[str, ...]:

@@ -1,8 +1,8 @@
 """Expression models as ONNX files, run with ONNX Runtime: the light runtime of the live demo and
 the Python API, with no TensorFlow or Keras in the process. ``OnnxModel`` answers the few calls
 the rest of the package makes of a Keras model (``predict``, ``predict_on_batch``, the shapes), so
-classification, evaluation and the live pipeline take either file. The class names and how the
-model was calibrated travel inside the file as ONNX metadata (``export.py`` writes them)."""
+classification, evaluation and the live pipeline take either file. The class names, how the
+model was calibrated and what it was trained on travel inside the file as ONNX metadata (``export.py`` writes them)."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from .faces import CLASS_NAMES
 
 CLASS_NAMES_KEY = "fer_class_names"
 CALIBRATION_KEY = "fer_calibration"
+TRAINING_KEY = "fer_training"  # the data it was trained on, and the rule that drew its held-out faces
 SOURCE_KEY = "fer_source"  # the .keras file it was exported from, and how (fp32 / int8)
 
 
@@ -70,10 +71,6 @@ class OnnxModel:
     def class_names(self) -> tuple[str, ...]:
         names = self.metadata.get(CLASS_NAMES_KEY)
         return tuple(json.loads(names)) if names else CLASS_NAMES
-
-    def calibration(self) -> dict | None:
-        found = self.metadata.get(CALIBRATION_KEY)
-        return json.loads(found) if found else None
 
 
 def load_onnx(path: str | os.PathLike):

@@ -342,12 +342,32 @@ def train(config: TrainConfig) -> dict:
         folder.release()
 
 
+def training_record(data, train_split) -> dict:
+    """What the saved model records of its training data (``modelfile.TRAINING_ENTRY``): the data's
+    folder or file name (not its full path, which a shared model would carry to others), how many
+    faces each split held and, where a split was drawn here rather than named by the data, by which
+    rule, so that evaluate.py can tell whether the faces it scores were held out."""
+    drawn = [name for name, was in (("validation", data.val_drawn), ("test", data.test_drawn)) if was]
+    return {
+        "data": Path(data.source).expanduser().resolve().name,
+        "layout": data.layout,
+        "faces": {"train": len(train_split), "validation": len(data.val), "test": len(data.test)},
+        "drawn": drawn,
+        "split_rule": SPLIT_RULE if drawn else None,
+    }
+
+
 def _weight_average(config: TrainConfig, data, train_split, best_model, average, tta: dict):
     """The averaged weights (--swa-epochs) as a model: BatchNorm statistics measured on the training
     faces, scored on validation only (the split to choose between it and the best epoch on)."""
     model, _ = averaged_model(best_model, average.weights, train_split.x)
     final = inference_copy(model)
-    path = save_model(final, Path(config.models_dir) / f"{config.name}_swa.keras", data.class_names)
+    path = save_model(
+        final,
+        Path(config.models_dir) / f"{config.name}_swa.keras",
+        data.class_names,
+        training=training_record(data, train_split),
+    )
     last = average.first_epoch + average.count - 1
     return path, {"epochs": [average.first_epoch, last], "validation_accuracy": accuracy(final, data.val, **tta)}
 
@@ -373,7 +393,9 @@ def _finish(
     val_accuracy = accuracy(final, data.val, **tta)
 
     models_dir, plots_dir = Path(config.models_dir), Path(config.plots_dir)
-    model_path = save_model(final, models_dir / f"{config.name}.keras", data.class_names)
+    model_path = save_model(
+        final, models_dir / f"{config.name}.keras", data.class_names, training=training_record(data, train_split)
+    )
     plots = [
         plot_history(history, "loss", plots_dir / f"{config.name}_loss.png", "Loss"),
         plot_history(history, "accuracy", plots_dir / f"{config.name}_accuracy.png", "Accuracy"),

@@ -22,6 +22,13 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
     os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} --xla_backend_optimization_level=0".strip()
 
+# A shell starts a command run in the background (`pytest ... &`) with Ctrl-C ignored, and Python
+# then installs no KeyboardInterrupt handler, in itself or in the processes it starts: the tests of
+# what Ctrl-C does would see nothing happen (two failed so in session 22). They test a terminal's
+# Ctrl-C, so the suite restores Python's handler; its workers and subprocesses inherit a default one.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
 from ferkit.faces import CLASS_NAMES  # noqa: E402 (after the TF log level is set)
 
 SHARED = ROOT.parent / "shared"

@@ -29,30 +29,32 @@ def faces(n: int, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 256, (n, 48, 48), dtype=np.uint8)
 
 
-def test_export_keeps_probabilities_class_names_and_calibration(tmp_path):
+def test_export_keeps_probabilities_class_names_calibration_and_training_record(tmp_path):
     pytest.importorskip("tf2onnx")
     import keras
 
     from ferkit.calibration import fold_temperature
     from ferkit.export import export_onnx, quantize_int8
-    from ferkit.modelfile import save_model
+    from ferkit.modelfile import read_training, save_model
     from ferkit.networks import build_model
 
     keras.utils.set_random_seed(0)
     model = build_model(num_classes=3, arch="vgg")
     fold_temperature(model, 1.5)
     calibration = {"temperature": 1.5, "fitted_on": "generated faces"}
-    keras_path = save_model(model, tmp_path / "m.keras", ("calm", "glad", "sad"), calibration)
+    record = {"data": "faces", "drawn": ["test"], "split_rule": "face-hash-1"}
+    keras_path = save_model(model, tmp_path / "m.keras", ("calm", "glad", "sad"), calibration, record)
     onnx_path = export_onnx(keras_path, tmp_path / "m.onnx")
     x = faces(64)
     onnx_model, names = load_model(onnx_path)
     assert names == ("calm", "glad", "sad") and read_calibration(onnx_path) == calibration
+    assert read_training(onnx_path) == record
     reference = np.asarray(model.predict(x[..., None].astype(np.float32), verbose=0))
     np.testing.assert_allclose(onnx_model.predict(x[..., None]), reference, atol=1e-5)
 
     int8 = quantize_int8(onnx_path, tmp_path / "m.int8.onnx", x, keras_path)
     int8_model, int8_names = load_model(int8)
-    assert int8_names == names and read_calibration(int8) == calibration
+    assert int8_names == names and read_calibration(int8) == calibration and read_training(int8) == record
     assert int8.stat().st_size < onnx_path.stat().st_size / 2
     assert np.abs(int8_model.predict(x[..., None]) - reference).max() < 0.2
 

@@ -486,3 +486,32 @@ def test_a_checkpoint_whose_splits_the_seed_drew_is_not_resumed_onto_other_faces
     with pytest.raises(SystemExit):
         run(tmp_path / "faces", tmp_path, *flags)
     assert "held out other faces (drawn at random, as an older version did)" in capsys.readouterr().err
+
+
+def test_a_model_records_the_rule_that_drew_its_held_out_faces_and_evaluate_says_what_it_means(tmp_path, capsys):
+    # A folder of class folders names no splits: evaluate.py draws the same test faces, and can say
+    # so only when the model records the rule its training drew them by.
+    write_images(tmp_path / "faces", counts(12), seed=14)
+    run(tmp_path / "faces", tmp_path, "--epochs", "1", *TINY)
+    model_path = tmp_path / "models" / "t.keras"
+    record = modelfile.read_training(model_path)
+    assert record["split_rule"] == SPLIT_RULE and record["drawn"] == ["validation", "test"]
+    assert record["data"] == "faces" and record["layout"] == "class_folders"
+    assert sum(record["faces"].values()) == 7 * 12
+    flags = ["--data", str(tmp_path / "faces"), "--cache-dir", str(tmp_path / "cache")]
+    capsys.readouterr()
+    evaluate.main(["--model", str(model_path), *flags])
+    assert "drawn by the same rule" in capsys.readouterr().out
+
+    # Calibrating keeps the record; a model saved without one, or by another rule, gets the caveat.
+    calibrated = tmp_path / "calibrated.keras"
+    evaluate.main(["--model", str(model_path), *flags, "--calibrate", str(calibrated)])
+    assert modelfile.read_training(calibrated) == record
+    model, names = load_model(model_path)
+    modelfile.save_model(model, tmp_path / "bare.keras", names)
+    modelfile.save_model(model, tmp_path / "old.keras", names, training={**record, "split_rule": "seeded"})
+    capsys.readouterr()
+    evaluate.main(["--model", str(tmp_path / "bare.keras"), *flags])
+    assert "records no training data" in capsys.readouterr().out
+    evaluate.main(["--model", str(tmp_path / "old.keras"), *flags])
+    assert "by another rule (seeded, not face-hash-1)" in capsys.readouterr().out
