@@ -29,11 +29,11 @@ from ferkit.calibration import (
     with_temperature,
 )
 from ferkit.classify import TTA_MODES, TTA_NAMES, tta_options, view_probabilities
-from ferkit.data import load_all_faces, load_dataset
+from ferkit.data import TEST_FRACTION, load_all_faces, load_dataset
 from ferkit.faces import CLASS_NAMES
 from ferkit.modelfile import load_model, read_calibration, read_training, require_classes, save_model
+from ferkit.provenance import held_out_note
 from ferkit.report import classification_summary, format_report, plot_confusion, plot_reliability
-from ferkit.splits import SPLIT_RULE
 
 ECE_BINS = 15
 
@@ -94,31 +94,6 @@ def parse_args(argv=None):
     return args
 
 
-def held_out_note(training: dict | None, name: str) -> str:
-    """Whether drawn held-out faces are the ones the model held out, by what it records of its
-    training (the rule changed in session 21: a hash of each face, not a seeded draw over the files)."""
-    if training is None:
-        return (
-            f"{name} records no training data (saved before session 22, or not by train_cnn.py): a model trained "
-            "on this data by a version before session 21 held out other faces, and may have trained on some of these"
-        )
-    rule, source = training.get("split_rule"), training.get("data", "its data")
-    if rule == SPLIT_RULE:
-        return (
-            f"{name} was trained on {source} with its held-out faces drawn by the same rule ({rule}): if that is "
-            "this same data, none of these faces were among its training faces"
-        )
-    if rule:
-        return (
-            f"{name} was trained on {source} with its held-out faces drawn by another rule ({rule}, not {SPLIT_RULE}): "
-            "if that is this data, it may have trained on some of these faces"
-        )
-    return (
-        f"{name} was trained on {source}, whose held-out splits were its own: if these faces come from its "
-        "training images, they were among its training faces"
-    )
-
-
 def evaluate(args) -> dict:
     cli.check_inputs(args.data, [args.model])
     if args.model.suffix.lower() != ".onnx":
@@ -146,7 +121,11 @@ def evaluate(args) -> dict:
     drawn = data.test_drawn if args.split == "test" else args.split == "val" and data.val_drawn
     if drawn:
         print(f"note: {data.test_note if args.split == 'test' else data.val_note}")
-        print(f"note: {held_out_note(read_training(args.model), args.model.name)}")
+        # evaluate.py draws at the loader's fractions (0.1 each); the record says the run's own.
+        fractions = {"test": TEST_FRACTION, "validation": 0.1}
+        total = len(data.train) + len(data.val) + len(data.test)
+        note = held_out_note(read_training(args.model), args.model.name, name, fractions, total)
+        print(f"note: {note}")
     if args.split == "all" and trainable:
         print(
             f"note: {trainable} of these {len(split)} faces are training faces of this data, or of no split of "

@@ -32,8 +32,19 @@ class EpochCheckpoint(keras.callbacks.Callback):
     layers' random states, the history and the ReduceLROnPlateau counters; and the best model by
     validation accuracy."""
 
-    def __init__(self, directory: Path, plateau, settings: dict, history: dict, best: float, alone=None, average=None):
+    def __init__(
+        self,
+        directory: Path,
+        plateau,
+        settings: dict,
+        history: dict,
+        best: float,
+        alone=None,
+        average=None,
+        record: dict | None = None,
+    ):
         super().__init__()
+        self.record = record  # the run's training data (provenance.training_record), saved in each model
         self.directory, self.plateau, self.settings = directory, plateau, settings
         self.history_so_far, self.best = history, best
         self.average = average  # a weightavg.RunningAverage (--swa-epochs), or None
@@ -54,10 +65,10 @@ class EpochCheckpoint(keras.callbacks.Callback):
         if logs.get("val_accuracy", -1) > self.best:
             self.best = float(logs["val_accuracy"])
             with self.alone():
-                save_model(self.model, self.directory / "best.keras")
+                save_model(self.model, self.directory / "best.keras", training=self.record)
         model_file = f"epoch{epoch + 1:04d}.keras"
         with self.alone():
-            save_model(self.model, self.directory / model_file)
+            save_model(self.model, self.directory / model_file, training=self.record)
             if self.average is not None:
                 self.average.update(self.model.get_weights(), epoch + 1)
         plateau = (

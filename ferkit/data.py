@@ -50,6 +50,9 @@ ALIASES = {
 CSV_CODE_TO_NAME = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".pgm", ".tif", ".tiff", ".webp"}
 _CACHE_VERSION = 1
+# Where the data names no test split, about this share of its faces is held out for testing
+# (train_cnn.py and evaluate.py alike; a model records it, see ferkit/provenance.py).
+TEST_FRACTION = 0.1
 # Images decoded per step when the faces go straight to disk (stream=True): memory stays at one chunk.
 STREAM_CHUNK = 8192
 
@@ -490,7 +493,7 @@ def load_dataset(
     root: str | os.PathLike,
     *,
     val_fraction: float = 0.1,
-    test_fraction: float = 0.1,
+    test_fraction: float = TEST_FRACTION,
     cache_dir: str | os.PathLike | None = DEFAULT_CACHE_DIR,
     progress: bool = True,
     stream: bool = False,

@@ -1,6 +1,6 @@
 """A trained ``.keras`` model written as ONNX for the light runtime (``onnxmodel``): the float32
 graph through Keras' own exporter, and an int8 copy by static quantization calibrated on training
-faces. Both carry the class names and the calibration inside, as ONNX metadata. Exporting needs
+faces. Both carry the class names, the calibration and the training record inside, as ONNX metadata. Exporting needs
 Keras with TensorFlow and ``tf2onnx``; running the files needs only ONNX Runtime."""
 
 from __future__ import annotations

@@ -71,7 +71,11 @@ def read_calibration(path: str | os.PathLike) -> dict | None:
 def read_training(path: str | os.PathLike) -> dict | None:
     """What a saved model was trained on (its data, and the rule that drew its held-out faces when
     the data named none), or None for a model saved without it (before session 22, or by hand)."""
-    return _read_record(path, TRAINING_ENTRY, TRAINING_KEY)
+    try:
+        record = _read_record(path, TRAINING_ENTRY, TRAINING_KEY)
+    except ValueError:  # a damaged record (JSON) only loses what it would have said
+        return None
+    return record if isinstance(record, dict) else None
 
 
 def read_class_names(path: str | os.PathLike) -> tuple[str, ...]:

@@ -24,6 +24,7 @@ from .errors import Interrupted, ModelFileError, ParameterError, PeerLost, Train
 from .modelfile import copy_weights, inference_copy, load_model, save_model
 from .networks import build_model
 from .precision import choose_precision
+from .provenance import training_record
 from .report import classification_summary, plot_confusion, plot_history
 from .splits import SPLIT_RULE, stratified_subset
 from .trainconfig import OPTIMIZERS, PRESETS, RESUME_KEYS, SCHEDULES, TrainConfig
@@ -238,7 +239,10 @@ def _fit(config: TrainConfig, data, train_split, plan: Plan, folder: CheckpointF
         average = RunningAverage(ckpt_dir, config.epochs - config.swa_epochs + 1, state.get("swa"))
         if average.restarted:
             print(f"weight average: --epochs moved its window; it starts again at epoch {average.first_epoch}")
-    checkpoint = EpochCheckpoint(ckpt_dir, plateau, settings, history, state["best_val_accuracy"], plan.local, average)
+    record = _record(config, data, train_split)
+    checkpoint = EpochCheckpoint(
+        ckpt_dir, plateau, settings, history, state["best_val_accuracy"], plan.local, average, record
+    )
     validation = FaceBatches(data.val.x, one_hot[data.val.y], max(config.batch_size, 256), plan.replicas, plan.shard)
     budget = TimeBudget(config.max_minutes) if config.max_minutes else None
     started = time.time()
@@ -342,19 +346,8 @@ def train(config: TrainConfig) -> dict:
         folder.release()
 
 
-def training_record(data, train_split) -> dict:
-    """What the saved model records of its training data (``modelfile.TRAINING_ENTRY``): the data's
-    folder or file name (not its full path, which a shared model would carry to others), how many
-    faces each split held and, where a split was drawn here rather than named by the data, by which
-    rule, so that evaluate.py can tell whether the faces it scores were held out."""
-    drawn = [name for name, was in (("validation", data.val_drawn), ("test", data.test_drawn)) if was]
-    return {
-        "data": Path(data.source).expanduser().resolve().name,
-        "layout": data.layout,
-        "faces": {"train": len(train_split), "validation": len(data.val), "test": len(data.test)},
-        "drawn": drawn,
-        "split_rule": SPLIT_RULE if drawn else None,
-    }
+def _record(config: TrainConfig, data, train_split) -> dict:
+    return training_record(data, train_split, config.val_fraction, config.init_from, config.teacher or ())
 
 
 def _weight_average(config: TrainConfig, data, train_split, best_model, average, tta: dict):
@@ -366,7 +359,7 @@ def _weight_average(config: TrainConfig, data, train_split, best_model, average,
         final,
         Path(config.models_dir) / f"{config.name}_swa.keras",
         data.class_names,
-        training=training_record(data, train_split),
+        training=_record(config, data, train_split),
     )
     last = average.first_epoch + average.count - 1
     return path, {"epochs": [average.first_epoch, last], "validation_accuracy": accuracy(final, data.val, **tta)}
@@ -394,7 +387,10 @@ def _finish(
 
     models_dir, plots_dir = Path(config.models_dir), Path(config.plots_dir)
     model_path = save_model(
-        final, models_dir / f"{config.name}.keras", data.class_names, training=training_record(data, train_split)
+        final,
+        models_dir / f"{config.name}.keras",
+        data.class_names,
+        training=_record(config, data, train_split),
     )
     plots = [
         plot_history(history, "loss", plots_dir / f"{config.name}_loss.png", "Loss"),

@@ -22,10 +22,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
     os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} --xla_backend_optimization_level=0".strip()
 
-# A shell starts a command run in the background (`pytest ... &`) with Ctrl-C ignored, and Python
-# then installs no KeyboardInterrupt handler, in itself or in the processes it starts: the tests of
-# what Ctrl-C does would see nothing happen (two failed so in session 22). They test a terminal's
-# Ctrl-C, so the suite restores Python's handler; its workers and subprocesses inherit a default one.
+# A shell without job control (a script, `bash -c`) starts a background command (`pytest ... &`)
+# with Ctrl-C ignored, and Python then installs no KeyboardInterrupt handler, in itself or in the
+# processes it starts: the tests of what Ctrl-C does would see nothing happen (two failed so in
+# session 22). They test a terminal's Ctrl-C, so the suite restores Python's handler; its workers
+# and subprocesses inherit a default one. (Such a background suite now stops at a Ctrl-C meant for
+# the script's foreground command.)
 if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
     signal.signal(signal.SIGINT, signal.default_int_handler)
 
@@ -115,7 +117,7 @@ def write_csv(path: Path, rows, header=("emotion", "pixels", "Usage")) -> Path:
 @pytest.fixture
 def python_ctrl_c():
     """Python's own Ctrl-C handler (KeyboardInterrupt) during the test, whatever this process
-    inherited (nohup and `cmd &` start it with SIGINT ignored); the inherited one after it."""
+    inherited (`cmd &` in a script starts it with SIGINT ignored); the inherited one after it."""
     before = signal.signal(signal.SIGINT, signal.default_int_handler)
     yield
     signal.signal(signal.SIGINT, before)

@@ -200,7 +200,7 @@ def test_a_csv_without_usage_says_its_test_split_was_drawn_at_random(tmp_path, c
         )
         printed = capsys.readouterr().out
         assert "note: validation: about 10% of the training images" in printed
-        assert "a version before session 21" in printed
+        assert "a version from before 2 December 2026" in printed
 
 
 def test_evaluate_scores_every_face_of_a_test_folder_alone_with_split_all(kaggle_dir, cache_dir, capsys):

@@ -66,7 +66,7 @@ def long_clip(tmp_path_factory):
 
 def default_signals() -> None:
     """In the child: the default disposition of SIGINT and SIGTERM, whatever the test runner's
-    shell gave us (``cmd &`` in a script, nohup and some CI runners start with SIGINT ignored,
+    shell gave us (``cmd &`` in a script, and some CI runners start with SIGINT ignored,
     and a child inherits that)."""
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)

@@ -488,30 +488,54 @@ def test_a_checkpoint_whose_splits_the_seed_drew_is_not_resumed_onto_other_faces
     assert "held out other faces (drawn at random, as an older version did)" in capsys.readouterr().err
 
 
-def test_a_model_records_the_rule_that_drew_its_held_out_faces_and_evaluate_says_what_it_means(tmp_path, capsys):
+def test_a_model_records_the_rule_that_drew_its_held_out_faces_and_evaluate_says_what_it_means(
+    tmp_path, monkeypatch, capsys
+):
     # A folder of class folders names no splits: evaluate.py draws the same test faces, and can say
-    # so only when the model records the rule its training drew them by.
+    # so only when the model (checkpoints included) records how its training drew them.
     write_images(tmp_path / "faces", counts(12), seed=14)
-    run(tmp_path / "faces", tmp_path, "--epochs", "1", *TINY)
+    interrupt_after_epoch(monkeypatch, 0)
+    with pytest.raises(SystemExit):
+        run(tmp_path / "faces", tmp_path, "--epochs", "2", *TINY)
+    monkeypatch.undo()
+    checkpoint_record = modelfile.read_training(tmp_path / "models" / "checkpoints" / "t" / "best.keras")
+    run(tmp_path / "faces", tmp_path, "--epochs", "2", *TINY)
     model_path = tmp_path / "models" / "t.keras"
     record = modelfile.read_training(model_path)
-    assert record["split_rule"] == SPLIT_RULE and record["drawn"] == ["validation", "test"]
+    assert record == checkpoint_record and record["split_rule"] == SPLIT_RULE
+    assert record["drawn"] == ["validation", "test"] and record["fractions"] == {"validation": 0.1, "test": 0.1}
     assert record["data"] == "faces" and record["layout"] == "class_folders"
-    assert sum(record["faces"].values()) == 7 * 12
+    assert sum(record["faces"].values()) == 7 * 12 == sum(counts(12).values())
     flags = ["--data", str(tmp_path / "faces"), "--cache-dir", str(tmp_path / "cache")]
-    capsys.readouterr()
-    evaluate.main(["--model", str(model_path), *flags])
-    assert "drawn by the same rule" in capsys.readouterr().out
 
-    # Calibrating keeps the record; a model saved without one, or by another rule, gets the caveat.
+    def note(path, *extra):
+        capsys.readouterr()
+        evaluate.main(["--model", str(path), *flags, *extra])
+        return capsys.readouterr().out
+
+    assert "drawn by the same rule" in note(model_path)
+    # Calibrating keeps the record.
     calibrated = tmp_path / "calibrated.keras"
     evaluate.main(["--model", str(model_path), *flags, "--calibrate", str(calibrated)])
     assert modelfile.read_training(calibrated) == record
+
+    # What a record may say instead: each gets its reason, not the reassurance.
     model, names = load_model(model_path)
-    modelfile.save_model(model, tmp_path / "bare.keras", names)
-    modelfile.save_model(model, tmp_path / "old.keras", names, training={**record, "split_rule": "seeded"})
-    capsys.readouterr()
-    evaluate.main(["--model", str(tmp_path / "bare.keras"), *flags])
-    assert "records no training data" in capsys.readouterr().out
-    evaluate.main(["--model", str(tmp_path / "old.keras"), *flags])
-    assert "by another rule (seeded, not face-hash-1)" in capsys.readouterr().out
+    others = {
+        "records no training data": None,
+        "by another rule (seeded, not face-hash-1)": {**record, "split_rule": "seeded"},
+        "held out 20% for validation, not the 10% drawn now": {**record, "fractions": {"validation": 0.2, "test": 0.1}},
+        "the data had 85 faces then and 84 now": {
+            **record,
+            "faces": {**record["faces"], "train": record["faces"]["train"] + 1},
+        },
+        "started from a model (--init-from) (trained on fer2013)": {
+            **record,
+            "init_from": {"data": "fer2013", "split_rule": None},
+        },
+        "a teacher (--teacher)": {**record, "teachers": [record, None]},
+    }
+    for i, (said, other) in enumerate(others.items()):
+        modelfile.save_model(model, tmp_path / f"other{i}.keras", names, training=other)
+        printed = note(tmp_path / f"other{i}.keras", "--split", "val")
+        assert said in printed and "same rule" not in printed, printed

@@ -1,0 +1,94 @@
+"""What a trained model records of its training data, and what that record says about faces it
+is scored on later: ``train_cnn.py`` saves the record inside the model file (``modelfile``), and
+``evaluate.py`` reads it on a split drawn from data that names none, to say whether those faces
+were held out from the model or may have been among its training faces."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from .data import TEST_FRACTION
+from .modelfile import read_training
+from .splits import SPLIT_RULE
+
+
+def training_record(data, train_split, val_fraction: float, init_from=None, teachers=()) -> dict:
+    """The record of a run's data: its folder or file name (not the full path, which a shared model
+    would carry to others, nor where a link leads), the faces in each split and in training, which
+    splits were drawn here rather than named by the data, by which rule and at which fractions, and
+    the records of the model it started from (``--init-from``) and of its teachers (``--teacher``):
+    their training faces reach this model too."""
+    drawn = [name for name, was in (("validation", data.val_drawn), ("test", data.test_drawn)) if was]
+    fractions = {"validation": val_fraction, "test": TEST_FRACTION}
+    record = {
+        "data": Path(os.path.abspath(os.path.expanduser(data.source))).name,
+        "layout": data.layout,
+        "faces": {"train": len(data.train), "validation": len(data.val), "test": len(data.test)},
+        "trained_on": len(train_split),
+        "drawn": drawn,
+        "split_rule": SPLIT_RULE if drawn else None,
+        "fractions": {name: fractions[name] for name in drawn},
+    }
+    if init_from:
+        record["init_from"] = read_training(init_from)
+    if teachers:
+        record["teachers"] = [read_training(path) for path in teachers]
+    return record
+
+
+def _why_not_held_out(record: dict | None, split: str, fractions: dict, total: int) -> list[str]:
+    """Why ``split`` (drawn now at ``fractions`` from data of ``total`` faces) may hold faces that
+    the run of ``record`` trained on; empty when it drew the same faces, if it is the same data."""
+    if record is None:
+        return ["it records no training data"]
+    reasons = []
+    rule = record.get("split_rule")
+    if rule is None:
+        reasons.append("its data named its own held-out splits")
+    elif rule != SPLIT_RULE:
+        reasons.append(f"it drew its held-out faces by another rule ({rule}, not {SPLIT_RULE})")
+    elif split not in record.get("drawn", []):
+        reasons.append(f"its data named its own {split} split")
+    else:
+        # The test split is drawn first, from every face; validation from the rest.
+        matter = ["test"] if split == "test" else ["test", "validation"]
+        for name in matter:
+            then = record.get("fractions", {}).get(name, TEST_FRACTION if name == "test" else None)
+            if name in record.get("drawn", []) and then != fractions[name]:
+                reasons.append(f"it held out {then:.0%} for {name}, not the {fractions[name]:.0%} drawn now")
+        was = sum(record.get("faces", {}).values())
+        if was != total:
+            reasons.append(
+                f"the data had {was} faces then and {total} now (a small class's faces may have moved between splits)"
+            )
+    start = record.get("init_from", False)
+    if start is not False and _why_not_held_out(start, split, fractions, total):
+        trained = f" (trained on {start.get('data', 'unnamed data')})" if isinstance(start, dict) else ""
+        reasons.append(f"it started from a model (--init-from){trained} that may have trained on some of them")
+    for teacher in record.get("teachers", []):
+        if _why_not_held_out(teacher, split, fractions, total):
+            reasons.append("a teacher (--teacher) it learned from may have trained on some of them")
+            break
+    return reasons
+
+
+def held_out_note(record: dict | None, name: str, split: str, fractions: dict, total: int) -> str:
+    """One sentence on whether the drawn ``split`` ("test" or "validation", drawn at ``fractions``
+    from data of ``total`` faces) is held out from the model ``name`` of ``record``."""
+    if record is None:
+        return (
+            f"{name} records no training data (saved by an older version, or not by train_cnn.py): it cannot be "
+            "told whether these faces were held out from it; one trained on this data by a version from before "
+            "2 December 2026 held out other faces"
+        )
+    source = record.get("data", "its data")
+    reasons = _why_not_held_out(record, split, fractions, total)
+    if not reasons:
+        return (
+            f"{name} was trained on {source} with its {split} faces drawn by the same rule ({SPLIT_RULE}) and "
+            "fraction: if that is this same data, decoded alike, none of these faces were among its training faces"
+        )
+    return f"{name} may have trained on some of these faces if it was trained on this data ({source}): " + "; ".join(
+        reasons
+    )
