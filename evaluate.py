@@ -29,7 +29,7 @@ from ferkit.calibration import (
     with_temperature,
 )
 from ferkit.classify import TTA_MODES, TTA_NAMES, tta_options, view_probabilities
-from ferkit.data import TEST_FRACTION, load_all_faces, load_dataset
+from ferkit.data import TEST_FRACTION, VAL_FRACTION, load_all_faces, load_dataset
 from ferkit.faces import CLASS_NAMES
 from ferkit.modelfile import load_model, read_calibration, read_training, require_classes, save_model
 from ferkit.provenance import held_out_note
@@ -121,8 +121,8 @@ def evaluate(args) -> dict:
     drawn = data.test_drawn if args.split == "test" else args.split == "val" and data.val_drawn
     if drawn:
         print(f"note: {data.test_note if args.split == 'test' else data.val_note}")
-        # evaluate.py draws at the loader's fractions (0.1 each); the record says the run's own.
-        fractions = {"test": TEST_FRACTION, "validation": 0.1}
+        # evaluate.py draws at the loader's default fractions; the record says the run's own.
+        fractions = {"test": TEST_FRACTION, "validation": VAL_FRACTION}
         total = len(data.train) + len(data.val) + len(data.test)
         note = held_out_note(read_training(args.model), args.model.name, name, fractions, total)
         print(f"note: {note}")

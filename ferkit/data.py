@@ -50,9 +50,11 @@ ALIASES = {
 CSV_CODE_TO_NAME = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".pgm", ".tif", ".tiff", ".webp"}
 _CACHE_VERSION = 1
-# Where the data names no test split, about this share of its faces is held out for testing
-# (train_cnn.py and evaluate.py alike; a model records it, see ferkit/provenance.py).
+# Where the data names no test split, about this share of its faces is held out for testing, and
+# where it names no validation split, this share of the rest for validation (the defaults of
+# load_dataset; a model records those its run used, see ferkit/provenance.py).
 TEST_FRACTION = 0.1
+VAL_FRACTION = 0.1
 # Images decoded per step when the faces go straight to disk (stream=True): memory stays at one chunk.
 STREAM_CHUNK = 8192
 
@@ -492,7 +494,7 @@ def load_all_faces(
 def load_dataset(
     root: str | os.PathLike,
     *,
-    val_fraction: float = 0.1,
+    val_fraction: float = VAL_FRACTION,
     test_fraction: float = TEST_FRACTION,
     cache_dir: str | os.PathLike | None = DEFAULT_CACHE_DIR,
     progress: bool = True,

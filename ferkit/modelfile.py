@@ -73,7 +73,9 @@ def read_training(path: str | os.PathLike) -> dict | None:
     the data named none), or None for a model saved without it (before session 22, or by hand)."""
     try:
         record = _read_record(path, TRAINING_ENTRY, TRAINING_KEY)
-    except ValueError:  # a damaged record (JSON) only loses what it would have said
+    except (OSError, ValueError, zipfile.BadZipFile, ModelFileError):
+        # A damaged record, or a start model or teacher file gone since its run began (a resume
+        # reads only its checkpoint), only loses what the record would have said.
         return None
     return record if isinstance(record, dict) else None
 

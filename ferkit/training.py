@@ -148,7 +148,8 @@ class TimeBudget(keras.callbacks.Callback):
 
 def _fit(config: TrainConfig, data, train_split, plan: Plan, folder: CheckpointFolder):
     """Build or resume the model and run ``fit`` under ``plan``; returns (history, seconds, the
-    weight average or None, the epoch a time limit stopped it after or None)."""
+    weight average or None, the epoch a time limit stopped it after or None, the training record
+    its models carry)."""
     num_classes = len(data.class_names)
     if config.max_minutes and plan.shard[1] > 1:
         raise ParameterError(
@@ -239,7 +240,9 @@ def _fit(config: TrainConfig, data, train_split, plan: Plan, folder: CheckpointF
         average = RunningAverage(ckpt_dir, config.epochs - config.swa_epochs + 1, state.get("swa"))
         if average.restarted:
             print(f"weight average: --epochs moved its window; it starts again at epoch {average.first_epoch}")
-    record = _record(config, data, train_split)
+    # What every model this run saves records of its data (checkpoints and the final files alike);
+    # read after the start model and the teachers loaded, whose damaged files have clear errors there.
+    record = training_record(data, train_split, config.val_fraction, config.init_from, config.teacher or ())
     checkpoint = EpochCheckpoint(
         ckpt_dir, plateau, settings, history, state["best_val_accuracy"], plan.local, average, record
     )
@@ -286,7 +289,7 @@ def _fit(config: TrainConfig, data, train_split, plan: Plan, folder: CheckpointF
     stopped = budget.stopped_after if budget and budget.stopped_after != config.epochs else None
     if stopped:
         print(f"time limit: stopped after epoch {stopped} of {config.epochs} ({config.max_minutes:g} minutes)")
-    return history, time.time() - started, average, stopped
+    return history, time.time() - started, average, stopped, record
 
 
 def train(config: TrainConfig) -> dict:
@@ -336,21 +339,17 @@ def train(config: TrainConfig) -> dict:
             if config.fresh:
                 folder.clear()
         try:
-            history, train_seconds, average, stopped = _fit(config, data, train_split, plan, folder)
+            history, train_seconds, average, stopped, record = _fit(config, data, train_split, plan, folder)
         finally:
             plan.close()  # evaluation below runs on one device
         if not plan.writer:
             return {"outputs": {}, "writer": False}
-        return _finish(config, data, train_split, history, train_seconds, folder, average, stopped)
+        return _finish(config, data, train_split, record, history, train_seconds, folder, average, stopped)
     finally:
         folder.release()
 
 
-def _record(config: TrainConfig, data, train_split) -> dict:
-    return training_record(data, train_split, config.val_fraction, config.init_from, config.teacher or ())
-
-
-def _weight_average(config: TrainConfig, data, train_split, best_model, average, tta: dict):
+def _weight_average(config: TrainConfig, data, train_split, record: dict, best_model, average, tta: dict):
     """The averaged weights (--swa-epochs) as a model: BatchNorm statistics measured on the training
     faces, scored on validation only (the split to choose between it and the best epoch on)."""
     model, _ = averaged_model(best_model, average.weights, train_split.x)
@@ -359,7 +358,7 @@ def _weight_average(config: TrainConfig, data, train_split, best_model, average,
         final,
         Path(config.models_dir) / f"{config.name}_swa.keras",
         data.class_names,
-        training=_record(config, data, train_split),
+        training=record,
     )
     last = average.first_epoch + average.count - 1
     return path, {"epochs": [average.first_epoch, last], "validation_accuracy": accuracy(final, data.val, **tta)}
@@ -369,6 +368,7 @@ def _finish(
     config: TrainConfig,
     data,
     train_split,
+    record: dict,
     history: dict,
     train_seconds: float,
     folder: CheckpointFolder,
@@ -390,7 +390,7 @@ def _finish(
         final,
         models_dir / f"{config.name}.keras",
         data.class_names,
-        training=_record(config, data, train_split),
+        training=record,
     )
     plots = [
         plot_history(history, "loss", plots_dir / f"{config.name}_loss.png", "Loss"),
@@ -436,7 +436,9 @@ def _finish(
         metrics["stopped_after_epoch"] = stopped
     outputs = {"model": model_path}
     if average is not None and average.count:
-        outputs["swa_model"], metrics["swa"] = _weight_average(config, data, train_split, best_model, average, tta)
+        outputs["swa_model"], metrics["swa"] = _weight_average(
+            config, data, train_split, record, best_model, average, tta
+        )
     metrics_path = models_dir / f"{config.name}_metrics.json"
     atomic_write_text(metrics_path, json.dumps(metrics, indent=1))
     if not stopped:

@@ -535,6 +535,10 @@ def test_a_model_records_the_rule_that_drew_its_held_out_faces_and_evaluate_says
         },
         "a teacher (--teacher)": {**record, "teachers": [record, None]},
     }
+    # A start model or teacher gone before a resume, or a file that is no model, records nothing.
+    (tmp_path / "not_a_model.keras").write_text("text")
+    assert modelfile.read_training(tmp_path / "gone.keras") is None
+    assert modelfile.read_training(tmp_path / "not_a_model.keras") is None
     for i, (said, other) in enumerate(others.items()):
         modelfile.save_model(model, tmp_path / f"other{i}.keras", names, training=other)
         printed = note(tmp_path / f"other{i}.keras", "--split", "val")
