@@ -94,6 +94,8 @@ def export(args) -> dict:
             "same_label": float(np.mean(proba.argmax(1) == reference.argmax(1))),
         }
     print(f"on the test split of {data.source} ({len(data.test)} faces):")
+    if data.test_drawn:  # the check compares the files; the accuracy is a test figure only on unseen faces
+        print(f"note: {data.test_note}")
     print(f"{'model':>8} {'MB':>6} {'accuracy':>9} {'max |dp|':>10} {'same label':>11}")
     for kind, row in rows.items():
         print(

@@ -508,7 +508,8 @@ def load_dataset(
     (the Usage column gives the splits), or a folder of class folders (split here).
     Where no validation split exists, about ``val_fraction`` of the training images are held out
     for it; the test split is never used for validation. Splits drawn here follow from each face's
-    pixels (``splits.held_out``): images added later never move the earlier ones. With ``stream`` the decoded
+    pixels (``splits.held_out``): images added later do not move the earlier ones, save in classes of a few
+    faces (see ``splits``). With ``stream`` the decoded
     faces stay on disk (in the cache folder) and each split's ``x`` reads its rows on demand, so
     memory does not grow with the dataset (image folders are decoded a chunk at a time; a CSV or
     .npz, one file already, is read whole once to write the face file). Without ``need_test`` a

@@ -10,7 +10,7 @@ import sys
 import cv2
 import numpy as np
 import pytest
-from conftest import FER2013, ROOT
+from conftest import FER2013, ROOT, counts, write_images
 
 import evaluate
 from ferkit.errors import ModelFileError
@@ -76,14 +76,19 @@ def test_export_script_checks_both_files_on_the_test_split_and_refuses_to_replac
     assert rows["float32"]["max_probability_difference"] < 1e-4 and rows["float32"]["same_label"] == 1.0
     assert rows["int8"]["max_probability_difference"] < 0.2 and rows["int8"]["megabytes"] < rows["float32"]["megabytes"]
     assert json.loads((tmp_path / "check.json").read_text())["rows"] == rows
+    assert "note:" not in capsys.readouterr().out  # FER2013's layout names its test split
 
     written = {p: p.stat().st_mtime_ns for p in (tmp_path / "m.onnx", tmp_path / "m.int8.onnx")}
     with pytest.raises(SystemExit) as refused:  # the same command again: nothing replaced
         export_script.main(argv)
     assert refused.value.code == 2 and "--overwrite" in capsys.readouterr().err
     assert {p: p.stat().st_mtime_ns for p in written} == written
-    export_script.main([*argv, "--overwrite"])
+    # Again over a folder of class folders, whose test split is drawn here: the check says so.
+    folders = tmp_path / "class_folders"
+    write_images(folders, counts(12), seed=7)
+    export_script.main([*argv[:2], "--data", str(folders), *argv[4:], "--overwrite"])
     assert all(p.stat().st_mtime_ns != t for p, t in written.items())
+    assert "note: test: about 10% of the images, held out at random by a hash" in capsys.readouterr().out
 
 
 def test_a_checkpoint_of_the_wide_network_exports_for_one_face_and_for_a_batch(tmp_path):
