@@ -149,6 +149,25 @@ def refuse_writing_over_sources(images, folder: Path) -> None:
             )
 
 
+# Files an operating system leaves in any folder it shows: no sign of the user's own files.
+OS_CLUTTER = {".DS_Store", "Thumbs.db", "desktop.ini"}
+
+
+def refuse_foreign_folder(folder: Path) -> None:
+    """Refuse, before any work and whatever ``--overwrite`` says, a --annotate folder that holds
+    files no run of this program wrote (no ``ANNOTATED_MARKER``): a copy named like one of them
+    would replace it, and the marker would hide the others from later runs over a folder above."""
+    if not folder.is_dir() or (folder / ANNOTATED_MARKER).exists():
+        return
+    foreign = sorted(p.name for p in folder.iterdir() if p.name not in OS_CLUTTER)
+    if foreign:
+        raise SourceError(
+            f"--annotate {folder} already holds files analyze.py did not write ({', '.join(foreign[:3])}"
+            f"{', ...' if len(foreign) > 3 else ''}); annotated copies go only into a new or empty folder, or "
+            f"one an earlier run wrote (it holds {ANNOTATED_MARKER}): give another folder, e.g. --annotate annotated/"
+        )
+
+
 def refuse_replacing_copies(images, folder: Path) -> None:
     """Refuse, before any work, a --annotate folder that already holds copies this run would write
     (an earlier run's, or a user's files of the same names)."""
@@ -220,6 +239,7 @@ def analyze(args) -> dict:
     images = find_images(args.sources, skip=args.annotate)
     if args.annotate:
         refuse_writing_over_sources(images, args.annotate)
+        refuse_foreign_folder(args.annotate)
         if not args.overwrite:
             refuse_replacing_copies(images, args.annotate)
     with cli.native_logs_silenced():

@@ -142,6 +142,25 @@ def test_a_second_run_keeps_the_first_runs_table_and_copies_unless_told(photos, 
     assert all(p.stat().st_mtime_ns != t for p, t in first.items())
 
 
+def test_a_folder_of_the_users_own_files_is_refused_for_copies_even_with_overwrite(photos, tmp_path, capsys):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "p0.jpg").write_bytes(b"my own photo")  # named as a copy this run would write
+    (mine / "holiday.jpg").write_bytes(b"another")  # a marker beside it would hide it from later runs
+    for extra in ([], ["--overwrite"]):
+        with pytest.raises(SystemExit) as refused:
+            analyze.main([str(photos), "--annotate", str(mine), "--quiet", *extra])
+        err = capsys.readouterr().err
+        assert refused.value.code == 2 and "already holds files analyze.py did not write (holiday.jpg, p0.jpg)" in err
+        assert "--overwrite" not in err and "--annotate annotated/" in err
+    assert sorted(p.name for p in mine.iterdir()) == ["holiday.jpg", "p0.jpg"]
+    assert (mine / "p0.jpg").read_bytes() == b"my own photo"
+    (mine / "p0.jpg").unlink()
+    (mine / "holiday.jpg").unlink()
+    (mine / ".DS_Store").write_bytes(b"")  # what Finder leaves in an empty folder: still empty
+    assert analyze.main([str(photos), "--annotate", str(mine), "--quiet"])["images"] == 6
+
+
 def test_a_stop_while_an_image_is_written_keeps_the_table_and_the_copies_in_step(
     photos, tmp_path, monkeypatch, capsys, python_ctrl_c
 ):
