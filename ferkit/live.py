@@ -23,6 +23,7 @@ from .detect import DETECTORS, FaceDetector, YuNetDetector
 from .draw import draw, draw_fps
 from .errors import Interrupted, SourceError
 from .facelog import FaceLog
+from .paths import IN_CHECKOUT
 from .recognizer import Pipeline, Recognizer
 from .timeline import ExpressionTimeline
 from .track import FaceSmoother
@@ -141,6 +142,11 @@ def run(args) -> dict:
             + (f"; {', '.join(written)} hold everything up to there" if written else "")
         )
     summary = {"frames": n_frames, "faces": n_faces, "seconds": seconds, "fps": n_frames / seconds if seconds else 0.0}
+    if args.no_display and not (output or log or timeline):  # a whole video read, and nothing to show for it
+        print(
+            "note: nothing was saved; add --output FILE, --log FILE.csv or --report DIR to keep results",
+            file=sys.stderr,
+        )
     if report:
         summary["report"] = report
     print(
@@ -262,6 +268,16 @@ def parse_args(argv=None):
         {"--output": args.output, "--log": args.log, "--report": args.report},
         {"--source": source, "--model": args.model, "--yunet": args.yunet, "--cascade": args.cascade},
     )
+    still = source and (Path(source).expanduser().is_dir() or Path(source).suffix.lower() in IMAGE_SUFFIXES)
+    if still and (args.log or args.report):
+        # A log of photos by frame number and seconds of this run, and timelines that track one
+        # "face" across different people's photos, would read as what they are not.
+        flag = "--log" if args.log else "--report"
+        analyze = "python analyze.py" if IN_CHECKOUT else "ferkit-analyze"
+        p.error(
+            f"{flag} follows faces through a video; {source} is a photo or a folder of photos: for one row per face "
+            f"per photo, named by file, use {analyze} {source} --log faces.csv (--annotate DIR for drawn copies)"
+        )
     report = args.report / "summary.csv" if args.report else None  # with face_<id>.png, what --report writes
     cli.refuse_duplicates(p, {"--output": args.output, "--log": args.log, "--report (its summary.csv)": report})
     output = Path(args.output) if args.output else None

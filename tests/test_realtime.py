@@ -70,23 +70,22 @@ def test_boxes_sit_on_the_face(videos, model_path):
     assert track.iou(full[0], small[0]) > 0.6
 
 
-def test_jsonl_log_and_grey_image_source(model_path, tmp_path):
+def test_a_grey_image_source_is_drawn_and_photos_are_sent_to_analyze_for_a_table(model_path, tmp_path, capsys):
     grey = cv2.cvtColor(next(clips.demo_frames(1)), cv2.COLOR_BGR2GRAY)
     cv2.imwrite(str(tmp_path / "face.png"), grey)
-    summary = run(
-        "--source",
-        tmp_path / "face.png",
-        "--model",
-        model_path,
-        "--output",
-        tmp_path / "annotated.png",
-        "--log",
-        tmp_path / "log.jsonl",
-    )
+    summary = run("--source", tmp_path / "face.png", "--model", model_path, "--output", tmp_path / "annotated.png")
     assert summary["frames"] == 1 and summary["faces"] == 1
-    row = json.loads((tmp_path / "log.jsonl").read_text().splitlines()[0])
-    assert set(row) == {"frame", "time", "face", "box", "label", "confidence", "probabilities"}
     assert cv2.imread(str(tmp_path / "annotated.png")).shape == (480, 720, 3)
+    # Rows by frame and seconds of this run, or one track across different people's photos,
+    # would mislead: a photo or a folder of them is analyze.py's job.
+    for source in (tmp_path / "face.png", tmp_path):
+        for flag, value in (("--log", tmp_path / "faces.csv"), ("--report", tmp_path / "report")):
+            with pytest.raises(SystemExit) as refused:
+                realtime.parse_args(["--source", str(source), "--no-display", flag, str(value)])
+            err = capsys.readouterr().err
+            assert refused.value.code == 2 and f"{flag} follows faces through a video" in err
+            assert f"analyze.py {source} --log faces.csv" in err
+    assert not (tmp_path / "faces.csv").exists() and not (tmp_path / "report").exists()
 
 
 def test_folder_source_of_mixed_sizes(model_path, tmp_path):
@@ -96,8 +95,11 @@ def test_folder_source_of_mixed_sizes(model_path, tmp_path):
     assert run("--source", tmp_path, "--model", model_path, "--min-face", "20")["frames"] == 2
 
 
-def test_demo_source_runs(model_path):
+def test_demo_source_runs_and_says_when_nothing_was_saved(model_path, tmp_path, capsys):
     assert run("--source", "demo", "--model", model_path, "--max-frames", "5")["faces"] >= 4
+    assert "note: nothing was saved; add --output FILE" in capsys.readouterr().err
+    run("--source", "demo", "--model", model_path, "--max-frames", "2", "--log", tmp_path / "faces.csv")
+    assert "nothing was saved" not in capsys.readouterr().err
 
 
 def test_camera_that_will_not_open_names_the_index(model_path, capsys):
