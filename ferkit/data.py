@@ -464,6 +464,12 @@ def _rows(x, index: np.ndarray):
 
 
 def _require_splits(root: Path, layout: str, train: bool, val: bool, test: bool, need_test: bool) -> None:
+    if not train and layout == "class_folders":  # every file named for FER2013's held-out splits
+        raise DatasetError(
+            f"{root} has no training images: its files are named PublicTest_* or PrivateTest_*, which keep "
+            f"FER2013's own validation and test splits in any layout, so none is left to train on or to draw "
+            f"splits from. To score all its faces: evaluate.py --split all; to have it split here, rename the files."
+        )
     if not train:
         raise DatasetError(f"{root} has no training images; add a train/ folder or Training rows.")
     if not test and (need_test or not val):

@@ -207,8 +207,10 @@ def test_evaluate_scores_every_face_of_a_test_folder_alone_with_split_all(kaggle
     # A test folder on its own (PublicTest_ and PrivateTest_ faces, no training ones) is no
     # dataset to split, but it is labelled faces a model can be scored on, all of them.
     test_only = kaggle_dir / "test"
-    with pytest.raises(DatasetError, match="no training images"):
-        load_dataset(test_only, cache_dir=cache_dir, progress=False)
+    with pytest.raises(
+        DatasetError, match=r"no training images: its files are named PublicTest_\* or Pri.*--split all"
+    ):
+        load_dataset(test_only, cache_dir=cache_dir, progress=False)  # the error says why, and what works
     common = ["--model", str(DEFAULT_MODEL_PATH), "--data", str(test_only), "--cache-dir", str(cache_dir)]
     report = evaluate.main([*common, "--split", "all"])
     assert report["faces"] == 7 * (3 + 4) and sum(map(sum, report["confusion_matrix"])) == 49
