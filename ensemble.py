@@ -99,7 +99,7 @@ def weight_average(paths, members, train_faces):
 
 
 def compare(args) -> dict:
-    cli.check_inputs(args.data, args.models)
+    cli.check_inputs(args.data, args.models, keras_only=True)
     cli.import_keras_quietly("averaging Keras models")
     loaded = [load_model(path) for path in args.models]
     names = {names for _, names in loaded}

@@ -54,6 +54,7 @@ def parse_args(argv=None):
 def export(args) -> dict:
     import numpy as np
 
+    cli.check_inputs(args.data, [args.model], keras_only=True)  # before Keras loads (8 s)
     cli.import_keras_quietly("exporting a Keras model")
     from ferkit.classify import predict_proba
     from ferkit.data import load_dataset

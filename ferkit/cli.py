@@ -83,14 +83,14 @@ def add_common(p: argparse.ArgumentParser, *names: str) -> None:
         declared[name]()
 
 
-def check_inputs(data=None, models=()) -> None:
+def check_inputs(data=None, models=(), keras_only: bool = False) -> None:
     """Raise a missing dataset's or model file's error (``DatasetError``, ``ModelFileError``) at
     once: the scripts otherwise said so only after loading Keras and its backend (5-6 s)."""
     from .data import detect_layout
     from .modelfile import check_model_path
 
     for path in models:
-        check_model_path(Path(path).expanduser())
+        check_model_path(Path(path).expanduser(), keras_only)
     if data is not None:
         detect_layout(Path(data).expanduser())
 

@@ -14,7 +14,7 @@ from .errors import ModelFileError
 from .faces import CLASS_NAMES, IMAGE_SIZE
 from .interrupts import interrupts_held
 from .onnxmodel import CALIBRATION_KEY, TRAINING_KEY
-from .paths import DEFAULT_MODEL_PATH, IN_CHECKOUT, KERAS_MODEL_PATH, PROJECT_DIR
+from .paths import DEFAULT_MODEL_PATH, IN_CHECKOUT, KERAS_MODEL_PATH
 
 CLASS_NAMES_ENTRY = "fer_class_names.json"
 CALIBRATION_ENTRY = "fer_calibration.json"
@@ -93,32 +93,35 @@ _SCRIPTS_ELSEWHERE = "" if IN_CHECKOUT else " (a script of the project's reposit
 
 
 def _shown(path: Path) -> str:
+    """A path as the user can type it from where they are: relative to the working folder when
+    it lies inside it (models/fer_cnn.onnx in a checkout), else whole."""
     try:
-        return str(path.relative_to(PROJECT_DIR))
-    except ValueError:
+        return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
+    except (ValueError, OSError):
         return str(path)
 
 
-def check_model_path(path: str | os.PathLike) -> Path:
+def check_model_path(path: str | os.PathLike, keras_only: bool = False) -> Path:
     """The path of a saved model, or ``ModelFileError`` when there is no file there (missing, or a
-    folder): what the scripts check at parse time, before loading any framework."""
+    folder): what the scripts check at parse time, before loading any framework. ``keras_only``:
+    for the scripts that read .keras files alone (export.py, ensemble.py)."""
     path = Path(path)
+    kinds, example = (".keras", KERAS_MODEL_PATH) if keras_only else (".onnx or .keras", DEFAULT_MODEL_PATH)
     if not path.exists():
         shipped = (
-            f"the shipped model is {_shown(DEFAULT_MODEL_PATH)}"
-            if DEFAULT_MODEL_PATH.exists()
-            else f"the shipped {_shown(DEFAULT_MODEL_PATH)} is missing too: restore it with "
+            f"the shipped model is {_shown(example)}"
+            if example.exists()
+            else f"the shipped {_shown(example)} is missing too: restore it with "
             + ("`git checkout models/`" if IN_CHECKOUT else "`pip install --force-reinstall` of the wheel or checkout")
         )
         raise ModelFileError(
-            f"model file {path} not found; give the path of a saved .onnx or .keras model ({shipped}), "
+            f"model file {path} not found; give the path of a saved {kinds} model ({shipped}), "
             f"or train one with `python train_cnn.py --data PATH/TO/fer2013`{_SCRIPTS_ELSEWHERE} (the full "
             f"install, requirements.txt; it writes {_shown(KERAS_MODEL_PATH) if IN_CHECKOUT else 'models/NAME.keras'})."
         )
     if path.is_dir():
         raise ModelFileError(
-            f"{path} is a folder; give a saved model file (.onnx or .keras; the shipped one is "
-            f"{_shown(DEFAULT_MODEL_PATH)})"
+            f"{path} is a folder; give a saved model file ({kinds}; the shipped one is {_shown(example)})"
         )
     return path
 

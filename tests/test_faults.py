@@ -21,6 +21,7 @@ from conftest import ROOT, TINY
 
 import ensemble
 import evaluate
+import export as export_script
 import ga_select
 import realtime
 import train_cnn
@@ -28,6 +29,7 @@ from ferkit import clips, video
 from ferkit.data import load_dataset
 from ferkit.modelfile import load_model, save_model
 from ferkit.networks import build_model
+from ferkit.paths import DEFAULT_MODEL_PATH, KERAS_MODEL_PATH
 
 PYTHON = sys.executable
 
@@ -250,7 +252,17 @@ def test_the_light_runtime_names_what_it_lacks_before_any_work(model_path, tmp_p
     assert not (tmp_path / "report").exists()
     monkeypatch.undo()
     with pytest.raises(ModelFileError, match="not found; .*the shipped model is models/fer_cnn.onnx"):
+        load_model(tmp_path / "fer.onnx")  # as typed from the checkout, where the tests run
+    monkeypatch.chdir(tmp_path)  # from elsewhere, a path that leads there
+    with pytest.raises(ModelFileError, match=f"the shipped model is {re.escape(str(DEFAULT_MODEL_PATH))}"):
         load_model(tmp_path / "fer.onnx")
+    # The scripts that read .keras files alone say so, and name the shipped .keras file.
+    for script, argv in ((export_script, ["nope.keras"]), (ensemble, ["a.keras", "b.keras"])):
+        with pytest.raises(SystemExit) as stopped:
+            script.main(argv)
+        line = one_error_line(capsys.readouterr().err)
+        assert stopped.value.code == 2 and "give the path of a saved .keras model" in line
+        assert f"the shipped model is {KERAS_MODEL_PATH}" in line
 
 
 def test_ensemble_out_naming_a_member_is_refused(model_path, tmp_path, capsys):
