@@ -185,11 +185,14 @@ def read_image(path) -> np.ndarray:
         raise SourceError(f"{path} is a folder, not an image; give one image file (analyze.py reads folders)")
     if not path.is_file():
         raise SourceError(f"image {path} not found; check the path")
+    data = None
     try:
         data = np.fromfile(path, np.uint8)
         image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
     except (OSError, cv2.error):
         image = None
+    if data is not None and data.size == 0:  # a copy or download cut short, most likely
+        raise SourceError(f"{path} is empty (0 bytes); copy or download it again")
     if image is None or image.size == 0:
         raise SourceError(f"{path} is not an image OpenCV can read (JPEG, PNG, BMP, TIFF, WebP, ...)")
     if image.ndim == 3 and image.shape[2] == 2:  # a file's two channels are grey and alpha

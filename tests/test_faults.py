@@ -222,7 +222,8 @@ def test_files_that_are_no_images_are_one_error_not_an_empty_table(model_path, t
     with pytest.raises(SystemExit):
         realtime.main(["--source", str(tmp_path / "empty.jpg"), "--no-display", "--model", str(model_path)])
     err = capsys.readouterr().err  # said once: an error, not a warning about the same file above it
-    assert f"{tmp_path / 'empty.jpg'} is not an image OpenCV can read" in one_error_line(err) and "warning:" not in err
+    assert f"{tmp_path / 'empty.jpg'} is empty (0 bytes); copy or download it again" in one_error_line(err)
+    assert "warning:" not in err
 
 
 def test_the_light_runtime_names_what_it_lacks_before_any_work(model_path, tmp_path, monkeypatch, capsys):
