@@ -76,6 +76,19 @@ def progress_bar(frames, total: int | None, enabled: bool):
     return tqdm(frames, total=total, unit="frame", leave=False, file=sys.stderr)
 
 
+def written_images(output: AnnotatedOutput) -> str:
+    """What a numbered image output holds after a run: NAME ... NAME_N (N+1 images)."""
+    last = output.image_name(output.path, output.count - 1)
+    return f"{output.path} ... {last.name} ({output.count} images)"
+
+
+def stale_images(output: AnnotatedOutput) -> list[Path]:
+    """Numbered images after this run's last one: an earlier, longer run's, replaced only in part
+    by --overwrite. Named, not removed: the user may want them, or may have named a file so."""
+    mine = {output.image_name(output.path, i) for i in range(output.count)}
+    return [f for f in AnnotatedOutput.files_there(output.path) if f not in mine]
+
+
 def run(args) -> dict:
     frames, source_fps, still, total = open_source(args.source, camera=(args.width, args.height, args.fps))
     if not args.no_display:
@@ -142,6 +155,13 @@ def run(args) -> dict:
             + (f"; {', '.join(written)} hold everything up to there" if written else "")
         )
     summary = {"frames": n_frames, "faces": n_faces, "seconds": seconds, "fps": n_frames / seconds if seconds else 0.0}
+    stale = stale_images(output) if output and not output.is_video else []
+    if stale:
+        print(
+            f"note: {len(stale)} numbered image(s) of an earlier run remain beside these (e.g. {stale[0]}); "
+            "delete them if they are not yours to keep",
+            file=sys.stderr,
+        )
     if args.no_display and not (output or log or timeline):  # a whole video read, and nothing to show for it
         print(
             "note: nothing was saved; add --output FILE, --log FILE.csv or --report DIR to keep results",
@@ -151,7 +171,11 @@ def run(args) -> dict:
         summary["report"] = report
     print(
         f"{n_frames} frames, {n_faces} faces, {summary['fps']:.1f} frames/s"
-        + (f"; wrote {args.output}" if output else "")
+        + (
+            f"; wrote {written_images(output) if output.count > 1 and not output.is_video else args.output}"
+            if output
+            else ""
+        )
         + (f"; log {args.log}" if args.log else "")
         + (f"; report {args.report} ({len(timeline.tracks)} tracked face(s))" if timeline else "")
     )

@@ -280,6 +280,12 @@ def test_a_second_run_keeps_the_first_runs_files_unless_told(model_path, tmp_pat
     realtime.main([*base, *(str(a) for pair in outputs.items() for a in pair), "--overwrite"])
     for path in (outputs["--output"], outputs["--log"], outputs["--report"] / "summary.csv"):
         assert path.stat().st_mtime_ns != first[path]
+    if output == "still.png":  # the summary names the numbered images; a shorter rerun names, keeps, the rest
+        assert f"wrote {tmp_path / 'still.png'} ... still_2.png (3 images)" in capsys.readouterr().out
+        shorter = [*base[:-1], "2", "--output", str(tmp_path / output), "--overwrite"]
+        realtime.main(shorter)
+        assert "note: 1 numbered image(s) of an earlier run remain beside these" in capsys.readouterr().err
+        assert (tmp_path / "still_2.png").exists()
 
 
 def test_start_is_quiet_unless_verbose(model_path, tmp_path):
