@@ -334,8 +334,17 @@ class Pipeline:
         image, as ``Recognizer`` takes): arrays of N boxes (x, y, w, h), N x 7 probabilities in
         the model's class order (``recognizer.class_names``), N ids that follow each face from
         frame to frame. ``recognizer.faces(boxes, probabilities, ids, frame.shape)`` makes
-        ``Face`` results of them."""
+        ``Face`` results of them; calling the pipeline gives those at once."""
+        return self._step(self.recognizer._load(frame))
+
+    def __call__(self, frame) -> list[Face]:
+        """The faces of one frame as ``Recognizer`` gives them (boxes cut at the frame's edges),
+        with smoothed probabilities and a ``track_id`` that follows each face from frame to frame."""
         frame = self.recognizer._load(frame)
+        boxes, probabilities, ids = self._step(frame)
+        return self.recognizer.faces(boxes, probabilities, ids, shape=frame.shape)
+
+    def _step(self, frame: np.ndarray):
         # A frame of another size (a new source, a resized window): boxes from the old one do not fit.
         if self.frame_index % self.detect_every == 0 or frame.shape[:2] != self.frame_shape:
             self.boxes, self.eyes = self.recognizer._detect(frame, self.still)

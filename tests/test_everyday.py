@@ -290,6 +290,20 @@ def test_an_image_the_api_cannot_read_is_one_typed_error(recognizer, bad, why):
         recognizer([np.zeros((60, 60), np.uint8), bad])
 
 
+def test_a_pipeline_called_on_video_frames_gives_faces_that_keep_their_track_id(recognizer):
+    frames = list(clips.demo_frames(90))[:6]  # a slow drift: the face moves a little per frame
+    called, processed = Pipeline(recognizer), Pipeline(recognizer)
+    for frame in frames:
+        faces = called(frame)
+        boxes, probabilities, ids = processed.process(frame)  # the same steps, as arrays
+        assert [f.track_id for f in faces] == list(ids) and len(faces) == 1
+        assert faces[0].box == tuple(int(v) for v in boxes[0])
+        np.testing.assert_allclose(list(faces[0].probabilities.values()), probabilities[0], rtol=1e-6)
+    assert faces[0].track_id == 0  # one face through six frames: one id
+    rgb = Pipeline(Recognizer(channels="rgb"))  # the frame is read once, in the recognizer's channels
+    assert rgb(frames[0][:, :, ::-1])[0].label == Pipeline(recognizer)(frames[0])[0].label
+
+
 def test_a_pipeline_looks_again_when_the_frame_size_changes(recognizer):
     pipeline = Pipeline(recognizer, detect_every=10)  # would reuse the boxes for 9 more frames
     assert len(pipeline.process(next(clips.demo_frames(1)))[0]) == 1
