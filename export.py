@@ -32,6 +32,7 @@ def parse_args(argv=None):
     p.add_argument("--overwrite", action="store_true", help="allow the ONNX files and --json to replace existing ones")
     cli.add_common(p, "cache_dir")
     args = p.parse_args(argv)
+    args.model = args.model.expanduser()  # (a quoted ~ reaches us unexpanded)
     if args.model.suffix.lower() != ".keras":
         p.error(f"{args.model} is not a .keras model; export.py reads the .keras file train_cnn.py writes")
     args.out = args.out or args.model.with_suffix(".onnx")

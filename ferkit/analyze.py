@@ -150,16 +150,28 @@ def refuse_writing_over_sources(images, folder: Path) -> None:
 
 
 # Files an operating system leaves in any folder it shows: no sign of the user's own files.
-OS_CLUTTER = {".DS_Store", "Thumbs.db", "desktop.ini"}
+OS_CLUTTER = {".ds_store", "thumbs.db", "desktop.ini"}
 
 
-def refuse_foreign_folder(folder: Path) -> None:
+def refuse_foreign_folder(folder: Path, log: Path | None = None) -> None:
     """Refuse, before any work and whatever ``--overwrite`` says, a --annotate folder that holds
-    files no run of this program wrote (no ``ANNOTATED_MARKER``): a copy named like one of them
-    would replace it, and the marker would hide the others from later runs over a folder above."""
-    if not folder.is_dir() or (folder / ANNOTATED_MARKER).exists():
+    files no run of this program wrote (no ``ANNOTATED_MARKER`` in it or a folder above, where an
+    earlier run's copies keep their sources' subfolders): a copy named like one of them would
+    replace it, and the marker would hide the others from later runs over a folder above. This
+    run's own table (``log``) and empty folders do not count."""
+    if not folder.is_dir():
         return
-    foreign = sorted(p.name for p in folder.iterdir() if p.name not in OS_CLUTTER)
+    where = folder.resolve()
+    if any((d / ANNOTATED_MARKER).exists() for d in (where, *where.parents)):
+        return
+    table = log.resolve() if log is not None else None
+
+    def users(p: Path) -> bool:
+        if p.name.casefold() in OS_CLUTTER or p.resolve() == table:
+            return False
+        return not p.is_dir() or any(q.is_file() for q in p.rglob("*"))
+
+    foreign = sorted(p.name for p in folder.iterdir() if users(p))
     if foreign:
         raise SourceError(
             f"--annotate {folder} already holds files analyze.py did not write ({', '.join(foreign[:3])}"
@@ -239,7 +251,7 @@ def analyze(args) -> dict:
     images = find_images(args.sources, skip=args.annotate)
     if args.annotate:
         refuse_writing_over_sources(images, args.annotate)
-        refuse_foreign_folder(args.annotate)
+        refuse_foreign_folder(args.annotate, None if args.log == "-" else Path(args.log))
         if not args.overwrite:
             refuse_replacing_copies(images, args.annotate)
     with cli.native_logs_silenced():

@@ -163,10 +163,8 @@ def run(args) -> dict:
             file=sys.stderr,
         )
     if args.no_display and not (output or log or timeline):  # a whole video read, and nothing to show for it
-        print(
-            "note: nothing was saved; add --output FILE, --log FILE.csv or --report DIR to keep results",
-            file=sys.stderr,
-        )
+        keep = "--output FILE (or analyze.py for a table)" if still else "--output FILE, --log FILE.csv or --report DIR"
+        print(f"note: nothing was saved; add {keep} to keep results", file=sys.stderr)
     if report:
         summary["report"] = report
     print(
@@ -292,7 +290,9 @@ def parse_args(argv=None):
         {"--output": args.output, "--log": args.log, "--report": args.report},
         {"--source": source, "--model": args.model, "--yunet": args.yunet, "--cascade": args.cascade},
     )
-    still = source and (Path(source).expanduser().is_dir() or Path(source).suffix.lower() in IMAGE_SUFFIXES)
+    # ("" reads the working folder; a missing file is open_source's to name)
+    there = Path(source).expanduser() if source is not None else None
+    still = there is not None and (there.is_dir() or there.is_file() and there.suffix.lower() in IMAGE_SUFFIXES)
     if still and (args.log or args.report):
         # A log of photos by frame number and seconds of this run, and timelines that track one
         # "face" across different people's photos, would read as what they are not.

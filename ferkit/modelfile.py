@@ -95,8 +95,9 @@ _SCRIPTS_ELSEWHERE = "" if IN_CHECKOUT else " (a script of the project's reposit
 def _shown(path: Path) -> str:
     """A path as the user can type it from where they are: relative to the working folder when
     it lies inside it (models/fer_cnn.onnx in a checkout), else whole."""
-    try:
-        return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
+    try:  # the folder resolved, not the file: a linked model file is named as the user knows it
+        path = Path(path)
+        return str((path.parent.resolve() / path.name).relative_to(Path.cwd().resolve()))
     except (ValueError, OSError):
         return str(path)
 

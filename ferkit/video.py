@@ -216,7 +216,8 @@ class AnnotatedOutput:
         path = Path(path)
         there = [path] if path.exists() else []
         if path.suffix.lower() in IMAGE_SUFFIXES:
-            numbered = re.compile(re.escape(path.stem) + r"_\d+" + re.escape(path.suffix) + "$")
+            # As image_name numbers them (no leading zeros): a user's NAME_01 or NAME_2023 is not ours.
+            numbered = re.compile(re.escape(path.stem) + r"_[1-9]\d{0,5}" + re.escape(path.suffix) + "$")
             there += sorted(f for f in path.parent.glob(f"*{path.suffix}") if numbered.match(f.name))
         return there
 

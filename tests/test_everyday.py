@@ -158,7 +158,17 @@ def test_a_folder_of_the_users_own_files_is_refused_for_copies_even_with_overwri
     (mine / "p0.jpg").unlink()
     (mine / "holiday.jpg").unlink()
     (mine / ".DS_Store").write_bytes(b"")  # what Finder leaves in an empty folder: still empty
-    assert analyze.main([str(photos), "--annotate", str(mine), "--quiet"])["images"] == 6
+    (mine / "Thumbs.DB").write_bytes(b"")  # and Windows, in any case
+    (mine / "empty").mkdir()  # a folder with no files in it holds nothing to lose
+    (mine / "faces.csv").write_text("an earlier table\n")  # this run's own --log (--overwrite replaces it)
+    argv = [str(photos), "--annotate", str(mine), "--log", str(mine / "faces.csv"), "--quiet", "--overwrite"]
+    assert analyze.main(argv)["images"] == 6
+    # A subfolder of the copies (marked at their top) takes a later run's copies of that subfolder.
+    trip = ["--annotate", str(mine / "trip"), "--quiet"]
+    with pytest.raises(SystemExit):
+        analyze.main([str(photos / "trip"), *trip])
+    assert "add --overwrite to replace them" in capsys.readouterr().err
+    assert analyze.main([str(photos / "trip"), *trip, "--overwrite"])["images"] == 4
 
 
 def test_a_stop_while_an_image_is_written_keeps_the_table_and_the_copies_in_step(

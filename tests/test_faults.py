@@ -252,8 +252,9 @@ def test_the_light_runtime_names_what_it_lacks_before_any_work(model_path, tmp_p
     assert stopped.value.code == 2 and "pip install matplotlib" in usage_error(capsys.readouterr().err)
     assert not (tmp_path / "report").exists()
     monkeypatch.undo()
+    monkeypatch.chdir(ROOT)
     with pytest.raises(ModelFileError, match="not found; .*the shipped model is models/fer_cnn.onnx"):
-        load_model(tmp_path / "fer.onnx")  # as typed from the checkout, where the tests run
+        load_model(tmp_path / "fer.onnx")  # as typed from the checkout
     monkeypatch.chdir(tmp_path)  # from elsewhere, a path that leads there
     with pytest.raises(ModelFileError, match=f"the shipped model is {re.escape(str(DEFAULT_MODEL_PATH))}"):
         load_model(tmp_path / "fer.onnx")

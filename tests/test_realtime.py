@@ -73,9 +73,13 @@ def test_boxes_sit_on_the_face(videos, model_path):
 def test_a_grey_image_source_is_drawn_and_photos_are_sent_to_analyze_for_a_table(model_path, tmp_path, capsys):
     grey = cv2.cvtColor(next(clips.demo_frames(1)), cv2.COLOR_BGR2GRAY)
     cv2.imwrite(str(tmp_path / "face.png"), grey)
+    (tmp_path / "annotated_01.png").write_bytes(b"mine")  # numbered unlike this program's images: not in the way
     summary = run("--source", tmp_path / "face.png", "--model", model_path, "--output", tmp_path / "annotated.png")
     assert summary["frames"] == 1 and summary["faces"] == 1
     assert cv2.imread(str(tmp_path / "annotated.png")).shape == (480, 720, 3)
+    assert (tmp_path / "annotated_01.png").read_bytes() == b"mine"
+    run("--source", tmp_path / "face.png", "--model", model_path)  # nothing kept: the note names what works
+    assert "note: nothing was saved; add --output FILE (or analyze.py for a table)" in capsys.readouterr().err
     # Rows by frame and seconds of this run, or one track across different people's photos,
     # would mislead: a photo or a folder of them is analyze.py's job.
     for source in (tmp_path / "face.png", tmp_path):
