@@ -689,6 +689,15 @@ def more_cases(s, scratch, data, cache, out, blocker, model, other, five, clip, 
         timeout=400,
         check=lambda: None if (out / "odd3.csv").read_text() == (out / "odd2.csv").read_text() else "rows differ",
     )
+    mine = scratch / "my_photos"  # the user's own folder, one file named as a copy would be
+    mine.mkdir()
+    shutil.copy(photos / "a.jpg", mine / "a.jpg")
+    s.run(
+        "analyze: --annotate into a folder of the user's photos, --overwrite",
+        [A, photos, "--annotate", mine, "--quiet", "--overwrite"],
+        "refused",
+        [photos, mine],
+    )
     s.run("analyze: rows on the terminal", [A, photos / "a.jpg", "--log", "-", "--quiet"], "ok", [photos])
     s.run("analyze: jsonl", [A, photos, "--log", out / "r.jsonl", "--quiet"], "ok", [photos])
     s.run("analyze: one file, unreadable", [A, photos / "c.jpg"], "refused", [photos])  # nothing to read: an error
@@ -720,6 +729,10 @@ def more_cases(s, scratch, data, cache, out, blocker, model, other, five, clip, 
     s.run("realtime: --detect-scale tiny", [R, "--source", "demo", *rt, "--detect-scale", "0.001", "--max-frames",
                                             "3"], "ok")  # fmt: skip
     s.run("realtime: --log -", [R, "--source", "demo", *rt, "--log", "-"], "refused")
+    s.run("realtime: --log on a folder of photos", [R, "--source", mixed, *rt, "--log", out / "m.csv"], "refused",
+          [mixed])  # fmt: skip
+    s.run("realtime: --report on a photo", [R, "--source", mixed / "0.png", *rt, "--report", out / "rep"], "refused",
+          [mixed])  # fmt: skip
     s.run("realtime: the int8 model", [R, "--source", "demo", *rt, "--model", INT8_MODEL_PATH, "--max-frames", "5"],
           "ok")  # fmt: skip
 
