@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import sys
 from pathlib import Path
 
 from .atomic import finish, partial_name
@@ -26,14 +27,19 @@ def check_log_name(path) -> bool:
 class FaceLog:
     """One row per face per frame, as CSV or JSON lines (chosen by the file's extension). Rows go
     to a partial file, flushed every frame; ``close()`` (also after an interruption) moves it
-    onto its name."""
+    onto its name. ``"-"``: CSV rows on standard output as each frame comes, for a program that
+    reads them live."""
 
     def __init__(self, path: str | Path, class_names):
-        self.path, self.class_names = Path(path), class_names
-        self.jsonl = check_log_name(self.path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.partial = partial_name(self.path)
-        self.file = open(self.partial, "w", newline="")  # noqa: SIM115 (open for the whole video)
+        self.class_names = class_names
+        if str(path) == "-":
+            self.path, self.partial, self.jsonl, self.file = None, None, False, sys.stdout
+        else:
+            self.path = Path(path)
+            self.jsonl = check_log_name(self.path)
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.partial = partial_name(self.path)
+            self.file = open(self.partial, "w", newline="")  # noqa: SIM115 (open for the whole video)
         if not self.jsonl:
             self.writer = csv.writer(self.file)
             self.writer.writerow(
@@ -71,6 +77,8 @@ class FaceLog:
         self.file.flush()
 
     def close(self) -> None:
-        if not self.file.closed:
+        if self.partial is None:  # standard output: ours to flush, not to close
+            self.file.flush()
+        elif not self.file.closed:
             self.file.close()
             finish(self.partial, self.path)

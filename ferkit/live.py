@@ -149,7 +149,7 @@ def run(args) -> dict:
     seconds = time.perf_counter() - started
     report = timeline.write(args.report) if timeline else None
     if interrupted:
-        written = [str(p) for p in (args.output, args.log, args.report) if p]
+        written = [str(p) for p in (args.output, args.log, args.report) if p and p != "-"]
         raise Interrupted(
             f"interrupted after {n_frames} frames"
             + (f"; {', '.join(written)} hold everything up to there" if written else "")
@@ -167,15 +167,16 @@ def run(args) -> dict:
         print(f"note: nothing was saved; add {keep} to keep results", file=sys.stderr)
     if report:
         summary["report"] = report
-    print(
+    print(  # beside rows on standard output (--log -), on the terminal's other stream
         f"{n_frames} frames, {n_faces} faces, {summary['fps']:.1f} frames/s"
         + (
             f"; wrote {written_images(output) if output.count > 1 and not output.is_video else args.output}"
             if output
             else ""
         )
-        + (f"; log {args.log}" if args.log else "")
-        + (f"; report {args.report} ({len(timeline.tracks)} tracked face(s))" if timeline else "")
+        + (f"; log {args.log}" if args.log and args.log != "-" else "")
+        + (f"; report {args.report} ({len(timeline.tracks)} tracked face(s))" if timeline else ""),
+        file=sys.stderr if args.log == "-" else sys.stdout,
     )
     return summary
 
@@ -218,7 +219,9 @@ def parse_args(argv=None):
     p.add_argument("--width", type=int, help="ask the camera for this frame width (a webcam --source)")
     p.add_argument("--height", type=int, help="ask the camera for this frame height")
     p.add_argument("--fps", type=cli.finite_float, help="ask the camera for this frame rate")
-    p.add_argument("--log", help="write one row per face per frame (.csv, or .jsonl for JSON lines)")
+    p.add_argument(
+        "--log", help="write one row per face per frame (.csv, or .jsonl for JSON lines; - for CSV on standard output)"
+    )
     p.add_argument(
         "--report", type=Path, help="write a per-face timeline plot and a summary CSV into this folder at the end"
     )
@@ -282,12 +285,14 @@ def parse_args(argv=None):
     args.output, args.log = (str(Path(v).expanduser()) if v else v for v in (args.output, args.log))
     args.report = args.report.expanduser() if args.report else None
     cli.check_output_file(p, "--output", args.output, IMAGE_SUFFIXES | AnnotatedOutput.VIDEO_SUFFIXES)
-    cli.check_log_file(p, "--log", args.log)
+    if args.log != "-":  # "-": rows on standard output
+        cli.check_log_file(p, "--log", args.log)
+    log_file = None if args.log == "-" else args.log
     cli.check_output_dir(p, "--report", args.report)
     source = None if args.source.isdigit() or args.source == "demo" else args.source
     cli.refuse_same(
         p,
-        {"--output": args.output, "--log": args.log, "--report": args.report},
+        {"--output": args.output, "--log": log_file, "--report": args.report},
         {"--source": source, "--model": args.model, "--yunet": args.yunet, "--cascade": args.cascade},
     )
     # ("" reads the working folder; a missing file is open_source's to name)
@@ -303,7 +308,7 @@ def parse_args(argv=None):
             f"per photo, named by file, use {analyze} {source} --log faces.csv (--annotate DIR for drawn copies)"
         )
     report = args.report / "summary.csv" if args.report else None  # with face_<id>.png, what --report writes
-    cli.refuse_duplicates(p, {"--output": args.output, "--log": args.log, "--report (its summary.csv)": report})
+    cli.refuse_duplicates(p, {"--output": args.output, "--log": log_file, "--report (its summary.csv)": report})
     output = Path(args.output) if args.output else None
     if (
         output
@@ -324,7 +329,7 @@ def parse_args(argv=None):
         p.error("--output .webm (VP9) is written with PyAV, which is not installed: pip install av, or use .mp4 / .avi")
     written = AnnotatedOutput.files_there(output) if output else []  # numbered images included
     plots = sorted(args.report.glob("face_*.png")) if args.report and args.report.is_dir() else []
-    cli.refuse_existing(p, [*written, args.log, report, *plots], args.overwrite, "Choose other names")
+    cli.refuse_existing(p, [*written, log_file, report, *plots], args.overwrite, "Choose other names")
     return args
 
 

@@ -180,12 +180,23 @@ def test_tta_through_realtime_and_the_api(model_path, tmp_path):
     log = tmp_path / "faces.jsonl"
     summary = run("--source", "demo", "--model", model_path, "--tta", "crops", "--max-frames", 3, "--log", log)
     assert summary["faces"] == 3
+    row = json.loads(log.read_text().splitlines()[0])
+    assert set(row) == {"frame", "time", "face", "box", "label", "confidence", "probabilities"}
     with pytest.raises(SystemExit):
         realtime.parse_args(["--tta", "ten"])
     with pytest.raises(ParameterError, match="tta is 'ten'; use None"):
         classify.ExpressionClassifier(model_path, tta="ten")
     with pytest.raises(ParameterError, match="give it to one of them"):
         Recognizer(classify.ExpressionClassifier(model_path), tta="flip")
+
+
+def test_log_dash_streams_csv_rows_on_stdout_and_the_summary_on_stderr(model_path, capsys):
+    # For a program that reads the faces live: python realtime.py --no-display --log - | app
+    realtime.main(["--source", "demo", "--model", str(model_path), "--no-display", "--max-frames", "4", "--log", "-"])
+    out, err = capsys.readouterr()
+    rows = list(csv.DictReader(out.splitlines()))
+    assert [int(r["frame"]) for r in rows] == [0, 1, 2, 3] and all(r["label"] in CLASS_NAMES for r in rows)
+    assert "4 frames, 4 faces" in err and "frames, " not in out
 
 
 def test_missing_window_support_says_how_to_get_it(model_path, monkeypatch, capsys):
