@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import os
+import re
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -287,7 +288,10 @@ def _decode_to_disk(items, path: Path, progress: bool) -> tuple[np.ndarray, np.n
 
 
 def _read_csv(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    # FER2013's names, and the folder layouts' (train/, validation/ or val/, test/); spaces, _ and -
+    # ignored ("Private Test"); an empty value leaves the row to the splits drawn here.
     usage_group = {"training": TRAIN, "publictest": VAL, "privatetest": TEST}
+    usage_group.update(train=TRAIN, validation=VAL, val=VAL, test=TEST)
     try:
         return _read_csv_rows(path, usage_group)
     except UnicodeDecodeError as exc:
@@ -329,10 +333,16 @@ def _read_csv_rows(path: Path, usage_group: dict) -> tuple[np.ndarray, np.ndarra
                 )
             if pixels.min() < 0 or pixels.max() > 255:
                 raise DatasetError(f"{path}, line {line}: pixel values must be 0-255.")
-            usage = row.get(columns.get("usage", ""), "") or ""
+            usage = re.sub(r"[\s_-]", "", row.get(columns.get("usage", ""), "") or "").lower()
+            if usage and usage not in usage_group:
+                # A typo must not carry test faces into training unseen.
+                raise DatasetError(
+                    f"{path}, line {line}: Usage {row[columns['usage']]!r} is not a split; use Training, PublicTest "
+                    f"(validation) or PrivateTest (test), or leave it empty for the loader to draw that row's split."
+                )
             xs.append(pixels.astype(np.uint8).reshape(IMAGE_SIZE, IMAGE_SIZE))
             ys.append(CLASS_NAMES.index(CSV_CODE_TO_NAME[code]))
-            groups.append(usage_group.get(usage.strip().lower(), UNASSIGNED))
+            groups.append(usage_group.get(usage, UNASSIGNED))
     if not xs:
         raise DatasetError(f"{path} has a header but no rows.")
     return np.stack(xs), np.array(ys, np.int64), np.array(groups, np.int64)

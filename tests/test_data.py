@@ -169,6 +169,20 @@ def test_csv_label_codes_are_not_alphabetical(tmp_path, cache_dir):
     assert len(data.train) == len(data.val) == 7
 
 
+def test_a_csv_usage_the_loader_does_not_know_is_refused_not_trained_on(tmp_path, cache_dir):
+    rng = np.random.default_rng(1)
+    pixels = lambda: " ".join(map(str, rng.integers(0, 256, 48 * 48)))  # noqa: E731
+    # Spellings of the three splits are read as such (folder names too)...
+    rows = [(code, pixels(), usage) for usage in ("training", "Public Test", "private_test") for code in range(7)]
+    rows += [(code, pixels(), usage) for usage in ("train", "val", "TEST") for code in range(7)]
+    data = load_dataset(write_csv(tmp_path / "spelled.csv", rows), cache_dir=cache_dir, progress=False)
+    assert len(data.train) == len(data.val) == len(data.test) == 14 and not data.test_drawn
+    # ...a typo is one error naming its line, not a test face quietly sent to training.
+    rows[9] = (rows[9][0], rows[9][1], "PrivTest")
+    with pytest.raises(DatasetError, match=r"line 11: Usage 'PrivTest' is not a split; use Training, PublicTest"):
+        load_dataset(write_csv(tmp_path / "typo.csv", rows), cache_dir=cache_dir, progress=False)
+
+
 def test_a_csv_without_usage_says_its_test_split_was_drawn_at_random(tmp_path, cache_dir, capsys):
     # Such a CSV may hold the faces a model trained on; evaluate.py printed "test split" and 0.81
     # for FER2013 training rows, with nothing to say the split was made up.
