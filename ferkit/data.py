@@ -403,7 +403,8 @@ def _load_raw(
     any image is decoded, so a dataset that cannot be used is refused in seconds, not minutes."""
     if layout in ("csv", "npz"):
         st = paths[layout].stat()
-        key = _fingerprint([layout, str(paths[layout].resolve()), st.st_size, st.st_mtime_ns])
+        # (a CSV's groups follow the Usage rules: "usage-2" since unknown values are refused)
+        key = _fingerprint([layout, str(paths[layout].resolve()), st.st_size, st.st_mtime_ns, "usage-2"])
         if layout == "npz" and not stream:
             return _read_npz(paths["npz"])  # as fast as a cache of it would be
     else:
