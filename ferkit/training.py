@@ -273,8 +273,11 @@ def _fit(config: TrainConfig, data, train_split, plan: Plan, folder: CheckpointF
                 verbose=1 if sys.stdout.isatty() else 2,
             )
     except KeyboardInterrupt:
+        saved = saved_epoch(ckpt_dir)
         raise Interrupted(
-            f"interrupted; the last finished epoch is saved in {ckpt_dir}. Run the same command to resume."
+            f"interrupted; epoch {saved}, the last finished, is saved in {ckpt_dir}. Run the same command to resume."
+            if saved
+            else "interrupted before the first epoch ended, so nothing was saved; run the same command to start again."
         ) from None
     except Exception as exc:
         reason = lost_peer(exc, plan)

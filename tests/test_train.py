@@ -114,10 +114,21 @@ def interrupt_after_epoch(monkeypatch, stop_epoch: int) -> None:
 
 @pytest.mark.parametrize("schedule", ["plateau", "cosine"])
 def test_interrupted_training_resumes_where_it_stopped(training_dir, tmp_path, monkeypatch, capsys, schedule):
+    if schedule == "plateau":  # a stop inside the first epoch: nothing saved, and said so
+
+        def on_epoch_begin(self, epoch, logs=None):
+            raise KeyboardInterrupt
+
+        monkeypatch.setattr(training.EpochCheckpoint, "on_epoch_begin", on_epoch_begin)
+        with pytest.raises(SystemExit) as stopped:
+            run(training_dir, tmp_path, "--epochs", "3", *TINY, "--schedule", schedule)
+        assert "interrupted before the first epoch ended, so nothing was saved" in capsys.readouterr().err
+        monkeypatch.undo()
     interrupt_after_epoch(monkeypatch, 1)
     with pytest.raises(SystemExit) as stopped:
         run(training_dir, tmp_path, "--epochs", "3", *TINY, "--schedule", schedule)
     assert stopped.value.code == 130
+    assert "interrupted; epoch 2, the last finished, is saved in" in capsys.readouterr().err
     checkpoints = tmp_path / "models" / "checkpoints" / "t"
     state = json.loads((checkpoints / "state.json").read_text())
     assert state["epoch"] == 2
