@@ -366,7 +366,8 @@ def run(args) -> dict:
     if stopped:
         print("note: the stop came while the outputs were written; they were finished first, and the run is complete")
     over = f"{args.seeds} seeds" if args.seeds > 1 else "1 seed, no spread"
-    print(f"\n{'method':<24}{'features':>9}{'test accuracy (mean +- std over ' + over + ')':>48}")
+    # The header's last column is as wide as it needs (one seed's is 50 characters, wider than the rows).
+    print(f"\n{'method':<24}{'features':>9}  {'test accuracy (mean +- std over ' + over + ')':>46}")
     for name, row in table.items():
         print(f"{name:<24}{row['features']:>9}{row['test_accuracy']:>37.4f} +- {row['test_accuracy_std']:.4f}")
     k = table["GA-selected"]["features"]

@@ -71,9 +71,9 @@ class GAConfig:
             ("mutation", 0 <= self.mutation <= 1, "is a probability: give a value in [0, 1]"),
             ("min_features", self.min_features >= 1, "must be at least 1"),
             (
-                "max_features",
+                "min_features",
                 self.min_features < self.max_features,
-                "must be larger than the smallest subset (min_features)",
+                f"({self.min_features}) must be smaller than the largest subset size ({self.max_features})",
             ),
             ("init_ranked", 0 <= self.init_ranked <= 1, "is a share: give a value in [0, 1]"),
             ("tournament", 2 <= self.tournament <= self.population, "must be between 2 and population"),
