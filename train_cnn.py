@@ -224,6 +224,11 @@ def parse_args(argv=None) -> TrainConfig:
         cli.check_output_dir(p, flag, folder)
     cli.check_output_dir(p, "--checkpoint-dir", config.checkpoint_dir)
     cli.refuse_inside_data(p, config.data, {"--plots-dir": config.plots_dir})
+    if config.init_from and Path(config.init_from).suffix.lower() == ".onnx":
+        p.error(
+            f"--init-from {config.init_from} is an ONNX export, which holds no trainable Keras weights; "
+            f"start from the .keras file it was exported from (the shipped one: models/fer_cnn.keras)"
+        )
     cli.refuse_same(
         p,
         {"--name (the model it writes)": Path(config.models_dir) / f"{config.name}.keras"},

@@ -312,7 +312,10 @@ def test_warm_restart_starts_from_the_given_model(training_dir, tmp_path):
     init = ["--init-from", str(tmp_path / "models" / "first.keras")]
     metrics = run(training_dir, tmp_path, "--epochs", "1", *TINY, "--name", "second", *init)
     assert metrics["settings"]["init_from"].endswith("first.keras")
-    with pytest.raises(ModelFileError, match="the architecture it was trained with"):
+    # Another architecture: the flags that build the start model's, to give instead.
+    with pytest.raises(
+        ModelFileError, match=r"is the network of --arch wide --width 8, but this run builds 'fer_seed'"
+    ):
         training.train(
             train_cnn.parse_args(
                 [
@@ -328,6 +331,12 @@ def test_warm_restart_starts_from_the_given_model(training_dir, tmp_path):
                 ]
             )
         )
+
+
+def test_an_onnx_export_is_refused_as_a_start_model_naming_the_keras_file(training_dir, tmp_path, capsys):
+    with pytest.raises(SystemExit) as stopped:
+        train_cnn.parse_args(["--data", str(training_dir), "--init-from", str(tmp_path / "m.onnx")])
+    assert stopped.value.code == 2 and "is an ONNX export, which holds no trainable" in capsys.readouterr().err
 
 
 def test_bad_data_path_is_one_clear_error(tmp_path, capsys):
