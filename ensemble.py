@@ -128,6 +128,11 @@ def compare(args) -> dict:
         # leave the average without one (evaluate.py then says it cannot tell).
         records = [read_training(path) for path in args.models]
         shared = records[0] if all(record == records[0] for record in records) else None
+        if shared is None and any(records):
+            print(
+                "note: the members record different training data (other data, splits or --limit), or some none, "
+                "so the average records none: evaluate.py cannot then tell which faces it was trained on"
+            )
         save_model(ensemble, args.out, class_names, training=shared)
         print(f"saved {args.out} ({args.out.stat().st_size / 1e6:.1f} MB)")
     else:

@@ -78,7 +78,8 @@ def held_out_note(record: dict | None, name: str, split: str, fractions: dict, t
     from data of ``total`` faces) is held out from the model ``name`` of ``record``."""
     if record is None:
         return (
-            f"{name} records no training data (saved by an older version, or not by train_cnn.py): it cannot be "
+            f"{name} records no training data (saved by an older version, not by train_cnn.py, or an average of "
+            "models whose records differ): it cannot be "
             "told whether these faces were held out from it; one trained on this data by a version from before "
             "2 December 2026 held out other faces"
         )

@@ -134,3 +134,21 @@ def test_calibrated_checkpoints_are_refused_for_weight_averaging(training_dir, t
         ensemble.main(ensemble_args([first, calibrated], training_dir, tmp_path, "--average", "weights"))
     assert refused.value.code == 2
     assert "cal.keras is calibrated" in capsys.readouterr().err
+
+
+def test_an_average_of_models_trained_on_different_data_says_it_records_none(training_dir, tmp_path, capsys):
+    from ferkit.modelfile import read_training
+
+    mine, other = {"data": "mine", "trained_on": 40}, {"data": "other", "trained_on": 210}
+    paths = []
+    for i, record in enumerate((mine, other, mine)):
+        keras.utils.set_random_seed(i)
+        model = networks.build_model(arch="vgg")
+        paths.append(save_model(model, tmp_path / f"r{i}.keras", training=record))
+    common = ["--data", str(training_dir), "--cache-dir", str(tmp_path / "cache")]
+    ensemble.main([str(paths[0]), str(paths[2]), *common, "--out", str(tmp_path / "same.keras")])
+    assert "record different training data" not in capsys.readouterr().out
+    assert read_training(tmp_path / "same.keras") == mine  # one record, kept
+    ensemble.main([str(paths[0]), str(paths[1]), *common, "--out", str(tmp_path / "mixed.keras")])
+    assert "note: the members record different training data" in capsys.readouterr().out
+    assert read_training(tmp_path / "mixed.keras") is None
