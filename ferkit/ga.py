@@ -70,10 +70,10 @@ class GAConfig:
             ("crossover", 0 <= self.crossover <= 1, "is a probability: give a value in [0, 1]"),
             ("mutation", 0 <= self.mutation <= 1, "is a probability: give a value in [0, 1]"),
             ("min_features", self.min_features >= 1, "must be at least 1"),
-            (
-                "min_features",
+            (  # both values said: either setting may be the one to change
+                "max_features",
                 self.min_features < self.max_features,
-                f"({self.min_features}) must be smaller than the largest subset size ({self.max_features})",
+                f"({self.max_features}) must be larger than the smallest subset, min features ({self.min_features})",
             ),
             ("init_ranked", 0 <= self.init_ranked <= 1, "is a share: give a value in [0, 1]"),
             ("tournament", 2 <= self.tournament <= self.population, "must be between 2 and population"),
