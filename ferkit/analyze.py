@@ -21,12 +21,12 @@ import cv2
 import numpy as np
 
 from . import cli
-from .atomic import finish, partial_name, replacing
+from .atomic import replacing
 from .classify import TTA_MODES, ExpressionClassifier
 from .data import IMAGE_SUFFIXES
 from .detect import YuNetDetector
 from .errors import Interrupted, SourceError
-from .facelog import check_log_name
+from .facelog import TableFile
 from .paths import IN_CHECKOUT
 from .recognizer import Recognizer, load_image
 
@@ -191,20 +191,13 @@ def refuse_replacing_copies(images, folder: Path) -> None:
         )
 
 
-class ResultTable:
+class ResultTable(TableFile):
     """Rows of faces as CSV or JSON lines (by the file's extension), to a file written under a
     partial name and moved onto its own at ``close`` (also after Ctrl-C), or to a stream."""
 
     def __init__(self, path: str, class_names, stream=None):
+        super().__init__(path, stream)
         self.class_names = class_names
-        self.jsonl = path != "-" and check_log_name(path)
-        if path == "-":
-            self.path, self.partial, self.file = None, None, stream or sys.stdout
-        else:
-            self.path = Path(path)
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.partial = partial_name(self.path)
-            self.file = open(self.partial, "w", newline="")  # noqa: SIM115 (open for the whole run)
         self.writer = None if self.jsonl else csv.writer(self.file)
         self.started = False  # the CSV header waits for the first image read, so a run that reads
         # none prints only its error, and leaves no table behind
@@ -238,13 +231,7 @@ class ResultTable:
         """Finish the table (a header at least), or with ``keep=False`` leave nothing behind."""
         if keep:
             self._start()
-            self.file.flush()
-        if self.partial is not None and not self.file.closed:
-            self.file.close()
-            if keep:
-                finish(self.partial, self.path)
-            else:
-                Path(self.partial).unlink(missing_ok=True)
+        self.end(keep)
 
 
 def analyze(args) -> dict:

@@ -24,22 +24,43 @@ def check_log_name(path) -> bool:
     return suffix in JSONL_SUFFIXES
 
 
-class FaceLog:
+class TableFile:
+    """Where a table of faces goes: a file (CSV, or JSON lines by its extension) written under a
+    partial name and moved onto its own by ``end`` (also after Ctrl-C), or, for the path ``"-"``,
+    a stream (standard output) taking CSV rows as they come. Shared by the video's ``FaceLog`` and
+    analyze.py's table of photos."""
+
+    def __init__(self, path: str | Path, stream=None):
+        if str(path) == "-":
+            self.path, self.partial, self.jsonl, self.file = None, None, False, stream or sys.stdout
+        else:
+            self.path = Path(path)
+            self.jsonl = check_log_name(self.path)
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.partial = partial_name(self.path)
+            self.file = open(self.partial, "w", newline="")  # noqa: SIM115 (open for the whole run)
+
+    def end(self, keep: bool = True) -> None:
+        """Move the file onto its name (``keep``) or remove it; a stream is flushed, not closed."""
+        if self.partial is None:
+            self.file.flush()
+        elif not self.file.closed:
+            self.file.close()
+            if keep:
+                finish(self.partial, self.path)
+            else:
+                Path(self.partial).unlink(missing_ok=True)
+
+
+class FaceLog(TableFile):
     """One row per face per frame, as CSV or JSON lines (chosen by the file's extension). Rows go
     to a partial file, flushed every frame; ``close()`` (also after an interruption) moves it
     onto its name. ``"-"``: CSV rows on standard output as each frame comes, for a program that
     reads them live."""
 
     def __init__(self, path: str | Path, class_names):
+        super().__init__(path)
         self.class_names = class_names
-        if str(path) == "-":
-            self.path, self.partial, self.jsonl, self.file = None, None, False, sys.stdout
-        else:
-            self.path = Path(path)
-            self.jsonl = check_log_name(self.path)
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.partial = partial_name(self.path)
-            self.file = open(self.partial, "w", newline="")  # noqa: SIM115 (open for the whole video)
         if not self.jsonl:
             self.writer = csv.writer(self.file)
             self.writer.writerow(
@@ -77,8 +98,4 @@ class FaceLog:
         self.file.flush()
 
     def close(self) -> None:
-        if self.partial is None:  # standard output: ours to flush, not to close
-            self.file.flush()
-        elif not self.file.closed:
-            self.file.close()
-            finish(self.partial, self.path)
+        self.end()
