@@ -287,13 +287,23 @@ def _decode_to_disk(items, path: Path, progress: bool) -> tuple[np.ndarray, np.n
     return np.concatenate(ys), np.concatenate(groups)
 
 
+# A CSV's Usage values: FER2013's names, and the folder layouts' (train/, validation/ or val/,
+# test/), read with spaces, _ and - left out ("Private Test"); an empty value leaves the row to
+# the splits drawn here, and any other is refused.
+CSV_USAGE_GROUPS = {
+    "training": TRAIN,
+    "publictest": VAL,
+    "privatetest": TEST,
+    "train": TRAIN,
+    "validation": VAL,
+    "val": VAL,
+    "test": TEST,
+}
+
+
 def _read_csv(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    # FER2013's names, and the folder layouts' (train/, validation/ or val/, test/); spaces, _ and -
-    # ignored ("Private Test"); an empty value leaves the row to the splits drawn here.
-    usage_group = {"training": TRAIN, "publictest": VAL, "privatetest": TEST}
-    usage_group.update(train=TRAIN, validation=VAL, val=VAL, test=TEST)
     try:
-        return _read_csv_rows(path, usage_group)
+        return _read_csv_rows(path, CSV_USAGE_GROUPS)
     except UnicodeDecodeError as exc:
         raise DatasetError(
             f"{path} is not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset {exc.start}); save it as "
