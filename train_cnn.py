@@ -38,7 +38,12 @@ def parse_args(argv=None) -> TrainConfig:
         help="seed: the original four-block CNN (default); vgg: compact VGG-style variant; wide: VGG trunk "
         "--width to 8x--width channels on 40x40 crops (the published 0.72-0.73 recipes' shape)",
     )
-    p.add_argument("--width", type=int, default=D.width, help="first-stage channels of --arch wide")
+    p.add_argument(
+        "--width",
+        type=int,
+        default=D.width,
+        help="first-stage channels of --arch wide, 8-128 (the stages double it: 48 gives 48-384)",
+    )
     p.add_argument("--epochs", type=int, default=D.epochs, help="passes over the training faces")
     p.add_argument("--batch-size", type=int, default=D.batch_size, help="faces per training step")
     p.add_argument(
@@ -209,6 +214,12 @@ def parse_args(argv=None) -> TrainConfig:
         p.error(
             f"--plateau-on steers the plateau schedule, and this run's is {args.schedule}{came}: add --schedule plateau"
         )
+    # Flags that steer only another setting: given without it they used to be ignored in silence.
+    if "width" in given and args.arch != "wide":
+        came = f" (--preset {preset} sets it)" if "arch" in from_preset else ""
+        p.error(f"--width sets the channels of --arch wide, and this run's --arch is {args.arch}{came}: add --arch wide")
+    if "cpu_devices" in given and args.cpu_devices and not args.distribute:
+        p.error("--cpu-devices splits the CPU into devices for --distribute to train across: add --distribute")
     if args.augment == "none":
         args.augment = False
     if args.teacher_tta == "none":

@@ -117,6 +117,25 @@ def saved_epoch(directory: Path) -> int | None:
         return None
 
 
+def _differences(keys, state: dict, settings: dict) -> str:
+    """``--lr 0.01 then, 0.02 now; ...``: the flag and both values of each changed setting, so
+    the command that resumes can be written from the message (the names alone left the user to
+    find the old values in state.json)."""
+
+    def shown(value):
+        if isinstance(value, bool):  # before the rest: False == 0
+            return "on" if value else "off"
+        if value is None or value == [] or value == "":
+            return "none"
+        return " ".join(str(v) for v in value) if isinstance(value, list) else str(value)
+
+    return "; ".join(
+        f"--{key.replace('_', '-')} {shown(state['settings'].get(key, getattr(TrainConfig, key)))} then, "
+        f"{shown(settings.get(key))} now"
+        for key in keys
+    )
+
+
 def load_checkpoint(directory: Path, settings: dict):
     """Return (model, state) to resume from, or (None, None) when there is nothing to resume."""
     state_file = directory / "state.json"
@@ -155,7 +174,7 @@ def load_checkpoint(directory: Path, settings: dict):
             )
     if changed:
         raise CheckpointError(
-            f"checkpoint in {directory} was made with different settings ({', '.join(changed)}). "
+            f"checkpoint in {directory} was made with different settings ({_differences(changed, state, settings)}). "
             f"Rerun with the same settings to resume, or start over (train_cnn.py --fresh)."
         )
     try:

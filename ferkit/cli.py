@@ -56,6 +56,15 @@ def finite_float(text: str) -> float:
     return value
 
 
+def cache_folder(text: str) -> Path:
+    """An argparse type for --cache-dir: a folder, new or existing. A file there was only a
+    warning on every cache write ("File exists"), and the run went on uncached without saying why."""
+    path = Path(text)
+    if path.expanduser().exists() and not path.expanduser().is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is a file; give a folder for the cache (it is created if missing)")
+    return path
+
+
 def add_common(p: argparse.ArgumentParser, *names: str) -> None:
     """Declare the shared arguments a script takes: any of data, model, cache_dir, models_dir,
     plots_dir."""
@@ -74,7 +83,7 @@ def add_common(p: argparse.ArgumentParser, *names: str) -> None:
             "model's export",
         ),
         "cache_dir": lambda: p.add_argument(
-            "--cache-dir", type=Path, default=DEFAULT_CACHE_DIR, help="decoded-image and feature cache"
+            "--cache-dir", type=cache_folder, default=DEFAULT_CACHE_DIR, help="decoded-image and feature cache"
         ),
         "models_dir": lambda: p.add_argument("--models-dir", type=Path, default=MODELS_DIR, help="where models go"),
         "plots_dir": lambda: p.add_argument("--plots-dir", type=Path, default=PLOTS_DIR, help="where plots go"),

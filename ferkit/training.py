@@ -327,7 +327,9 @@ def train(config: TrainConfig) -> dict:
         need_test=False,
     )
     train_split = data.train
-    if config.limit:
+    if config.limit and config.limit >= len(train_split):
+        print(f"note: --limit {config.limit} is not below the {len(train_split)} training faces; all of them are used")
+    elif config.limit:
         train_split = train_split.subset(stratified_subset(train_split.y, config.limit, seed=config.seed))
     print(
         f"data: {data.source} ({data.layout}); train {len(train_split)}, validation "

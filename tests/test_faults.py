@@ -490,6 +490,8 @@ def test_unwritable_cache_means_running_without_one(kaggle_dir, tmp_path):
         (["realtime.py", "--source", "demo", "--no-display", "--report", "{file}"], "--report"),
         (["evaluate.py", "--json", "{file}/r.json"], "--json"),
         (["ga_select.py", "--plots-dir", "{file}"], "--plots-dir"),
+        (["train_cnn.py", "--cache-dir", "{file}"], "--cache-dir"),
+        (["evaluate.py", "--cache-dir", "{file}"], "--cache-dir"),
     ],
 )
 def test_output_places_that_cannot_be_written_fail_before_any_work(tmp_path, capsys, argv, flag):
@@ -534,6 +536,9 @@ def test_read_only_models_folder_fails_before_training(tmp_path, capsys):
         (train_cnn.main, ["--name", "a/b"], "--name"),
         (train_cnn.main, ["--name", "mine.keras"], "--name mine writes mine.keras"),
         (train_cnn.main, ["--preset", "wide", "--plateau-on", "accuracy"], "add --schedule plateau"),
+        (train_cnn.main, ["--width", "32"], "this run's --arch is seed: add --arch wide"),
+        (train_cnn.main, ["--preset", "fast", "--width", "32"], "--arch is vgg (--preset fast sets it)"),
+        (train_cnn.main, ["--cpu-devices", "2"], "add --distribute"),
         (realtime.main, ["--smooth", "0"], "--smooth"),
         (realtime.main, ["--detect-scale", "2"], "--detect-scale"),
         (realtime.main, ["--max-frames", "-1"], "--max-frames"),

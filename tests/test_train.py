@@ -284,10 +284,12 @@ def test_an_npz_without_its_test_faces_trains_and_leaves_the_test_to_evaluate(tr
     assert "serves train_cnn.py only" in capsys.readouterr().err
 
 
-def test_a_narrower_wide_network_trains_and_ships_at_its_width(training_dir, tmp_path):
-    run(training_dir, tmp_path, "--epochs", "1", "--arch", "wide", "--width", "8")
+def test_a_narrower_wide_network_trains_and_ships_at_its_width(training_dir, tmp_path, capsys):
+    # A --limit above the data's size is said, not ignored in silence (the user may have meant another folder).
+    metrics = run(training_dir, tmp_path, "--epochs", "1", "--arch", "wide", "--width", "8", "--limit", "100000")
     model, _ = load_model(tmp_path / "models" / "t.keras")
     assert model.name == "fer_wide8" and model.get_layer("conv4_2").filters == 64
+    assert f"note: --limit 100000 is not below the {metrics['data']['train']} training faces" in capsys.readouterr().out
 
 
 def test_resume_with_other_settings_is_refused(training_dir, tmp_path, monkeypatch, capsys):
@@ -298,7 +300,7 @@ def test_resume_with_other_settings_is_refused(training_dir, tmp_path, monkeypat
     with pytest.raises(SystemExit) as refused:
         run(training_dir, tmp_path, "--epochs", "2", *TINY, "--lr", "0.01")
     assert refused.value.code == 2
-    assert "different settings (lr)" in capsys.readouterr().err
+    assert "different settings (--lr 0.001 then, 0.01 now)" in capsys.readouterr().err
 
 
 def test_warm_restart_starts_from_the_given_model(training_dir, tmp_path):
@@ -455,7 +457,7 @@ def test_the_plateau_schedule_can_watch_validation_accuracy_and_a_resume_keeps_t
     capsys.readouterr()
     with pytest.raises(SystemExit):
         run(training_dir, tmp_path, *flags[:-6], "--plateau-on", "loss", *flags[-4:])
-    assert "different settings (plateau_on" in capsys.readouterr().err
+    assert "different settings (--plateau-on accuracy then, loss now)" in capsys.readouterr().err
     metrics = run(training_dir, tmp_path, *flags)
     assert len(metrics["history"]["val_accuracy"]) == 4
 
