@@ -217,7 +217,9 @@ def parse_args(argv=None) -> TrainConfig:
     # Flags that steer only another setting: given without it they used to be ignored in silence.
     if "width" in given and args.arch != "wide":
         came = f" (--preset {preset} sets it)" if "arch" in from_preset else ""
-        p.error(f"--width sets the channels of --arch wide, and this run's --arch is {args.arch}{came}: add --arch wide")
+        p.error(
+            f"--width sets the channels of --arch wide, and this run's --arch is {args.arch}{came}: add --arch wide"
+        )
     if "cpu_devices" in given and args.cpu_devices and not args.distribute:
         p.error("--cpu-devices splits the CPU into devices for --distribute to train across: add --distribute")
     if args.augment == "none":
