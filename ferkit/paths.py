@@ -26,3 +26,20 @@ DEFAULT_MODEL_PATH = SHIPPED_DIR / "fer_cnn.onnx"
 INT8_MODEL_PATH = SHIPPED_DIR / "fer_cnn.int8.onnx"
 # OpenCV Zoo's YuNet face detector (MIT), shipped in the repo; see models/YUNET_NOTICE.md.
 DEFAULT_YUNET = SHIPPED_DIR / "face_detection_yunet_2026may.onnx"
+
+
+def portable(path: str | Path) -> str:
+    """``path`` as a record kept beside a model should show it: inside the checkout relative to it
+    (``data/cache``), in the home folder as ``~/...``, else as given. A metrics file that ships
+    with the project held this machine's full paths (``/root/.cache/...``), which say nothing
+    to anyone else and tell them where the trainer kept their files."""
+    text = str(path)
+    absolute = Path(text).expanduser()
+    if not absolute.is_absolute():
+        return text
+    if IN_CHECKOUT and absolute.is_relative_to(PROJECT_DIR):
+        return str(absolute.relative_to(PROJECT_DIR))
+    home = Path.home()
+    if absolute.is_relative_to(home) and home != Path("/"):
+        return str(Path("~") / absolute.relative_to(home))
+    return text

@@ -23,6 +23,7 @@ from .distribute import Plan, data_parallel, lost_peer, split_cpu
 from .errors import Interrupted, ModelFileError, ParameterError, PeerLost, TrainingDiverged
 from .modelfile import copy_weights, inference_copy, load_model, save_model
 from .networks import WIDE_WIDTH, build_model, network_of
+from .paths import portable
 from .precision import choose_precision
 from .provenance import training_record
 from .report import classification_summary, plot_confusion, plot_history
@@ -304,6 +305,19 @@ def _fit(config: TrainConfig, data, train_split, plan: Plan, folder: CheckpointF
     return history, time.time() - started, average, stopped, record
 
 
+# The settings that are paths: shown in the metrics file as anyone can read them (paths.portable).
+_PATH_SETTINGS = ("data", "init_from", "teacher", "checkpoint_dir", "models_dir", "plots_dir", "cache_dir")
+
+
+def _portable_settings(settings: dict) -> dict:
+    def shown(value):
+        if value is None:
+            return None
+        return [portable(v) for v in value] if isinstance(value, list) else portable(value)
+
+    return {k: shown(v) if k in _PATH_SETTINGS else v for k, v in settings.items()}
+
+
 def train(config: TrainConfig) -> dict:
     """Train (or resume) one run and write its outputs; returns the metrics, with the paths of
     what was written under ``"outputs"``. Raises ``Interrupted`` on Ctrl-C after saving."""
@@ -436,14 +450,14 @@ def _finish(
         "epochs_trained": len(history.get("loss", [])),
         "train_seconds_this_run": round(train_seconds, 1),
         "data": {
-            "source": data.source,
+            "source": portable(data.source),
             "layout": data.layout,
             "train": len(train_split),
             "validation": len(data.val),
             "test": len(data.test),
             "validation_note": data.val_note,
         },
-        "settings": config.settings(),
+        "settings": _portable_settings(config.settings()),
         "tta": config.tta,
     }
     if stopped:

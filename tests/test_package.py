@@ -78,3 +78,17 @@ def test_the_wheel_installs_and_recognizes_faces_outside_the_checkout(tmp_path):
     )
     assert refused.returncode != 0 and "Traceback" not in refused.stderr
     assert "needs Keras" in refused.stderr and "not of the installed package" in refused.stderr
+
+
+def test_paths_kept_in_a_metrics_file_are_shown_as_anyone_can_read_them(monkeypatch, tmp_path):
+    from pathlib import Path
+
+    from ferkit import paths
+
+    home = tmp_path / "home" / "me"
+    monkeypatch.setattr(Path, "home", classmethod(lambda cls: home))
+    assert paths.portable(home / ".cache" / "m.keras") == "~/.cache/m.keras"
+    assert paths.portable("../shared/data") == "../shared/data"  # relative: as given
+    assert paths.portable("/srv/data/fer2013") == "/srv/data/fer2013"
+    if paths.IN_CHECKOUT:
+        assert paths.portable(paths.PROJECT_DIR / "data" / "cache") == "data/cache"
