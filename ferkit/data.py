@@ -23,7 +23,7 @@ import numpy as np
 
 from .atomic import atomic_savez, set_aside, try_cache_write
 from .errors import DatasetError, FerWarning, ParameterError
-from .faces import CLASS_NAMES, IMAGE_SIZE, prepare_face
+from .faces import CLASS_NAMES, IMAGE_SIZE, exif_orientation, prepare_face, upright
 from .npzfile import read_faces_npz, write_faces_npz
 from .paths import DEFAULT_CACHE_DIR
 from .splits import face_keys, held_out
@@ -238,8 +238,15 @@ def disturbs_dataset(root, target) -> str | None:
 
 
 def _decode(path: str) -> np.ndarray | None:
-    image = cv2.imread(path, cv2.IMREAD_GRAYSCALE)
-    return None if image is None else prepare_face(image)
+    # Turned upright by the file's EXIF orientation as the photo path does it (faces.read_image),
+    # not by OpenCV: whether imread applies it to PNG and WebP depends on OpenCV's version, so a
+    # phone's sideways face trained upright on one machine and sideways on another.
+    try:
+        data = np.fromfile(path, np.uint8)  # also reads non-ASCII paths, which imread cannot on Windows
+    except OSError:
+        return None
+    image = cv2.imdecode(data, cv2.IMREAD_GRAYSCALE | cv2.IMREAD_IGNORE_ORIENTATION) if data.size else None
+    return None if image is None else prepare_face(upright(image, exif_orientation(data)))
 
 
 def _decode_files(items, progress: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
@@ -428,9 +435,9 @@ def _load_raw(
             raise DatasetError(f"no images found under {', '.join(map(str, paths.values()))}.")
         if check is not None:
             check(np.array([item[2] for item in items]))
-        key = _fingerprint(
-            [layout, sorted((str(Path(p).resolve()), s, m) for p, _, _, s, m in items), [(i[1], i[2]) for i in items]]
-        )
+        files = sorted((str(Path(p).resolve()), s, m) for p, _, _, s, m in items)
+        # "upright-1": files are turned by their EXIF tag here (_decode), not by some OpenCV versions
+        key = _fingerprint([layout, files, [(i[1], i[2]) for i in items], "upright-1"])
     if stream:
         return _load_raw_on_disk(layout, paths, None if layout in ("csv", "npz") else items, key, cache_dir, progress)
     cache_file = cache_dir / f"fer-{key}.npz" if cache_dir else None

@@ -424,3 +424,33 @@ def test_full_fer2013_loads_with_official_splits_and_caches(tmp_path):
     started = time.perf_counter()
     load_dataset(FER2013, cache_dir=tmp_path, progress=False)
     print(f"FER2013 first load {first:.1f} s, cached load {time.perf_counter() - started:.1f} s")
+
+
+@pytest.mark.parametrize(
+    "suffix, options", [(".jpg", {"quality": 100}), (".png", {}), (".webp", {"lossless": True}), (".tiff", {})]
+)
+def test_training_reads_a_photo_stored_on_its_side_upright_as_the_photo_path_does(tmp_path, cache_dir, suffix, options):
+    # Whether imread applied a PNG's or WebP's orientation tag depended on OpenCV's version, so the
+    # same folder trained on upright faces on one machine and on sideways ones on another.
+    from PIL import Image
+
+    from ferkit.faces import read_image
+
+    rng = np.random.default_rng(3)
+    folder = tmp_path / "d"
+    for name in CLASS_NAMES:
+        (folder / "train" / name).mkdir(parents=True)
+        for i in range(6):
+            cv2.imwrite(str(folder / "train" / name / f"z{i}.png"), synthetic_face(CLASS_NAMES.index(name), rng))
+    face = np.zeros((60, 40), np.uint8)
+    face[:20], face[:, :10] = 255, 120  # no turn or mirror of it equals another
+    for orientation, name in zip(range(1, 9), CLASS_NAMES * 2):
+        exif = Image.Exif()
+        exif[0x0112] = orientation
+        path = folder / "train" / name / f"a{orientation}{suffix}"
+        Image.fromarray(face).save(path, exif=exif.tobytes(), **options)
+    data = load_dataset(folder / "train", cache_dir=cache_dir, progress=False)
+    everything = np.concatenate([data.train.x, data.val.x, data.test.x])
+    for orientation, name in zip(range(1, 9), CLASS_NAMES * 2):
+        expected = prepare_face(read_image(folder / "train" / name / f"a{orientation}{suffix}"))
+        assert any(np.array_equal(expected, x) for x in everything), orientation
