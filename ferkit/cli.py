@@ -5,6 +5,7 @@ package's errors into one line on stderr and an exit code. Only scripts call ``r
 from __future__ import annotations
 
 import argparse
+import errno
 import math
 import os
 import signal
@@ -192,7 +193,10 @@ def _writable_folder(folder: Path) -> str | None:
         with tempfile.TemporaryFile(dir=probe):
             pass
     except OSError as exc:
-        return f"{probe} is not writable ({exc.strerror})"
+        # /proc and other virtual folders answer "No such file or directory", which reads as if
+        # the folder were missing: say what it means instead.
+        why = "no files can be created there" if exc.errno == errno.ENOENT else exc.strerror
+        return f"{probe} is not writable ({why})"
     return None
 
 
