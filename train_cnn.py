@@ -20,7 +20,8 @@ from ferkit import cli
 from ferkit.checkpoint_folder import CheckpointFolder
 from ferkit.classify import TTA_MODES
 from ferkit.errors import CheckpointError, ParameterError
-from ferkit.networks import ARCHITECTURES, AUGMENTATIONS
+from ferkit.modelfile import saved_network_name
+from ferkit.networks import ARCHITECTURES, AUGMENTATIONS, model_name, start_model_mismatch
 from ferkit.report import format_report
 from ferkit.trainconfig import OPTIMIZERS, PLATEAU_MONITORS, PRESETS, SCHEDULES, TrainConfig
 
@@ -242,6 +243,11 @@ def parse_args(argv=None) -> TrainConfig:
             f"--init-from {config.init_from} is an ONNX export, which holds no trainable Keras weights; "
             f"start from the .keras file it was exported from (the shipped one: models/fer_cnn.keras)"
         )
+    if config.init_from:  # before the data is decoded and Keras loaded: the network's name says it
+        saved = saved_network_name(Path(config.init_from).expanduser())
+        mismatch = saved and start_model_mismatch(config.init_from, saved, model_name(config.arch, config.width))
+        if mismatch:
+            p.error(mismatch)
     cli.refuse_same(
         p,
         {"--name (the model it writes)": Path(config.models_dir) / f"{config.name}.keras"},

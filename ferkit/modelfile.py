@@ -80,6 +80,17 @@ def read_training(path: str | os.PathLike) -> dict | None:
     return record if isinstance(record, dict) else None
 
 
+def saved_network_name(path: str | os.PathLike) -> str | None:
+    """The name of the network saved in a .keras archive (``fer_wide``, say), read from its
+    config.json without Keras; None where the file is not such an archive."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            name = json.loads(archive.read("config.json")).get("config", {}).get("name")
+    except (OSError, ValueError, KeyError, AttributeError, zipfile.BadZipFile):
+        return None
+    return name if isinstance(name, str) else None
+
+
 def read_class_names(path: str | os.PathLike) -> tuple[str, ...]:
     with zipfile.ZipFile(path) as archive:
         if CLASS_NAMES_ENTRY not in archive.namelist():

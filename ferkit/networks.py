@@ -52,6 +52,32 @@ def dense_head(x, units: tuple[int, ...], dropout: tuple[float, ...], num_classe
     return layers.Dense(num_classes, activation="softmax", dtype="float32", name="expression")(x)
 
 
+def model_name(arch: str, width: int = WIDE_WIDTH) -> str:
+    """The name ``build_model`` gives the network of ``arch`` (and ``width``): how a saved model
+    says which network it is."""
+    return f"fer_wide{width}" if arch == "wide" and width != WIDE_WIDTH else f"fer_{arch}"
+
+
+def start_model_mismatch(path, saved_name: str, built_name: str) -> str | None:
+    """Why a saved model named ``saved_name`` cannot start a run that builds ``built_name``
+    (train_cnn.py --init-from), naming the flags that build its network; None when they match."""
+    if saved_name == built_name:
+        return None
+    network = network_of(saved_name)
+    if network is None:  # an average of models (ensemble.py), or another program's model
+        return (
+            f"the model to start from ({path}) is {saved_name!r}, not a network train_cnn.py builds; start from "
+            f"a .keras file a training run wrote (or ensemble.py --average weights), or leave --init-from out."
+        )
+    flags = f"--arch {network['arch']}"
+    if network["arch"] == "wide":
+        flags += f" --width {network.get('width', WIDE_WIDTH)}"
+    return (
+        f"the model to start from ({path}) is the network of {flags}, but this run builds {built_name!r}; "
+        f"give {flags} (a --preset sets them too), or start from another model."
+    )
+
+
 def network_of(name: str) -> dict | None:
     """The ``build_model`` arguments (``arch``, and ``width`` of a wide network) behind a model name
     that ``build_model`` gave (``fer_vgg``, ``fer_wide``, ``fer_wide32``); None for other models."""
@@ -116,5 +142,4 @@ def build_model(
     if arch == "wide":
         x = layers.GlobalAveragePooling2D(name="pool")(x)
     outputs = dense_head(x, *head, num_classes, sync_bn)
-    name = f"fer_wide{width}" if arch == "wide" and width != WIDE_WIDTH else f"fer_{arch}"
-    return keras.Model(inputs, outputs, name=name)
+    return keras.Model(inputs, outputs, name=model_name(arch, width))

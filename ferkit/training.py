@@ -22,7 +22,7 @@ from .distill import blend_targets, cached_teacher_probabilities
 from .distribute import Plan, data_parallel, lost_peer, split_cpu
 from .errors import Interrupted, ModelFileError, ParameterError, PeerLost, TrainingDiverged
 from .modelfile import copy_weights, inference_copy, load_model, save_model
-from .networks import WIDE_WIDTH, build_model, network_of
+from .networks import build_model, start_model_mismatch
 from .paths import portable
 from .precision import choose_precision
 from .provenance import training_record
@@ -53,20 +53,9 @@ __all__ = [
 def warm_start(model, path: Path) -> None:
     """Load the weights of the saved model at ``path`` into a freshly built ``model``."""
     source, _ = load_model(path)
-    if source.name != model.name:
-        network = network_of(source.name)
-        if network is None:  # an average of models (ensemble.py), or another program's model
-            raise ModelFileError(
-                f"the model to start from ({path}) is {source.name!r}, not a network train_cnn.py builds; start from "
-                f"a .keras file a training run wrote (or ensemble.py --average weights), or leave --init-from out."
-            )
-        flags = f"--arch {network['arch']}"
-        if network["arch"] == "wide":
-            flags += f" --width {network.get('width', WIDE_WIDTH)}"
-        raise ModelFileError(
-            f"the model to start from ({path}) is the network of {flags}, but this run builds {model.name!r}; "
-            f"give {flags} (a --preset sets them too), or start from another model."
-        )
+    mismatch = start_model_mismatch(path, source.name, model.name)
+    if mismatch:
+        raise ModelFileError(mismatch)
     if source.output_shape[-1] != model.output_shape[-1]:
         raise ModelFileError(
             f"the model to start from ({path}) gives {source.output_shape[-1]} classes but this data has "

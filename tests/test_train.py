@@ -303,7 +303,7 @@ def test_resume_with_other_settings_is_refused(training_dir, tmp_path, monkeypat
     assert "different settings (--lr 0.001 then, 0.01 now)" in capsys.readouterr().err
 
 
-def test_warm_restart_starts_from_the_given_model(training_dir, tmp_path):
+def test_warm_restart_starts_from_the_given_model(training_dir, tmp_path, capsys):
     run(training_dir, tmp_path, "--epochs", "1", *TINY, "--name", "first")
     first, _ = load_model(tmp_path / "models" / "first.keras")
     restarted = networks.build_model(arch="wide", width=8, augment=True)
@@ -314,25 +314,18 @@ def test_warm_restart_starts_from_the_given_model(training_dir, tmp_path):
     init = ["--init-from", str(tmp_path / "models" / "first.keras")]
     metrics = run(training_dir, tmp_path, "--epochs", "1", *TINY, "--name", "second", *init)
     assert metrics["settings"]["init_from"].endswith("first.keras")
-    # Another architecture: the flags that build the start model's, to give instead.
-    with pytest.raises(
-        ModelFileError, match=r"is the network of --arch wide --width 8, but this run builds 'fer_seed'"
-    ):
-        training.train(
-            train_cnn.parse_args(
-                [
-                    "--data",
-                    str(training_dir),
-                    "--models-dir",
-                    str(tmp_path / "models"),
-                    "--arch",
-                    "seed",
-                    "--name",
-                    "third",
-                    *init,
-                ]
-            )
+    # Another architecture: refused before any work (the data decoded, Keras loaded), naming the
+    # flags that build the start model's network, to give instead.
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as refused:
+        train_cnn.parse_args(
+            ["--data", str(training_dir), "--models-dir", str(tmp_path / "models"), "--name", "third", *init]
         )
+    err = capsys.readouterr().err
+    assert refused.value.code == 2 and "is the network of --arch wide --width 8, but this run builds 'fer_seed'" in err
+    # The library says the same where a run is set up in code.
+    with pytest.raises(ModelFileError, match=r"is the network of --arch wide --width 8, but this run builds 'fer_vgg'"):
+        training.warm_start(networks.build_model(arch="vgg"), tmp_path / "models" / "first.keras")
 
 
 def test_an_onnx_export_is_refused_as_a_start_model_naming_the_keras_file(training_dir, tmp_path, capsys):
