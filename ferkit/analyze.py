@@ -20,7 +20,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from . import cli
+from . import cli, progress
 from .atomic import replacing
 from .classify import TTA_MODES, ExpressionClassifier
 from .data import IMAGE_SUFFIXES
@@ -244,9 +244,7 @@ def analyze(args) -> dict:
     with cli.native_logs_silenced():
         recognizer = Recognizer(ExpressionClassifier(args.model, tta=args.tta), YuNetDetector(min_face=args.min_face))
     table = ResultTable(args.log, recognizer.class_names)
-    from tqdm import tqdm
-
-    bar = tqdm(total=len(images), unit="img", file=sys.stderr, disable=args.quiet, leave=False)
+    bar = progress.bar(total=len(images), unit="img", disable=args.quiet, leave=False)
     started, n_images, n_faces, unreadable, faceless, interrupted = time.perf_counter(), 0, 0, [], [], False
     try:
         for start in range(0, len(images), args.batch):

@@ -4,7 +4,6 @@ evaluation (with optional mirror and crop TTA) and the one-compiled-call classif
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +13,7 @@ from .errors import ParameterError
 from .faces import IMAGE_SIZE, to_model_input
 from .modelfile import is_onnx, load_model
 from .paths import DEFAULT_MODEL_PATH
+from .progress import bar as progress_bar
 
 # Test-time augmentation modes (besides none), and how reports name each setting.
 TTA_MODES = ("flip", "crops")
@@ -103,10 +103,8 @@ def view_probabilities(
     a temperature acts on: it is folded into each member and applied to each view."""
     bar = None
     if progress:
-        from tqdm import tqdm
-
         chunk = min(chunk, 512)  # the bar moves once per chunk
-        bar = tqdm(total=len(x), desc=progress, unit="face", leave=False, file=sys.stderr)
+        bar = progress_bar(total=len(x), desc=progress, unit="face", leave=False)
     nets = ensemble_members(model) if members else [model]
     parts = []
     for start in range(0, len(x), chunk):

@@ -26,6 +26,7 @@ from .errors import DatasetError, FerWarning, ParameterError
 from .faces import CLASS_NAMES, IMAGE_SIZE, exif_orientation, prepare_face, upright
 from .npzfile import read_faces_npz, write_faces_npz
 from .paths import DEFAULT_CACHE_DIR
+from .progress import bar as progress_bar
 from .splits import face_keys, held_out
 from .store import FaceRows, face_checksum, write_faces
 
@@ -254,9 +255,7 @@ def _decode_files(items, progress: bool) -> tuple[np.ndarray, np.ndarray, np.nda
     with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 2) * 2)) as pool:
         results = pool.map(_decode, paths, chunksize=64)
         if progress:
-            from tqdm import tqdm
-
-            results = tqdm(results, total=len(paths), desc="decoding images", unit="img")
+            results = progress_bar(results, total=len(paths), desc="decoding images", unit="img")
         images = list(results)
     ok = [i for i, im in enumerate(images) if im is not None]
     skipped = len(images) - len(ok)
@@ -277,9 +276,7 @@ def _decode_to_disk(items, path: Path, progress: bool) -> tuple[np.ndarray, np.n
     def chunks():
         bar = None
         if progress:
-            from tqdm import tqdm
-
-            bar = tqdm(total=len(items), desc="decoding images to disk", unit="img")
+            bar = progress_bar(total=len(items), desc="decoding images to disk", unit="img")
         for start in range(0, len(items), STREAM_CHUNK):
             x, y, group, _ = _decode_files(items[start : start + STREAM_CHUNK], progress=False)
             ys.append(y)

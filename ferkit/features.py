@@ -12,6 +12,7 @@ import numpy as np
 
 from .atomic import atomic_savez, set_aside, try_cache_write
 from .errors import FeatureError, ParameterError
+from .progress import bar as progress_bar
 
 XCEPTION_MIN_SIZE = 71
 
@@ -71,11 +72,9 @@ def extract_features(
     faces: np.ndarray, weights: str, size: int, batch_size: int = 64, model=None, desc: str = "Xception features"
 ) -> np.ndarray:
     """2,048 features per face, batched, with a progress bar."""
-    from tqdm import tqdm
-
     model = model or load_xception(weights, size)
     out = np.zeros((len(faces), model.output_shape[-1]), np.float32)
-    for start in tqdm(range(0, len(faces), batch_size), desc=desc, unit="batch"):
+    for start in progress_bar(range(0, len(faces), batch_size), desc=desc, unit="batch"):
         batch = xception_input(faces[start : start + batch_size], size)
         out[start : start + len(batch)] = np.asarray(model.predict_on_batch(batch))
     return out

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import cv2
 
-from . import cli
+from . import cli, progress
 from .classify import TTA_MODES, ExpressionClassifier
 from .data import IMAGE_SUFFIXES
 from .detect import DETECTORS, FaceDetector, YuNetDetector
@@ -71,9 +71,7 @@ def progress_bar(frames, total: int | None, enabled: bool):
     """A progress bar on stderr for files and folders (not for a camera, which has no end)."""
     if not enabled:
         return frames
-    from tqdm import tqdm
-
-    return tqdm(frames, total=total, unit="frame", leave=False, file=sys.stderr)
+    return progress.bar(frames, total=total, unit="frame", leave=False)
 
 
 def written_images(output: AnnotatedOutput) -> str:

@@ -92,3 +92,18 @@ def test_paths_kept_in_a_metrics_file_are_shown_as_anyone_can_read_them(monkeypa
     assert paths.portable("/srv/data/fer2013") == "/srv/data/fer2013"
     if paths.IN_CHECKOUT:
         assert paths.portable(paths.PROJECT_DIR / "data" / "cache") == "data/cache"
+
+
+def test_a_progress_bar_in_a_log_file_ends_its_line_and_redraws_rarely():
+    # Sent to a file, tqdm's bar was redrawn ten times a second and, cleared at its end, left the
+    # next line of the log joined to it.
+    import io
+
+    from ferkit.progress import bar
+
+    log = io.StringIO()
+    with bar(total=3, desc="work", leave=False, file=log) as shown:
+        for _ in range(3):
+            shown.update()
+    assert log.getvalue().endswith("\n") and "3/3" in log.getvalue()
+    assert shown.mininterval >= 60
