@@ -5,6 +5,7 @@ package's errors into one line on stderr and an exit code. Only scripts call ``r
 from __future__ import annotations
 
 import argparse
+import copy
 import errno
 import math
 import os
@@ -17,7 +18,7 @@ from pathlib import Path
 
 from .errors import FerError, FerWarning, Interrupted, MissingPackage, ParameterError, PeerLost
 from .interrupts import interrupts_held
-from .paths import DEFAULT_CACHE_DIR, DEFAULT_DATA, DEFAULT_MODEL_PATH, MODELS_DIR, PLOTS_DIR
+from .paths import DEFAULT_CACHE_DIR, DEFAULT_DATA, DEFAULT_MODEL_PATH, MODELS_DIR, PLOTS_DIR, portable
 
 
 class _HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
@@ -29,6 +30,14 @@ class _HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefa
         if "(default " in (action.help or "") or "(default: " in (action.help or ""):
             return action.help
         return super()._get_help_string(action)
+
+    def _expand_help(self, action):
+        # A default path as the user can type it (models/fer_cnn.onnx, ~/...), not this
+        # checkout's absolute one.
+        if isinstance(action.default, Path):
+            action = copy.copy(action)
+            action.default = portable(action.default)
+        return super()._expand_help(action)
 
 
 class _OneLineErrors(argparse.ArgumentParser):
