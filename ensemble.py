@@ -83,10 +83,10 @@ def weight_average(paths, members, train_faces):
             f"{calibrated[0]} is calibrated (a temperature is folded into its last layer); average the "
             f"uncalibrated checkpoints, then calibrate the average with evaluate.py --calibrate."
         )
-    from tqdm import tqdm
+    from ferkit.progress import bar as progress_bar
 
     weights = average_weights(members)
-    with tqdm(total=None, desc="BatchNorm statistics", unit="batch", leave=False) as bar:
+    with progress_bar(total=None, desc="BatchNorm statistics", unit="batch", leave=False) as bar:
 
         def progress(done, total):
             bar.total = total

@@ -201,9 +201,9 @@ def parse_args(argv=None) -> TrainConfig:
         p.set_defaults(**PRESETS[preset])
     args = p.parse_args(argv)
     args.__dict__.pop("preset")
-    given = {
-        a.dest for a in p._actions if any(o in (argv if argv is not None else sys.argv[1:]) for o in a.option_strings)
-    }
+    # The flags typed, as --flag VALUE or --flag=VALUE
+    typed = {t.split("=", 1)[0] for t in (argv if argv is not None else sys.argv[1:]) if t.startswith("--")}
+    given = {a.dest for a in p._actions if typed.intersection(a.option_strings)}
     from_preset = set(PRESETS[preset]) - given if preset else set()
     if "warmup_epochs" in from_preset and args.warmup_epochs >= args.epochs:
         # A preset's warm-up is sized for its own length; fit it to a shorter run instead of refusing it.
@@ -215,14 +215,6 @@ def parse_args(argv=None) -> TrainConfig:
         p.error(
             f"--plateau-on steers the plateau schedule, and this run's is {args.schedule}{came}: add --schedule plateau"
         )
-    # Flags that steer only another setting: given without it they used to be ignored in silence.
-    if "width" in given and args.arch != "wide":
-        came = f" (--preset {preset} sets it)" if "arch" in from_preset else ""
-        p.error(
-            f"--width sets the channels of --arch wide, and this run's --arch is {args.arch}{came}: add --arch wide"
-        )
-    if "cpu_devices" in given and args.cpu_devices and not args.distribute:
-        p.error("--cpu-devices splits the CPU into devices for --distribute to train across: add --distribute")
     if args.augment == "none":
         args.augment = False
     if args.teacher_tta == "none":
@@ -234,6 +226,14 @@ def parse_args(argv=None) -> TrainConfig:
     except ParameterError as exc:
         came = f" (set by --preset {preset}; give the flag to override it)" if exc.param in from_preset else ""
         p.error(exc.as_flag() + came)
+    # Flags that steer only another setting: given without it they used to be ignored in silence.
+    if "width" in given and config.arch != "wide":
+        came = f" (--preset {preset} sets it)" if "arch" in from_preset else ""
+        p.error(
+            f"--width sets the channels of --arch wide, and this run's --arch is {config.arch}{came}: add --arch wide"
+        )
+    if "cpu_devices" in given and config.cpu_devices and not config.distribute:
+        p.error("--cpu-devices splits the CPU into devices for --distribute to train across: add --distribute")
     for flag, folder in (("--models-dir", config.models_dir), ("--plots-dir", config.plots_dir)):
         cli.check_output_dir(p, flag, folder)
     cli.check_output_dir(p, "--checkpoint-dir", config.checkpoint_dir)

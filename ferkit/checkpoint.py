@@ -122,16 +122,20 @@ def _differences(keys, state: dict, settings: dict) -> str:
     the command that resumes can be written from the message (the names alone left the user to
     find the old values in state.json)."""
 
-    def shown(value):
-        if isinstance(value, bool):  # before the rest: False == 0
-            return "on" if value else "off"
-        if value is None or value == [] or value == "":
-            return "none"
-        return " ".join(str(v) for v in value) if isinstance(value, list) else str(value)
+    def shown(key, value):
+        if key in ("augment", "teacher_tta") and value is False:
+            return f"--{flag(key)} none"  # as it is typed
+        if isinstance(value, bool):  # a yes/no flag (before the rest: False == 0)
+            return f"--{flag(key)}" if value else f"no --{flag(key)}"
+        if value is None or value == []:
+            return f"no --{flag(key)}"
+        return f"--{flag(key)} " + (" ".join(str(v) for v in value) if isinstance(value, list) else str(value))
+
+    def flag(key):
+        return key.replace("_", "-")
 
     return "; ".join(
-        f"--{key.replace('_', '-')} {shown(state['settings'].get(key, getattr(TrainConfig, key)))} then, "
-        f"{shown(settings.get(key))} now"
+        f"{shown(key, state['settings'].get(key, getattr(TrainConfig, key)))} then, {shown(key, settings.get(key))} now"
         for key in keys
     )
 

@@ -244,9 +244,9 @@ def _decode(path: str) -> np.ndarray | None:
     # phone's sideways face trained upright on one machine and sideways on another.
     try:
         data = np.fromfile(path, np.uint8)  # also reads non-ASCII paths, which imread cannot on Windows
-    except OSError:
+        image = cv2.imdecode(data, cv2.IMREAD_GRAYSCALE | cv2.IMREAD_IGNORE_ORIENTATION) if data.size else None
+    except (OSError, cv2.error):  # a header claiming a gigapixel image, say: skipped like any unreadable file
         return None
-    image = cv2.imdecode(data, cv2.IMREAD_GRAYSCALE | cv2.IMREAD_IGNORE_ORIENTATION) if data.size else None
     return None if image is None else prepare_face(upright(image, exif_orientation(data)))
 
 

@@ -39,7 +39,10 @@ def portable(path: str | Path) -> str:
         return text
     if IN_CHECKOUT and absolute.is_relative_to(PROJECT_DIR):
         return str(absolute.relative_to(PROJECT_DIR))
-    home = Path.home()
+    try:
+        home = Path.home()
+    except RuntimeError:  # no HOME and no user entry (some containers)
+        return text
     if absolute.is_relative_to(home) and home != Path("/"):
         return str(Path("~") / absolute.relative_to(home))
     return text

@@ -23,4 +23,7 @@ def bar(iterable=None, **options):
     if not _on_terminal(stream):
         options["leave"] = True
         options["mininterval"] = max(options.get("mininterval", 0), 60)
+        # Every update counted as it comes: tqdm otherwise starts batching them after its first
+        # timed redraw, and its monitor thread then redraws a stale count every 10 s.
+        options["miniters"] = 1
     return tqdm(iterable, **options)

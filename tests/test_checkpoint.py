@@ -105,3 +105,14 @@ def test_a_folder_left_by_an_older_version_is_adopted(tmp_path):
     with pytest.raises(CheckpointError, match="is a file"):
         (tmp_path / "f").write_text("")
         CheckpointFolder(tmp_path / "f").open()
+
+
+def test_a_refused_resume_names_each_changed_setting_as_it_is_typed():
+    from ferkit.checkpoint import _differences
+
+    then = {"settings": {"augment": "strong", "class_weights": False, "limit": None, "lr": 0.02}}
+    now = {"augment": False, "class_weights": True, "limit": 500, "lr": 0.01}
+    assert _differences(["augment", "class_weights", "limit", "lr"], then, now) == (
+        "--augment strong then, --augment none now; no --class-weights then, --class-weights now; "
+        "no --limit then, --limit 500 now; --lr 0.02 then, --lr 0.01 now"
+    )

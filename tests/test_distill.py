@@ -118,7 +118,8 @@ def test_distilled_run_learns_the_blended_targets_and_resumes_without_rereading(
     capsys.readouterr()
     with pytest.raises(SystemExit) as refused:  # the checkpoint was made with other targets
         run(training_dir, tmp_path, "--name", "u", *flags[:-1], "0.5")
-    assert refused.value.code == 2 and "different settings (--distill 0.4 then, 0.5 now)" in capsys.readouterr().err
+    assert refused.value.code == 2
+    assert "different settings (--distill 0.4 then, --distill 0.5 now)" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(

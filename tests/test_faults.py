@@ -539,6 +539,9 @@ def test_read_only_models_folder_fails_before_training(tmp_path, capsys):
         (train_cnn.main, ["--width", "32"], "this run's --arch is seed: add --arch wide"),
         (train_cnn.main, ["--preset", "fast", "--width", "32"], "--arch is vgg (--preset fast sets it)"),
         (train_cnn.main, ["--cpu-devices", "2"], "add --distribute"),
+        (train_cnn.main, ["--width=32"], "add --arch wide"),  # the --flag=VALUE spelling counts as given too
+        (train_cnn.main, ["--arch=seed", "--preset", "wide", "--width", "32"], "--arch is seed: add --arch wide"),
+        (train_cnn.main, ["--width", "4"], "--width must be between 8 and 128"),  # the value first, then the pairing
         (realtime.main, ["--smooth", "0"], "--smooth"),
         (realtime.main, ["--detect-scale", "2"], "--detect-scale"),
         (realtime.main, ["--max-frames", "-1"], "--max-frames"),

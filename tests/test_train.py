@@ -300,7 +300,7 @@ def test_resume_with_other_settings_is_refused(training_dir, tmp_path, monkeypat
     with pytest.raises(SystemExit) as refused:
         run(training_dir, tmp_path, "--epochs", "2", *TINY, "--lr", "0.01")
     assert refused.value.code == 2
-    assert "different settings (--lr 0.001 then, 0.01 now)" in capsys.readouterr().err
+    assert "different settings (--lr 0.001 then, --lr 0.01 now)" in capsys.readouterr().err
 
 
 def test_warm_restart_starts_from_the_given_model(training_dir, tmp_path, capsys):
@@ -450,7 +450,7 @@ def test_the_plateau_schedule_can_watch_validation_accuracy_and_a_resume_keeps_t
     capsys.readouterr()
     with pytest.raises(SystemExit):
         run(training_dir, tmp_path, *flags[:-6], "--plateau-on", "loss", *flags[-4:])
-    assert "different settings (--plateau-on accuracy then, loss now)" in capsys.readouterr().err
+    assert "different settings (--plateau-on accuracy then, --plateau-on loss now)" in capsys.readouterr().err
     metrics = run(training_dir, tmp_path, *flags)
     assert len(metrics["history"]["val_accuracy"]) == 4
 
