@@ -27,7 +27,7 @@ from .paths import IN_CHECKOUT
 from .recognizer import Pipeline, Recognizer
 from .timeline import ExpressionTimeline
 from .track import FaceSmoother
-from .video import AnnotatedOutput, open_source
+from .video import AnnotatedOutput, is_still, open_source
 
 WINDOW = "Facial expression (q to quit)"
 DEFAULT_DETECTOR = "yunet"
@@ -295,7 +295,7 @@ def parse_args(argv=None):
     )
     # ("" reads the working folder; a missing file is open_source's to name)
     there = Path(source).expanduser() if source is not None else None
-    still = there is not None and (there.is_dir() or there.is_file() and there.suffix.lower() in IMAGE_SUFFIXES)
+    still = there is not None and is_still(there)
     if still and (args.log or args.report):
         # A log of photos by frame number and seconds of this run, and timelines that track one
         # "face" across different people's photos, would read as what they are not.

@@ -91,6 +91,13 @@ def write_video(frames, path: str | Path, fps: float = 30.0) -> Path:
     return Path(path)
 
 
+def is_still(path: Path) -> bool:
+    """Whether a source path is read as still images (a folder of them, or one image file), each
+    on its own, rather than as a video: the one rule for ``open_source`` and the options that
+    make sense only for one or the other (realtime.py refuses --log for stills)."""
+    return path.is_dir() or path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES
+
+
 def open_source(source: str, camera=(None, None, None)) -> tuple[Iterator[np.ndarray], float, bool, int | None]:
     """Frames from a webcam index, 'demo', a video, an image or a folder of images.
     Returns (frames, fps, is_still, total) where is_still marks single images and folders and
@@ -118,13 +125,11 @@ def open_source(source: str, camera=(None, None, None)) -> tuple[Iterator[np.nda
             f"source {source} not found: pass a webcam index (0, 1, ...), 'demo', "
             f"or the path of a video, an image or a folder of images."
         )
-    if path.is_dir():
-        files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if is_still(path):
+        files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) if path.is_dir() else [path]
         if not files:
             raise SourceError(f"folder {path} holds no images (.jpg, .png, ...).")
         return _image_frames(files), 0.0, True, len(files)
-    if path.suffix.lower() in IMAGE_SUFFIXES:
-        return _image_frames([path]), 0.0, True, 1
     capture = cv2.VideoCapture(str(path))
     count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
     fps = capture.get(cv2.CAP_PROP_FPS) or 30.0
