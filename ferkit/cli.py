@@ -9,6 +9,7 @@ import copy
 import errno
 import math
 import os
+import re
 import signal
 import sys
 import tempfile
@@ -19,6 +20,8 @@ from pathlib import Path
 from .errors import FerError, FerWarning, Interrupted, MissingPackage, ParameterError, PeerLost
 from .interrupts import interrupts_held
 from .paths import DEFAULT_CACHE_DIR, DEFAULT_DATA, DEFAULT_MODEL_PATH, MODELS_DIR, PLOTS_DIR, portable
+
+MODEL_SUFFIXES = (".keras", ".onnx")
 
 
 class _HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
@@ -45,7 +48,30 @@ class _OneLineErrors(argparse.ArgumentParser):
     its usage block (20 lines for train_cnn.py) above the line that says what is wrong."""
 
     def error(self, message: str):
-        self.exit(2, f"{self.prog}: error: {message} (all options: {self.prog} --help)\n")
+        self.exit(2, f"{self.prog}: error: {message}{self._hint(message)} (all options: {self.prog} --help)\n")
+
+    def _hint(self, message: str) -> str:
+        """What the user most likely meant, for the slips argparse reports in its own words: a model
+        file given the other way than this script takes it (evaluate.py takes --model, export.py
+        and ensemble.py the files alone), and a flag with an optional value that took the model
+        file that followed it (ensemble.py --tta a.keras b.keras)."""
+        options = {o for action in self._actions for o in action.option_strings}
+        files = [action for action in self._actions if not action.option_strings]
+        if message.startswith("unrecognized arguments:"):
+            extra = message.split(":", 1)[1].split()
+            if "--model" in extra and "--model" not in options and files:
+                usage = "MODEL MODEL ..." if files[0].nargs == "+" else "MODEL"
+                return (
+                    f"; give the model file{'s' if files[0].nargs == '+' else ''} without --model: {self.prog} {usage}"
+                )
+            models = [e for e in extra if e.lower().endswith(MODEL_SUFFIXES)]
+            if models and "--model" in options:
+                return f"; give the model as --model {models[0]}"
+        took = re.match(r"argument (--[\w-]+): invalid choice: '([^']*)'", message)
+        if took and took.group(2).lower().endswith(MODEL_SUFFIXES):
+            flag = took.group(1)
+            return f"; {flag} took the model file after it as its value: put {flag} after the files, or give it a value"
+        return ""
 
 
 def parser(doc: str | None) -> argparse.ArgumentParser:

@@ -664,3 +664,20 @@ def test_a_model_path_that_is_no_model_says_what_it_is(tmp_path):
     ):
         with pytest.raises(ModelFileError, match=re.escape(why)):
             load_model(path)
+
+
+@pytest.mark.parametrize(
+    "main, argv, hint",
+    [
+        (evaluate.main, ["models/fer_cnn.keras"], "give the model as --model models/fer_cnn.keras"),
+        (ensemble.main, ["--model", "a.keras", "b.keras"], "give the model files without --model: "),
+        (export_script.main, ["--model", "a.keras"], "give the model file without --model: "),
+        (ensemble.main, ["--tta", "a.keras", "b.keras"], "--tta took the model file after it as its value"),
+    ],
+)
+def test_a_model_file_given_the_other_scripts_way_gets_the_spelling_this_one_takes(capsys, main, argv, hint):
+    # evaluate.py takes --model, export.py and ensemble.py the files alone: argparse said only
+    # "unrecognized arguments" or "invalid choice: 'a.keras'".
+    with pytest.raises(SystemExit) as stopped:
+        main(argv)
+    assert stopped.value.code == 2 and hint in capsys.readouterr().err
