@@ -76,7 +76,10 @@ def test_export_script_checks_both_files_on_the_test_split_and_refuses_to_replac
     assert rows["float32"]["max_probability_difference"] < 1e-4 and rows["float32"]["same_label"] == 1.0
     assert rows["int8"]["max_probability_difference"] < 0.2 and rows["int8"]["megabytes"] < rows["float32"]["megabytes"]
     assert json.loads((tmp_path / "check.json").read_text())["rows"] == rows
-    assert "note:" not in capsys.readouterr().out  # FER2013's layout names its test split
+    out = capsys.readouterr().out
+    assert "note: test:" not in out  # FER2013's layout names its test split
+    assert "int8 ranges were measured on" in out and "fewer than the 1024" in out  # a tiny set: said
+    assert ("warning: the int8 file gives another label" in out) == (rows["int8"]["same_label"] < 0.95)
 
     written = {p: p.stat().st_mtime_ns for p in (tmp_path / "m.onnx", tmp_path / "m.int8.onnx")}
     with pytest.raises(SystemExit) as refused:  # the same command again: nothing replaced
@@ -245,6 +248,11 @@ def test_export_settings_that_do_nothing_or_name_the_wrong_file_are_refused(tmp_
         export.parse_args([keras_model, "--out", str(tmp_path / "m.onnx"), "--json", str(tmp_path / "m.json"),
                            "--data", str(tmp_path)])  # fmt: skip
     assert refused.value.code == 2 and "Give --out or --json another name" in capsys.readouterr().err
+    with pytest.raises(
+        SystemExit
+    ) as refused:  # the float32 file named as an int8 one: --int8 wrote NAME.int8.int8.onnx
+        export.parse_args([keras_model, "--out", str(tmp_path / "t.int8.onnx")])
+    assert refused.value.code == 2 and "give --out t.onnx" in capsys.readouterr().err
     with pytest.raises(SystemExit) as refused:
         ensemble.parse_args([keras_model, keras_model])
     assert refused.value.code == 2 and "is given twice" in capsys.readouterr().err
