@@ -31,8 +31,8 @@ import numpy as np
 from ferkit import cli
 from ferkit.atomic import atomic_write_text, replacing
 from ferkit.data import Split, load_dataset
-from ferkit.errors import Interrupted
-from ferkit.features import XCEPTION_MIN_SIZE, cached_features, load_xception
+from ferkit.errors import FeatureError, Interrupted
+from ferkit.features import XCEPTION_MIN_SIZE, cached_features, check_weights_path, load_xception
 from ferkit.ga import GAConfig, forest, rank_features, run_ga
 from ferkit.gacompare import choose_on_validation, compare_on_test, jaccard, kbest_mask
 from ferkit.interrupts import interrupts_held
@@ -118,6 +118,10 @@ def parse_args(argv=None):
             "(what 'dask scheduler' prints, e.g. tcp://10.0.0.5:8786)"
         )
     cli.check(p, lambda: ga_config(args, seed=0).validate(XCEPTION_FEATURES))
+    try:  # before the data is decoded and Keras loaded
+        check_weights_path(args.weights)
+    except FeatureError as exc:
+        p.error(str(exc))
     cli.check_output_dir(p, "--models-dir", args.models_dir)
     cli.check_output_dir(p, "--plots-dir", args.plots_dir)
     cli.refuse_inside_data(p, args.data, {"--plots-dir": args.plots_dir})

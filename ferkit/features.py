@@ -25,15 +25,34 @@ def xception_input(faces: np.ndarray, size: int) -> np.ndarray:
     return preprocess_input(np.repeat(resized[..., None], 3, axis=-1).astype(np.float32))
 
 
-def load_xception(weights: str, size: int):
-    if size < XCEPTION_MIN_SIZE:
-        raise ParameterError("size", f"must be at least {XCEPTION_MIN_SIZE} (Xception's minimum input)")
-    if weights != "imagenet" and not Path(weights).is_file():
+def check_weights_path(weights: str) -> None:
+    """Raise ``FeatureError`` for a --weights that cannot be Xception's no-top weights file (a
+    folder, a saved model, nothing there), before any work; 'imagenet' (the download) passes."""
+    if weights == "imagenet":
+        return
+    if Path(weights).expanduser().is_dir():
+        found = sorted(f.name for f in Path(weights).expanduser().glob("*xception*.h5"))
+        inside = f"; the one in it: {Path(weights) / found[0]}" if len(found) == 1 else ""
+        raise FeatureError(
+            f"--weights {weights} is a folder; give the weights file itself (an Xception no-top .h5){inside}"
+        )
+    if Path(weights).suffix.lower() in (".keras", ".onnx"):
+        raise FeatureError(
+            f"{weights} is a saved model (this toolkit's expression CNN, say), not Xception's ImageNet weights; give "
+            f"xception_weights_tf_dim_ordering_tf_kernels_notop.h5 or a .weights.h5 of keras.applications.Xception."
+        )
+    if not Path(weights).expanduser().is_file():
         raise FeatureError(
             f"weights file {weights} not found. Give the path of an Xception no-top weights file "
             f"(xception_weights_tf_dim_ordering_tf_kernels_notop.h5 or a .weights.h5), or 'imagenet' "
             f"to download it."
         )
+
+
+def load_xception(weights: str, size: int):
+    if size < XCEPTION_MIN_SIZE:
+        raise ParameterError("size", f"must be at least {XCEPTION_MIN_SIZE} (Xception's minimum input)")
+    check_weights_path(weights)
     import warnings
 
     import keras

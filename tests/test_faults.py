@@ -629,14 +629,27 @@ def test_a_missing_image_in_the_python_api_is_one_clear_error(model_path):
         recognizer(cv2.imread("no/such/photo.jpg"))
 
 
-@pytest.mark.skipif(not (ROOT.parent / "shared" / "weights").exists(), reason="no shared weights")
-def test_a_foreign_weights_file_is_named_in_one_short_line(model_path, capsys):
+def test_a_foreign_weights_file_is_named_in_one_short_line(model_path, tmp_path, capsys):
+    import keras
+
     from ferkit.errors import FeatureError
     from ferkit.features import load_xception
 
+    other = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+    other.save_weights(tmp_path / "other.weights.h5")
     with pytest.raises(FeatureError, match="is not an Xception no-top weights file") as refused:
-        load_xception(str(model_path), 71)
+        load_xception(str(tmp_path / "other.weights.h5"), 71)
     assert len(str(refused.value)) < 400 and "download" not in str(refused.value)
+    # A model file, and a folder holding the weights, are named for what they are before Keras is asked.
+    with pytest.raises(FeatureError, match="is a saved model .* not Xception's ImageNet weights"):
+        load_xception(str(model_path), 71)
+    (tmp_path / "w").mkdir()
+    (tmp_path / "w" / "xception_notop.weights.h5").write_bytes(b"")
+    with pytest.raises(SystemExit) as refused:
+        ga_select.parse_args(["--weights", str(tmp_path / "w"), "--models-dir", str(tmp_path / "m")])
+    err = capsys.readouterr().err
+    assert refused.value.code == 2 and "is a folder; give the weights file itself" in err
+    assert str(tmp_path / "w" / "xception_notop.weights.h5") in err
 
 
 def test_why_the_weights_failed_is_said_whole_words_or_by_type():
