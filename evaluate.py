@@ -133,12 +133,12 @@ def evaluate(args) -> dict:
         )
     print(format_report(summary))
     calibrated = read_calibration(args.model)
-    note = (
-        f" (temperature {calibrated['temperature']:.3f} inside the model, fitted when it was calibrated: "
-        f"{calibrated['fitted_on']})"
-        if calibrated
-        else ""
-    )
+    note = ""
+    if calibrated:
+        fitted = calibrated["fitted_on"]
+        if " of " not in fitted:  # a record from before it named the data: not the --data given now
+            fitted += ", of the data it was calibrated on"
+        note = f" (temperature {calibrated['temperature']:.3f} inside the model, fitted when calibrated: {fitted})"
     print(f"{'ECE':>10} {summary['ece']:24.4f}   expected calibration error, {ECE_BINS} bins{note}")
     curves = {"as saved": (reliability(proba, split.y, ECE_BINS), summary["ece"])}
     if args.calibrate:
