@@ -101,27 +101,25 @@ def view_probabilities(
     """(K, N, C): ``predict_proba``'s probabilities before the average, one row per TTA view and,
     with ``members``, per model an ensemble file averages (their mean is ``predict_proba``). What
     a temperature acts on: it is folded into each member and applied to each view."""
-    bar = None
     if progress:
         chunk = min(chunk, 512)  # the bar moves once per chunk
-        bar = progress_bar(total=len(x), desc=progress, unit="face", leave=False)
     nets = ensemble_members(model) if members else [model]
     parts = []
-    for start in range(0, len(x), chunk):
-        views = tta_views(to_model_input(np.asarray(x[start : start + chunk])), flip_tta=flip_tta, crops=crops)
-        parts.append(
-            np.stack(
-                [
-                    np.asarray(net.predict(v, batch_size=batch_size, verbose=0), np.float64)
-                    for v in views
-                    for net in nets
-                ]
+    # Closed on the way out of an interruption too: left open, it was drawn again under the
+    # "interrupted" line, the terminal's last line a stale bar.
+    with progress_bar(total=len(x), desc=progress, unit="face", leave=False, disable=not progress) as bar:
+        for start in range(0, len(x), chunk):
+            views = tta_views(to_model_input(np.asarray(x[start : start + chunk])), flip_tta=flip_tta, crops=crops)
+            parts.append(
+                np.stack(
+                    [
+                        np.asarray(net.predict(v, batch_size=batch_size, verbose=0), np.float64)
+                        for v in views
+                        for net in nets
+                    ]
+                )
             )
-        )
-        if bar is not None:
             bar.update(parts[-1].shape[1])
-    if bar is not None:
-        bar.close()
     if not parts:
         return np.zeros((1, 0, model.output_shape[-1]))
     return np.concatenate(parts, axis=1)

@@ -138,6 +138,8 @@ def run(args) -> dict:
     except KeyboardInterrupt:
         interrupted = True  # Ctrl-C or SIGTERM: finish the outputs below, then say so
     finally:
+        if hasattr(frames, "close"):  # the progress bar (and the source behind it): not drawn again after a stop
+            frames.close()
         if output:
             output.close()
         if log:
