@@ -288,7 +288,11 @@ def run(args) -> dict:
             text = "interrupted in the SelectKBest curve, after every seed"
         else:
             text = f"interrupted during seed {len(runs)}"
-        raise Interrupted(f"{text}; what was done is in {save_interrupted(args, runs, stopped)}") from None
+        saved = save_interrupted(args, runs, stopped)
+        raise Interrupted(
+            f"{text}; what was done is in {saved} (a run cannot go on from it: the next run into {args.models_dir} "
+            f"starts over and needs --overwrite)"
+        ) from None
 
     table = {}
     for name in ("GA-selected", "all features", "SelectKBest (ANOVA F)"):

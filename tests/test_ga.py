@@ -255,7 +255,7 @@ def test_ctrl_c_after_a_finished_search_keeps_its_subset(ga_script, monkeypatch,
     err = capsys.readouterr().err
     saved = json.loads((models / "ga_interrupted.json").read_text())
     if where == "validation":
-        assert "after seed 0's search" in err
+        assert "after seed 0's search" in err and "starts over and needs --overwrite" in err
         assert saved["running_seed"] == 0 and saved["running_seed_best_so_far"]["search_finished"]
         assert saved["running_seed_best_so_far"]["selected_features"]
     else:
