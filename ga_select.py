@@ -259,15 +259,16 @@ def run(args) -> dict:
     args.models_dir.mkdir(parents=True, exist_ok=True)
     data = load_dataset(args.data, cache_dir=args.cache_dir)
     train, val, test = data.train, data.val, data.test
-    if args.train_limit:
-        idx = stratified_subset(train.y, args.train_limit, seed=0, flag="train-limit")
-        train = Split(train.x[idx], train.y[idx])
-    if args.val_limit:
-        idx = stratified_subset(val.y, args.val_limit, seed=0, flag="val-limit")
-        val = Split(val.x[idx], val.y[idx])
-    if args.test_limit:
-        idx = stratified_subset(test.y, args.test_limit, seed=0, flag="test-limit")
-        test = Split(test.x[idx], test.y[idx])
+    limited = []
+    for name, limit in (("train", args.train_limit), ("val", args.val_limit), ("test", args.test_limit)):
+        split = {"train": train, "val": val, "test": test}[name]
+        if limit and limit >= len(split):  # said, as train_cnn.py says it of --limit
+            print(f"note: --{name}-limit {limit} is not below the {len(split)} faces of that split; all are used")
+        elif limit:
+            idx = stratified_subset(split.y, limit, seed=0, flag=f"{name}-limit")
+            split = Split(split.x[idx], split.y[idx])
+        limited.append(split)
+    train, val, test = limited
     model = load_xception(args.weights, args.size)
     extract_started = time.time()
     x_train = cached_features(train.x, train.y, args.weights, args.size, args.cache_dir, model, "train features")

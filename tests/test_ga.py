@@ -371,3 +371,12 @@ def test_a_stop_while_the_last_outputs_are_written_finishes_them_and_the_run(ga_
     assert (models / "ga_report.json").exists() and report["table"]
     assert "the run is complete" in capsys.readouterr().out
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_a_split_limit_above_the_split_size_is_said_and_all_faces_are_used(ga_script, capsys):
+    import ga_select
+
+    argv, _ = ga_script
+    report = ga_select.main([*argv, "--val-limit", "1000", "--seeds", "1"])
+    assert "note: --val-limit 1000 is not below the 90 faces of that split; all are used" in capsys.readouterr().out
+    assert report["validation_images"] == 90
