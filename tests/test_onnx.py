@@ -253,6 +253,11 @@ def test_export_settings_that_do_nothing_or_name_the_wrong_file_are_refused(tmp_
     ) as refused:  # the float32 file named as an int8 one: --int8 wrote NAME.int8.int8.onnx
         export.parse_args([keras_model, "--out", str(tmp_path / "t.int8.onnx")])
     assert refused.value.code == 2 and "give --out t.onnx" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as refused:  # a folder was "not a .keras model"
+        export.parse_args([str(KERAS_MODEL_PATH.parent)])
+    assert refused.value.code == 2 and "is a folder; give the .keras model file in it, e.g. export.py" in (
+        capsys.readouterr().err
+    )
     with pytest.raises(SystemExit) as refused:
         ensemble.parse_args([keras_model, keras_model])
     assert refused.value.code == 2 and "is given twice" in capsys.readouterr().err
