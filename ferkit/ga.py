@@ -190,18 +190,26 @@ def mask_accuracy(mask_bytes: bytes, data: dict | None = None) -> float:
 # --------------------------------------------------------------------------- rankings and moves
 
 
+# The constant columns already named, per data: a run ranks the same features once per seed and
+# per SelectKBest size, and the line said once is enough (Python's own once-per-place rule does
+# not hold: every ``catch_warnings`` resets it).
+_CONSTANT_SAID: set[tuple] = set()
+
+
 def anova_f(x: np.ndarray, y: np.ndarray):
     """scikit-learn's ``f_classif`` (F and p per column) without its two warnings per call for
     columns that are the same on every face (few faces: ``--train-limit 20``, say): one line
-    instead, naming how many; their F is NaN, which every ranking here puts last."""
+    instead, naming how many, once per data; their F is NaN, which every ranking here puts last."""
     from sklearn.feature_selection import f_classif
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         warnings.simplefilter("ignore", UserWarning)
         scores = f_classif(x, y)
-    constant = int(np.sum(np.ptp(x, axis=0) == 0))
-    if constant:
+    columns = np.flatnonzero(np.ptp(x, axis=0) == 0)
+    constant, said = len(columns), (x.shape, len(y), columns.tobytes())
+    if constant and said not in _CONSTANT_SAID:
+        _CONSTANT_SAID.add(said)
         warnings.warn(
             f"{constant} of the {x.shape[1]} features are the same for all {len(y)} training faces (too few faces?); "
             f"they rank last",

@@ -350,8 +350,15 @@ def test_features_constant_on_few_faces_give_one_warning_not_scikit_learns_flood
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         mask = gacompare.kbest_mask(x, y, 8)
+        ga.rank_features(x, y)  # ranked again (each seed, each SelectKBest size): said once only
+        gacompare.kbest_mask(x, y, 4)
     assert [w.category for w in caught] == [FerWarning] and "10 of the 50 features" in str(caught[0].message)
     assert not mask[:10].any()  # ranked last
+    x[:, 10] = 2.0  # other data: said again
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        gacompare.kbest_mask(x, y, 8)
+    assert len(caught) == 1 and "11 of the 50 features" in str(caught[0].message)
 
 
 def test_a_stop_while_the_last_outputs_are_written_finishes_them_and_the_run(ga_script, monkeypatch, capsys):
