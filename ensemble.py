@@ -25,6 +25,7 @@ from ferkit.ensemble import average_models
 from ferkit.errors import ModelFileError
 from ferkit.modelfile import inference_copy, load_model, read_calibration, read_training, save_model
 from ferkit.networks import network_of
+from ferkit.provenance import average_record
 from ferkit.weightavg import average_weights, averaged_model
 
 
@@ -124,14 +125,18 @@ def compare(args) -> dict:
     for name, value in scores.items():
         print(f"  {value:.4f}  {name}")
     if args.out:
-        # One record of training data when every member has the same; members of different runs
-        # leave the average without one (evaluate.py then says it cannot tell).
-        records = [read_training(path) for path in args.models]
-        shared = records[0] if all(record == records[0] for record in records) else None
-        if shared is None and any(records):
+        # Members that held out the same faces give the average their record; others leave it
+        # without one (evaluate.py then says it cannot tell which faces it was trained on).
+        shared, differ = average_record([read_training(path) for path in args.models])
+        if shared is None and differ:
             print(
-                "note: the members record different training data (other data, splits or --limit), or some none, "
-                "so the average records none: evaluate.py cannot then tell which faces it was trained on"
+                f"note: the members differ in {', '.join(differ)}, so the average records no training data: "
+                "evaluate.py cannot then tell which faces it was trained on"
+            )
+        elif differ:
+            print(
+                f"note: the members differ in {', '.join(differ)} but held out the same faces; the average "
+                "records their data and each member's record"
             )
         save_model(ensemble, args.out, class_names, training=shared)
         print(f"saved {args.out} ({args.out.stat().st_size / 1e6:.1f} MB)")

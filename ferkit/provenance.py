@@ -37,6 +37,41 @@ def training_record(data, train_split, val_fraction: float, init_from=None, teac
     return record
 
 
+# The fields that decide which faces a run held out; members agreeing on them share those faces.
+_SPLIT_FIELDS = {
+    "data": "the data",
+    "layout": "the data's layout",
+    "faces": "the split sizes",
+    "drawn": "the held-out splits",
+    "split_rule": "the rule that drew them",
+    "fractions": "the held-out fractions",
+}
+_OTHER_FIELDS = {
+    "trained_on": "the faces trained on (--limit)",
+    "init_from": "the model each started from (--init-from)",
+    "teachers": "the teachers (--teacher)",
+    "members": "their own members",
+}
+
+
+def average_record(records: list) -> tuple[dict | None, list[str]]:
+    """The training record of an average of models whose records are ``records``, and what the
+    members differ in, in words. Members that held out the same faces (same data, splits and rule)
+    give the average those fields and all of their records under ``"members"``, so a member's start
+    model or teachers still count; otherwise the average records none, as it cannot be told."""
+    if all(record == records[0] for record in records):
+        return records[0], []
+    if any(not isinstance(record, dict) for record in records):
+        return None, ["whether they record their training data (some do not)"]
+    fields = dict.fromkeys(key for record in records for key in record)
+    differ = [key for key in fields if any(r.get(key) != records[0].get(key) for r in records)]
+    words = [_SPLIT_FIELDS.get(key) or _OTHER_FIELDS.get(key, key) for key in differ]
+    if any(key in _SPLIT_FIELDS for key in differ):
+        return None, words
+    shared = {key: records[0][key] for key in _SPLIT_FIELDS if key in records[0]}
+    return {**shared, "trained_on": max(r.get("trained_on", 0) for r in records), "members": records}, words
+
+
 def _why_not_held_out(record: dict | None, split: str, fractions: dict, total: int) -> list[str]:
     """Why ``split`` (drawn now at ``fractions`` from data of ``total`` faces) may hold faces that
     the run of ``record`` trained on; empty when it drew the same faces, if it is the same data."""
@@ -62,14 +97,23 @@ def _why_not_held_out(record: dict | None, split: str, fractions: dict, total: i
             reasons.append(
                 f"the data had {was} faces then and {total} now (a small class's faces may have moved between splits)"
             )
+    return reasons + [reason for reason in _inherited(record, split, fractions, total) if reason not in reasons]
+
+
+def _inherited(record: dict, split: str, fractions: dict, total: int, who: str = "it") -> list[str]:
+    """Why the models ``record``'s run learned from (its start model, teachers, or the members of
+    an average) may have trained on faces of ``split``; ``who`` is the model the sentences name."""
+    reasons = []
     start = record.get("init_from", False)
     if start is not False and _why_not_held_out(start, split, fractions, total):
         trained = f" (trained on {start.get('data', 'unnamed data')})" if isinstance(start, dict) else ""
-        reasons.append(f"it started from a model (--init-from){trained} that may have trained on some of them")
+        reasons.append(f"{who} started from a model (--init-from){trained} that may have trained on some of them")
     for teacher in record.get("teachers", []):
         if _why_not_held_out(teacher, split, fractions, total):
-            reasons.append("a teacher (--teacher) it learned from may have trained on some of them")
+            reasons.append(f"a teacher (--teacher) {who} learned from may have trained on some of them")
             break
+    for member in record.get("members", []):  # an average: the members share its splits, not their starts
+        reasons += [r for r in _inherited(member, split, fractions, total, "a member") if r not in reasons]
     return reasons
 
 

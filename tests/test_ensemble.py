@@ -164,5 +164,15 @@ def test_an_average_of_models_trained_on_different_data_says_it_records_none(tra
     assert "record different training data" not in capsys.readouterr().out
     assert read_training(tmp_path / "same.keras") == mine  # one record, kept
     ensemble.main([str(paths[0]), str(paths[1]), *common, "--out", str(tmp_path / "mixed.keras")])
-    assert "note: the members record different training data" in capsys.readouterr().out
+    said = capsys.readouterr().out
+    assert "note: the members differ in the data, the faces trained on (--limit), so the average records no" in said
     assert read_training(tmp_path / "mixed.keras") is None
+    # Only where they started from differs (a model and its --init-from continuation): the same
+    # held-out faces, so the average keeps the record, with each member's.
+    continued = {**mine, "init_from": mine}
+    paths.append(save_model(networks.build_model(arch="vgg"), tmp_path / "r3.keras", training=continued))
+    ensemble.main([str(paths[0]), str(paths[3]), *common, "--out", str(tmp_path / "continued.keras")])
+    said = capsys.readouterr().out
+    assert "differ in the model each started from (--init-from) but held out the same faces" in said
+    kept = read_training(tmp_path / "continued.keras")
+    assert kept == {"data": "mine", "trained_on": 40, "members": [mine, continued]}

@@ -18,6 +18,7 @@ from ferkit.data import load_dataset
 from ferkit.errors import ModelFileError
 from ferkit.faces import CLASS_NAMES
 from ferkit.modelfile import load_model
+from ferkit.provenance import average_record
 from ferkit.splits import SPLIT_RULE
 
 
@@ -549,6 +550,10 @@ def test_a_model_records_the_rule_that_drew_its_held_out_faces_and_evaluate_says
             "init_from": {"data": "fer2013", "split_rule": None},
         },
         "a teacher (--teacher)": {**record, "teachers": [record, None]},
+        # ensemble.py's average of a model and one continued from a model trained elsewhere
+        "a member started from a model (--init-from) (trained on fer2013)": average_record(
+            [record, {**record, "init_from": {"data": "fer2013", "split_rule": None}}]
+        )[0],
     }
     # A start model or teacher gone before a resume, or a file that is no model, records nothing.
     (tmp_path / "not_a_model.keras").write_text("text")
@@ -558,3 +563,9 @@ def test_a_model_records_the_rule_that_drew_its_held_out_faces_and_evaluate_says
         modelfile.save_model(model, tmp_path / f"other{i}.keras", names, training=other)
         printed = note(tmp_path / f"other{i}.keras", "--split", "val")
         assert said in printed and "same rule" not in printed, printed
+    # An average of a model and its continuation (--init-from of it) held out the same faces.
+    continued, differ = average_record([record, {**record, "init_from": record, "trained_on": 30}])
+    assert differ == ["the faces trained on (--limit)", "the model each started from (--init-from)"]
+    assert continued["members"][0] == record
+    modelfile.save_model(model, tmp_path / "continued.keras", names, training=continued)
+    assert "drawn by the same rule" in note(tmp_path / "continued.keras", "--split", "val")
