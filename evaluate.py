@@ -103,8 +103,22 @@ def evaluate(args) -> dict:
         split, layout, trainable = load_all_faces(args.data, cache_dir=args.cache_dir)
         data = SimpleNamespace(source=str(Path(args.data).expanduser()), layout=layout, test_drawn=False)
     else:
-        data = load_dataset(args.data, cache_dir=args.cache_dir)
+        # No training faces are needed to score a split the data names: FER2013's test/ folder
+        # alone (PublicTest_ and PrivateTest_ files) is enough for --split val or test.
+        data = load_dataset(args.data, cache_dir=args.cache_dir, need_test=args.split == "test", need_train=False)
         split = data.test if args.split == "test" else data.val
+        if not len(split):  # data of named held-out faces only (need_train=False), without this one
+            other = "val" if args.split == "test" else "test"
+            cli.fail(
+                f"{args.data} has no {'test' if args.split == 'test' else 'validation'} faces (FER2013 names "
+                f"them {'PrivateTest_' if args.split == 'test' else 'PublicTest_'}*); score its other faces with "
+                f"--split {other}"
+            )
+        if args.calibrate and not len(data.val):
+            cli.fail(
+                f"{args.data} has no validation faces to fit --calibrate's temperature on (FER2013 names them "
+                f"PublicTest_*); calibrate on data that has them, e.g. the full dataset"
+            )
     require_classes(class_names, CLASS_NAMES, args.model)
     tta = tta_options(args.tta)
     # Each view's (and, when calibrating, each ensemble member's) probabilities: the temperature

@@ -488,12 +488,18 @@ def _rows(x, index: np.ndarray):
     return x.subset(index) if isinstance(x, FaceRows) else x[index]
 
 
-def _require_splits(root: Path, layout: str, train: bool, val: bool, test: bool, need_test: bool) -> None:
+def _require_splits(
+    root: Path, layout: str, train: bool, val: bool, test: bool, need_test: bool, need_train: bool = True
+) -> None:
+    if not train and not need_train:  # scoring a split the data names (evaluate.py): none is drawn
+        if not (val or test):
+            raise DatasetError(f"{root} has no validation or test images to score.")
+        return
     if not train and layout == "class_folders":  # every file named for FER2013's held-out splits
         raise DatasetError(
             f"{root} has no training images: its files are named PublicTest_* or PrivateTest_*, which keep "
             f"FER2013's own validation and test splits in any layout, so none is left to train on or to draw "
-            f"splits from. To score all its faces: evaluate.py --split all; to have it split here, rename the files."
+            f"splits from. evaluate.py scores it (--split test, val or all); to have it split here, rename the files."
         )
     if not train:
         raise DatasetError(f"{root} has no training images; add a train/ folder or Training rows.")
@@ -531,6 +537,7 @@ def load_dataset(
     progress: bool = True,
     stream: bool = False,
     need_test: bool = True,
+    need_train: bool = True,
 ) -> Dataset:
     """Load FER-style data from any supported layout into train / validation / test splits.
 
@@ -545,7 +552,9 @@ def load_dataset(
     memory does not grow with the dataset (image folders are decoded a chunk at a time; a CSV or
     .npz, one file already, is read whole once to write the face file). Without ``need_test`` a
     dataset with its own validation split may lack a test split (training only: an .npz exported
-    without its test faces).
+    without its test faces). Without ``need_train`` data that names its own validation or test
+    faces and holds nothing else (FER2013's test/ folder alone) loads with an empty training split
+    and whichever of those it has: to score a named split, which needs no training faces.
     """
     root = Path(root).expanduser()
     if not 0 < val_fraction < 1 or not 0 < test_fraction < 1:
@@ -555,7 +564,13 @@ def load_dataset(
     def usable(group):  # the groups as named; spare images without training ones are split here
         spare, train = np.any(group == UNASSIGNED), np.any(group == TRAIN)
         _require_splits(
-            root, layout, spare or train, np.any(group == VAL), np.any(group == TEST) or spare and not train, need_test
+            root,
+            layout,
+            spare or train,
+            np.any(group == VAL),
+            np.any(group == TEST) or spare and not train,
+            need_test,
+            need_train,
         )
 
     x, y, group = _load_raw(layout, paths, Path(cache_dir) if cache_dir else None, progress, stream, check=usable)
@@ -577,9 +592,11 @@ def load_dataset(
         )
     elif len(spare):
         train_idx = np.sort(np.concatenate([train_idx, spare]))
-    _require_splits(root, layout, len(train_idx) > 0, len(val_idx) > 0, len(test_idx) > 0, need_test)
-    val_drawn = not len(val_idx)
-    if len(val_idx):
+    _require_splits(root, layout, len(train_idx) > 0, len(val_idx) > 0, len(test_idx) > 0, need_test, need_train)
+    val_drawn = not len(val_idx) and len(train_idx) > 0
+    if not len(train_idx):  # only named held-out faces (need_train=False): nothing to draw from
+        val_note = "validation: the dataset's own validation split" if len(val_idx) else "no validation split"
+    elif len(val_idx):
         val_note = "validation: the dataset's own validation split"
         if not len(test_idx):  # e.g. an .npz exported without its test faces, to train elsewhere
             val_note += "; no test split (the test report is left to evaluate.py on the full dataset)"

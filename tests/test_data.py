@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import time
 import warnings
 
@@ -15,7 +16,7 @@ from ferkit import data as data_module
 from ferkit.data import CSV_CODE_TO_NAME, Dataset, Split, load_dataset
 from ferkit.errors import DatasetError
 from ferkit.faces import CLASS_NAMES, prepare_face, to_model_input
-from ferkit.paths import DEFAULT_MODEL_PATH
+from ferkit.paths import DEFAULT_MODEL_PATH, KERAS_MODEL_PATH
 from ferkit.splits import stratified_subset
 
 
@@ -217,12 +218,12 @@ def test_a_csv_without_usage_says_its_test_split_was_drawn_at_random(tmp_path, c
         assert "a version from before 2 December 2026" in printed
 
 
-def test_evaluate_scores_every_face_of_a_test_folder_alone_with_split_all(kaggle_dir, cache_dir, capsys):
+def test_evaluate_scores_a_test_folder_alone_split_by_split_or_all_of_it(kaggle_dir, cache_dir, capsys, tmp_path):
     # A test folder on its own (PublicTest_ and PrivateTest_ faces, no training ones) is no
-    # dataset to split, but it is labelled faces a model can be scored on, all of them.
+    # dataset to split, but it is labelled faces a model can be scored on: its named splits, or all.
     test_only = kaggle_dir / "test"
     with pytest.raises(
-        DatasetError, match=r"no training images: its files are named PublicTest_\* or Pri.*--split all"
+        DatasetError, match=r"no training images: its files are named PublicTest_\* or Pri.*--split test, val or all"
     ):
         load_dataset(test_only, cache_dir=cache_dir, progress=False)  # the error says why, and what works
     common = ["--model", str(DEFAULT_MODEL_PATH), "--data", str(test_only), "--cache-dir", str(cache_dir)]
@@ -235,6 +236,31 @@ def test_evaluate_scores_every_face_of_a_test_folder_alone_with_split_all(kaggle
     with pytest.raises(SystemExit) as refused:
         evaluate.main([*common, "--split", "all", "--calibrate", str(cache_dir / "c.keras")])
     assert refused.value.code == 2 and "--calibrate fits its temperature" in capsys.readouterr().err
+    # Each named split alone scores as it does beside the train/ folder (which only the draw of
+    # other data would need): refused before ("no training images").
+    full = ["--model", str(DEFAULT_MODEL_PATH), "--data", str(kaggle_dir), "--cache-dir", str(cache_dir)]
+    for split, faces in (("test", 7 * 4), ("val", 7 * 3)):
+        alone = evaluate.main([*common, "--split", split])
+        assert (
+            alone["faces"] == faces
+            and alone["confusion_matrix"] == evaluate.main([*full, "--split", split])["confusion_matrix"]
+        )
+    # A folder of PrivateTest_ faces only: the validation split it lacks is named, with what works.
+    private = tmp_path / "private"
+    for path in test_only.rglob("PrivateTest_*"):
+        (private / path.parent.name).mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, private / path.parent.name / path.name)
+    capsys.readouterr()
+    for model, extra in (
+        (DEFAULT_MODEL_PATH, ["--split", "val"]),
+        (KERAS_MODEL_PATH, ["--calibrate", str(tmp_path / "c.keras")]),
+    ):
+        with pytest.raises(SystemExit) as refused:
+            evaluate.main(["--model", str(model), "--data", str(private), "--cache-dir", str(cache_dir), *extra])
+        err = capsys.readouterr().err
+        assert refused.value.code == 2 and "has no validation faces" in err and "PublicTest_" in err, err
+    assert evaluate.main(["--model", str(DEFAULT_MODEL_PATH), "--data", str(private), "--cache-dir",
+                          str(cache_dir)])["faces"] == 7 * 4  # fmt: skip
 
 
 def test_csv_pixels_keep_their_values(tmp_path, cache_dir):
