@@ -102,6 +102,7 @@ def test_evaluate_calibrates_on_validation_and_keeps_the_labels(training_dir, tm
     assert all(p.stat().st_mtime_ns != t for p, t in written.items())
 
 
+@pytest.mark.cost(52)
 def test_the_ece_promised_after_calibrating_with_tta_or_an_ensemble_is_what_the_saved_file_gives(
     training_dir, tmp_path, capsys
 ):

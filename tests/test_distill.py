@@ -82,6 +82,7 @@ def test_a_teacher_with_other_classes_is_refused(teachers, tmp_path):
         distill.teacher_probabilities([teachers[0], path], faces, CLASS_NAMES, "flip")
 
 
+@pytest.mark.cost(62)
 def test_distilled_run_learns_the_blended_targets_and_resumes_without_rereading(
     training_dir, tmp_path, teachers, monkeypatch, capsys
 ):

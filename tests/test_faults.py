@@ -386,6 +386,7 @@ def test_ctrl_c_while_keras_and_a_model_load_is_not_lost_in_a_garbage_collection
         assert one_error_line(run.stderr) == "error: interrupted"
 
 
+@pytest.mark.cost(42)
 def test_ctrl_c_stops_the_ga_worker_pool_promptly(tmp_path):
     script = (
         "import numpy as np\n"
@@ -428,6 +429,7 @@ def _train_args(data, out):
     ]
 
 
+@pytest.mark.cost(105)
 def test_training_killed_and_resumed_matches_the_uninterrupted_run(training_dir, tmp_path):
     # The timeouts only stop a hung run: on a 2-core AVX2-only machine beside a long training, a
     # niced run of this test passed 300 s in one part (the whole test takes 288 s at full priority).

@@ -71,6 +71,7 @@ def cli_cluster(tmp_path):
         stop_local_cluster(processes)
 
 
+@pytest.mark.cost(84)
 def test_a_command_line_cluster_finds_the_same_subset_and_survives_a_lost_worker(cli_cluster):
     import threading
     import time
@@ -154,6 +155,7 @@ def test_streamed_dataset_holds_the_same_faces_as_the_in_memory_one(kaggle_dir, 
             assert np.array_equal(a.y, b.y) and np.array_equal(a.x, np.asarray(b.x))
 
 
+@pytest.mark.cost(48)
 def test_training_from_disk_matches_training_in_memory(training_dir, tmp_path):
     from test_train import run
 
@@ -205,6 +207,7 @@ sys.meta_path.insert(0, NoTensorFlow())
 """
 
 
+@pytest.mark.cost(249)
 def test_the_gpu_script_trains_on_jax_where_tensorflow_cannot_be_imported(training_dir, tmp_path):
     """tools/device_train.sh as on a lent GPU machine (JAX, no TensorFlow), on this CPU: the faces
     as the small WebP .npz without test faces, a probe that sizes the run, the wide recipe with a
@@ -245,6 +248,7 @@ def test_the_gpu_script_trains_on_jax_where_tensorflow_cannot_be_imported(traini
     assert probe["test_accuracy"] is None and run_metrics["data"]["test"] == 0  # no test faces travelled
 
 
+@pytest.mark.cost(99)
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_two_devices_follow_the_one_device_loss_curve(backend, training_dir, tmp_path):
     """Dropout off in both runs (tests/without_dropout.py) and no augmentation: the replicas' own
@@ -266,6 +270,7 @@ def test_two_devices_follow_the_one_device_loss_curve(backend, training_dir, tmp
         np.testing.assert_allclose(two[key], one[key], rtol=5e-3, err_msg=key)
 
 
+@pytest.mark.cost(255)
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_a_two_device_run_killed_and_resumed_matches_the_uninterrupted_one(backend, training_dir, tmp_path):
     pytest.importorskip(backend)
@@ -385,6 +390,7 @@ def _finish_hosts(processes, tmp_path):
     return outputs, json.loads((tmp_path / "host0" / "t_metrics.json").read_text())["history"]
 
 
+@pytest.mark.cost(75)
 def test_two_processes_on_loopback_train_together_like_one_process_on_two_devices(training_dir, tmp_path):
     """Several hosts, simulated. Dropout off in both runs (tests/without_dropout.py): each layout
     draws its own dropout masks, the one difference left, so without it the curves must agree to
@@ -436,6 +442,7 @@ def test_a_peer_gone_is_recognised_whatever_the_error_type_and_however_deep(kind
     assert lost_peer(ValueError("the shapes (3,) and (4,) do not match"), two) is None
 
 
+@pytest.mark.cost(157)
 def test_a_lost_process_stops_the_other_at_once_and_the_same_commands_resume(training_dir, tmp_path):
     """A worker lost: SIGKILL one of two training processes mid-run. The other stops within seconds
     with one line that says how to resume, and starting both again with the same commands ends where
