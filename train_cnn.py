@@ -237,7 +237,11 @@ def parse_args(argv=None) -> TrainConfig:
     for flag, folder in (("--models-dir", config.models_dir), ("--plots-dir", config.plots_dir)):
         cli.check_output_dir(p, flag, folder)
     cli.check_output_dir(p, "--checkpoint-dir", config.checkpoint_dir)
-    cli.refuse_inside_data(p, config.data, {"--plots-dir": config.plots_dir})
+    cli.refuse_inside_data(
+        p,
+        config.data,
+        {"--models-dir": config.models_dir, "--checkpoint-dir": config.checkpoint_dir, "--plots-dir": config.plots_dir},
+    )
     if config.init_from and Path(config.init_from).suffix.lower() == ".onnx":
         p.error(
             f"--init-from {config.init_from} is an ONNX export, which holds no trainable Keras weights; "

@@ -325,8 +325,8 @@ def refuse_existing(p: argparse.ArgumentParser, outputs, overwrite: bool, elsewh
 
 
 def refuse_inside_data(p: argparse.ArgumentParser, data, outputs: dict) -> None:
-    """Refuse, before any work, a picture output (a folder of plots, or a plot file) where the
-    ``--data`` folder's loader would find it: the next run over that data would read the picture
+    """Refuse, before any work, an output (a folder of plots or models, or a plot file) where the
+    ``--data`` folder's loader would find it: the next run over that data would read a picture
     as a face, or the folder as a class. Beside the split folders, or at the top, is fine."""
     if data is None:
         return

@@ -288,6 +288,7 @@ def test_selection_settings_that_cannot_work_are_refused_before_any_work(tmp_pat
     base = ["--data", str(data), "--models-dir", str(tmp_path / "m")]
     cases = [
         (["--plots-dir", str(data / "happy")], "whose folders the next run reads as classes"),  # read as faces
+        (["--plots-dir", str(tmp_path / "p"), "--models-dir", str(data / "models")], "--models-dir"),  # a class
         (["--plots-dir", str(tmp_path / "p"), "--scheduler", "nonsense"], "is not a scheduler's address"),
         (["--plots-dir", str(tmp_path / "p"), "--val-limit", "-1"], "--val-limit must be at least 0"),
     ]
@@ -303,6 +304,8 @@ def test_selection_settings_that_cannot_work_are_refused_before_any_work(tmp_pat
 
     for parse, argv in (
         (train_cnn.parse_args, ["--data", str(data), "--plots-dir", str(data / "happy" / "plots")]),
+        (train_cnn.parse_args, ["--data", str(data), "--models-dir", str(data / "models")]),
+        (train_cnn.parse_args, ["--data", str(data), "--checkpoint-dir", str(data / "happy" / "ckpt")]),
         (evaluate.parse_args, ["--data", str(data), "--confusion", str(data / "happy" / "c.png")]),
     ):
         with pytest.raises(SystemExit) as refused:
