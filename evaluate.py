@@ -107,17 +107,24 @@ def evaluate(args) -> dict:
         # alone (PublicTest_ and PrivateTest_ files) is enough for --split val or test.
         data = load_dataset(args.data, cache_dir=args.cache_dir, need_test=args.split == "test", need_train=False)
         split = data.test if args.split == "test" else data.val
-        if not len(split):  # data of named held-out faces only (need_train=False), without this one
-            other = "val" if args.split == "test" else "test"
+        wanted = "test" if args.split == "test" else "validation"
+        if not len(data.train):  # named held-out faces only (FER2013's test/ folder alone)
+            if not len(split):
+                other = "val" if args.split == "test" else "test"
+                named = "PrivateTest_" if args.split == "test" else "PublicTest_"
+                cli.fail(
+                    f"{args.data} has no {wanted} faces (FER2013 names them {named}*); score its other faces "
+                    f"with --split {other}"
+                )
+            if args.calibrate and not len(data.val):
+                cli.fail(
+                    f"{args.data} has no validation faces to fit --calibrate's temperature on (FER2013 names them "
+                    f"PublicTest_*); calibrate on data that has them, e.g. the full dataset"
+                )
+        elif not len(split) or args.calibrate and not len(data.val):  # drawn from classes of a few faces
             cli.fail(
-                f"{args.data} has no {'test' if args.split == 'test' else 'validation'} faces (FER2013 names "
-                f"them {'PrivateTest_' if args.split == 'test' else 'PublicTest_'}*); score its other faces with "
-                f"--split {other}"
-            )
-        if args.calibrate and not len(data.val):
-            cli.fail(
-                f"{args.data} has no validation faces to fit --calibrate's temperature on (FER2013 names them "
-                f"PublicTest_*); calibrate on data that has them, e.g. the full dataset"
+                f"the {wanted if not len(split) else 'validation'} split drawn from {args.data} holds no faces: its "
+                f"classes are too small to hold any out; add faces, or score them all with --split all"
             )
     require_classes(class_names, CLASS_NAMES, args.model)
     tta = tta_options(args.tta)

@@ -40,8 +40,9 @@ def parse_args(argv=None):
     args.model = args.model.expanduser()  # (a quoted ~ reaches us unexpanded)
     if args.model.is_dir():  # "is not a .keras model" read as if the files in it were wrong
         found = sorted(args.model.glob("*.keras"))
-        example = found[0] if found else args.model / KERAS_MODEL_PATH.name
-        p.error(f"{args.model} is a folder; give the .keras model file in it, e.g. export.py {example}")
+        if found:
+            p.error(f"{args.model} is a folder; give the .keras model file in it, e.g. export.py {found[0]}")
+        p.error(f"{args.model} is a folder with no .keras model in it; give the .keras file train_cnn.py wrote")
     if args.model.suffix.lower() != ".keras":
         p.error(f"{args.model} is not a .keras model; export.py reads the .keras file train_cnn.py writes")
     args.out = args.out or args.model.with_suffix(".onnx")

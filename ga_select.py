@@ -124,7 +124,12 @@ def parse_args(argv=None):
         p.error(str(exc))
     cli.check_output_dir(p, "--models-dir", args.models_dir)
     cli.check_output_dir(p, "--plots-dir", args.plots_dir)
-    cli.refuse_inside_data(p, args.data, {"--models-dir": args.models_dir, "--plots-dir": args.plots_dir})
+    cli.refuse_inside_data(
+        p,
+        args.data,
+        {"--models-dir": args.models_dir, "--plots-dir": args.plots_dir},
+        {"--models-dir": "files", "--plots-dir": "pictures"},
+    )
     cli.refuse_existing(
         p,
         [args.models_dir / n for n in (*MODEL_OUTPUTS, INTERRUPTED)] + [args.plots_dir / n for n in PLOT_OUTPUTS],

@@ -237,10 +237,12 @@ def parse_args(argv=None) -> TrainConfig:
     for flag, folder in (("--models-dir", config.models_dir), ("--plots-dir", config.plots_dir)):
         cli.check_output_dir(p, flag, folder)
     cli.check_output_dir(p, "--checkpoint-dir", config.checkpoint_dir)
-    cli.refuse_inside_data(
+    checkpoints = "--checkpoint-dir" if config.checkpoint_dir else "--models-dir's checkpoints folder"
+    cli.refuse_inside_data(  # without --checkpoint-dir that folder is MODELS/checkpoints/NAME
         p,
         config.data,
-        {"--models-dir": config.models_dir, "--checkpoint-dir": config.checkpoint_dir, "--plots-dir": config.plots_dir},
+        {"--models-dir": config.models_dir, checkpoints: config.checkpoint_path(), "--plots-dir": config.plots_dir},
+        {"--models-dir": "files", checkpoints: "files", "--plots-dir": "pictures"},
     )
     if config.init_from and Path(config.init_from).suffix.lower() == ".onnx":
         p.error(

@@ -324,16 +324,17 @@ def refuse_existing(p: argparse.ArgumentParser, outputs, overwrite: bool, elsewh
         )
 
 
-def refuse_inside_data(p: argparse.ArgumentParser, data, outputs: dict) -> None:
-    """Refuse, before any work, an output (a folder of plots or models, or a plot file) where the
-    ``--data`` folder's loader would find it: the next run over that data would read a picture
-    as a face, or the folder as a class. Beside the split folders, or at the top, is fine."""
+def refuse_inside_data(p: argparse.ArgumentParser, data, outputs: dict, kinds: dict | None = None) -> None:
+    """Refuse, before any work, an output where the ``--data`` folder's loader would find it: the
+    next run over that data would read a picture as a face, or a folder as a class. ``kinds``:
+    the ``data.disturbs_dataset`` kind of each flag ("picture", a plot file, when not named).
+    Beside the split folders, at the top, or in a hidden folder is fine."""
     if data is None:
         return
     from .data import disturbs_dataset
 
     for flag, path in outputs.items():
-        why = None if path is None else disturbs_dataset(data, path)
+        why = None if path is None else disturbs_dataset(data, path, (kinds or {}).get(flag, "picture"))
         if why:
             p.error(f"{flag} {path} is {why}; write it outside --data {data}, or beside its train/ and test/")
 

@@ -215,10 +215,12 @@ def detect_layout(root: Path) -> tuple[str, dict[str, Path]]:
     return "class_folders", {"all": root}
 
 
-def disturbs_dataset(root, target) -> str | None:
-    """Why writing ``target`` (a file, or a folder of them) would change what the next run reads
-    from the dataset folder ``root``, or None where the loader never looks (beside the split
-    folders of the Kaggle layout, or a file at the top of any)."""
+def disturbs_dataset(root, target, kind: str = "picture") -> str | None:
+    """Why writing ``target`` would change what the next run reads from the dataset folder
+    ``root``, or None where the loader never looks (beside the split folders of the Kaggle layout,
+    a file at the top of any, a hidden folder). ``kind``: "picture" (a plot file), "pictures" (a
+    folder of plots) or "files" (a folder of models or checkpoints: no images, so harmless inside
+    a class folder, but a new folder where folders are read as classes)."""
     root = Path(root).expanduser()
     if not root.is_dir():
         return None
@@ -229,12 +231,24 @@ def disturbs_dataset(root, target) -> str | None:
     root, target = root.resolve(), Path(target).expanduser().resolve()
     inside = lambda folder: target == folder or folder in target.parents  # noqa: E731
     if layout == "folders":
-        folder = next((f.resolve() for f in read.values() if inside(f.resolve())), None)
-        return None if folder is None else f"inside {folder}, whose pictures the next run reads as faces"
-    if not inside(root) or target.parent == root and target.suffix:  # a file at the top is never read
+        holder = next((f.resolve() for f in read.values() if inside(f.resolve())), None)
+    elif not inside(root) or target.parent == root and kind == "picture":  # a file at the top is never read
         return None
-    if layout == "csv":
+    elif layout == "csv":
         return f"a new folder in {root}, which would make the next run take it for class folders, not its CSV"
+    else:
+        holder = root
+    if holder is None:
+        return None
+    parts = target.relative_to(holder).parts
+    if any(part.startswith(".") for part in parts):  # hidden files and folders are never read
+        return None
+    if kind == "files":  # no images: harmful only as a folder that is no class (a new class)
+        if not parts or (holder / parts[0]).is_dir() and parts[0].strip().lower() in ALIASES:
+            return None
+        return f"a new folder in {holder}, whose folders the next run reads as classes of faces"
+    if layout == "folders":
+        return f"inside {holder}, whose pictures the next run reads as faces"
     return f"inside {root}, whose folders the next run reads as classes of faces"
 
 

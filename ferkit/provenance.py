@@ -65,7 +65,16 @@ def average_record(records: list) -> tuple[dict | None, list[str]]:
         return None, ["whether they record their training data (some do not)"]
     fields = dict.fromkeys(key for record in records for key in record)
     differ = [key for key in fields if any(r.get(key) != records[0].get(key) for r in records)]
-    words = [_SPLIT_FIELDS.get(key) or _OTHER_FIELDS.get(key, key) for key in differ]
+    words = [
+        (_SPLIT_FIELDS.get(key) or _OTHER_FIELDS.get(key, key))
+        # a split field missing: a record of an older version (no --init-from is no field, by design)
+        + (
+            " (some records, of older versions, have none)"
+            if key in _SPLIT_FIELDS and any(key not in r for r in records)
+            else ""
+        )
+        for key in differ
+    ]
     if any(key in _SPLIT_FIELDS for key in differ):
         return None, words
     shared = {key: records[0][key] for key in _SPLIT_FIELDS if key in records[0]}

@@ -263,6 +263,13 @@ def test_evaluate_scores_a_test_folder_alone_split_by_split_or_all_of_it(kaggle_
         assert refused.value.code == 2 and "has no validation faces" in err and "PublicTest_" in err, err
     assert evaluate.main(["--model", str(DEFAULT_MODEL_PATH), "--data", str(private), "--cache-dir",
                           str(cache_dir)])["faces"] == 7 * 4  # fmt: skip
+    # Classes too small to draw validation faces from: said, not scored on no faces.
+    write_images(tmp_path / "tiny", counts(2), seed=3)
+    assert len(load_dataset(tmp_path / "tiny", cache_dir=cache_dir, progress=False).val) == 0
+    with pytest.raises(SystemExit) as refused:
+        evaluate.main(["--model", str(DEFAULT_MODEL_PATH), "--data", str(tmp_path / "tiny"), "--cache-dir",
+                       str(cache_dir), "--split", "val"])  # fmt: skip
+    assert "the validation split drawn from" in capsys.readouterr().err and refused.value.code == 2
 
 
 def test_csv_pixels_keep_their_values(tmp_path, cache_dir):

@@ -288,7 +288,7 @@ def test_selection_settings_that_cannot_work_are_refused_before_any_work(tmp_pat
     base = ["--data", str(data), "--models-dir", str(tmp_path / "m")]
     cases = [
         (["--plots-dir", str(data / "happy")], "whose folders the next run reads as classes"),  # read as faces
-        (["--plots-dir", str(tmp_path / "p"), "--models-dir", str(data / "models")], "--models-dir"),  # a class
+        (["--plots-dir", str(tmp_path / "p"), "--models-dir", str(data / "run.2")], "a new folder in"),  # a class
         (["--plots-dir", str(tmp_path / "p"), "--scheduler", "nonsense"], "is not a scheduler's address"),
         (["--plots-dir", str(tmp_path / "p"), "--val-limit", "-1"], "--val-limit must be at least 0"),
     ]
@@ -305,7 +305,8 @@ def test_selection_settings_that_cannot_work_are_refused_before_any_work(tmp_pat
     for parse, argv in (
         (train_cnn.parse_args, ["--data", str(data), "--plots-dir", str(data / "happy" / "plots")]),
         (train_cnn.parse_args, ["--data", str(data), "--models-dir", str(data / "models")]),
-        (train_cnn.parse_args, ["--data", str(data), "--checkpoint-dir", str(data / "happy" / "ckpt")]),
+        (train_cnn.parse_args, ["--data", str(data), "--models-dir", str(data)]),  # data/checkpoints: a class
+        (train_cnn.parse_args, ["--data", str(data), "--plots-dir", str(data / "plots.v1")]),  # a dotted folder
         (evaluate.parse_args, ["--data", str(data), "--confusion", str(data / "happy" / "c.png")]),
     ):
         with pytest.raises(SystemExit) as refused:
@@ -320,6 +321,16 @@ def test_selection_settings_that_cannot_work_are_refused_before_any_work(tmp_pat
     with pytest.raises(SystemExit):
         ga_select.parse_args(["--data", str(kaggle), "--plots-dir", str(kaggle / "train" / "plots")])
     assert "whose pictures the next run reads as faces" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # a new class folder beside happy/
+        train_cnn.parse_args(["--data", str(kaggle), "--models-dir", str(kaggle / "train" / "models")])
+    assert "a new folder in" in capsys.readouterr().err
+    # Models and checkpoints (no images) inside a class folder, and a hidden folder, are never read.
+    for root, folder in (
+        (data, data / "happy" / "models"),
+        (data, data / ".models"),
+        (kaggle, kaggle / "train" / "happy" / "m"),
+    ):
+        assert train_cnn.parse_args(["--data", str(root), "--models-dir", str(folder)]).models_dir == folder
     from ferkit.splits import stratified_subset
 
     with pytest.raises(ParameterError, match="train-limit"):
@@ -357,6 +368,12 @@ def test_features_constant_on_few_faces_give_one_warning_not_scikit_learns_flood
         gacompare.kbest_mask(x, y, 4)
     assert [w.category for w in caught] == [FerWarning] and "10 of the 50 features" in str(caught[0].message)
     assert not mask[:10].any()  # ranked last
+    other = rng.normal(size=(20, 50)).astype(np.float32)
+    other[:, :10] = 1.0  # other data of the same shape and constant columns: said again
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        gacompare.kbest_mask(other, y, 8)
+    assert len(caught) == 1 and "10 of the 50 features" in str(caught[0].message)
     x[:, 10] = 2.0  # other data: said again
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
