@@ -265,8 +265,11 @@ def run(args) -> dict:
     data = load_dataset(args.data, cache_dir=args.cache_dir)
     train, val, test = data.train, data.val, data.test
     limited = []
-    for name, limit in (("train", args.train_limit), ("val", args.val_limit), ("test", args.test_limit)):
-        split = {"train": train, "val": val, "test": test}[name]
+    for name, split, limit in (
+        ("train", train, args.train_limit),
+        ("val", val, args.val_limit),
+        ("test", test, args.test_limit),
+    ):
         if limit and limit >= len(split):  # said, as train_cnn.py says it of --limit
             print(f"note: --{name}-limit {limit} is not below the {len(split)} faces of that split; all are used")
         elif limit:

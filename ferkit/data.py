@@ -608,12 +608,12 @@ def load_dataset(
         train_idx = np.sort(np.concatenate([train_idx, spare]))
     _require_splits(root, layout, len(train_idx) > 0, len(val_idx) > 0, len(test_idx) > 0, need_test, need_train)
     val_drawn = not len(val_idx) and len(train_idx) > 0
-    if not len(train_idx):  # only named held-out faces (need_train=False): nothing to draw from
-        val_note = "validation: the dataset's own validation split" if len(val_idx) else "no validation split"
-    elif len(val_idx):
+    if len(val_idx):
         val_note = "validation: the dataset's own validation split"
-        if not len(test_idx):  # e.g. an .npz exported without its test faces, to train elsewhere
+        if not len(test_idx) and len(train_idx):  # e.g. an .npz exported without its test faces, to train elsewhere
             val_note += "; no test split (the test report is left to evaluate.py on the full dataset)"
+    elif not len(train_idx):  # only named test faces (need_train=False): nothing to draw from
+        val_note = "no validation split"
     else:
         train_idx, val_idx = held_out(train_idx, y, face_keys(_rows(x, train_idx), "validation"), val_fraction)
         val_note = f"validation: about {val_fraction:.0%} of the training images, by a hash of each face"
