@@ -19,6 +19,7 @@ shipped models/ga_report.json and plots/ga_*.png (refused without ``--overwrite`
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import itertools
 import json
@@ -47,6 +48,25 @@ CURVE_K = (32, 64, 128, 256, 512, 1024)
 MODEL_OUTPUTS = ("ga_mask.npy", "ga_forest.joblib", "ga_report.json")
 PLOT_OUTPUTS = ("ga_progress.png", "ga_selection.png")
 INTERRUPTED = "ga_interrupted.json"  # what an interrupted run had finished, in --models-dir
+# Each seed's search state after every generation (ferkit.gastate): a stopped run's same command
+# goes on from it; removed when the run completes.
+SEARCHES = Path("checkpoints") / "ga"
+
+
+def search_state(models_dir: Path, seed: int) -> Path:
+    return models_dir / SEARCHES / f"seed{seed}.npz"
+
+
+def remove_search_states(models_dir: Path, seeds: int) -> None:
+    """A complete run's search states, by name (nothing else in the folders), then the folders
+    where that leaves them empty."""
+    for seed in range(seeds):
+        search_state(models_dir, seed).unlink(missing_ok=True)
+    for folder in (models_dir / SEARCHES, models_dir / SEARCHES.parent):
+        with contextlib.suppress(OSError):  # not empty (a training run's checkpoints, say) or not there
+            folder.rmdir()
+
+
 # A Dask scheduler's address: [protocol://]host:port, the host a name, an IPv4 or a bracketed IPv6.
 SCHEDULER_ADDRESS = re.compile(r"^([a-z]+://)?(\[[0-9a-fA-F:.]+\]|[^\s:/\[\]]+):\d{1,5}$")
 
@@ -130,9 +150,12 @@ def parse_args(argv=None):
         {"--models-dir": args.models_dir, "--plots-dir": args.plots_dir},
         {"--models-dir": "files", "--plots-dir": "pictures"},
     )
+    # A stopped run's record goes when the same command goes on from its saved searches.
+    resuming = any(search_state(args.models_dir, seed).exists() for seed in range(args.seeds))
     cli.refuse_existing(
         p,
-        [args.models_dir / n for n in (*MODEL_OUTPUTS, INTERRUPTED)] + [args.plots_dir / n for n in PLOT_OUTPUTS],
+        [args.models_dir / n for n in (*MODEL_OUTPUTS, *([] if resuming else [INTERRUPTED]))]
+        + [args.plots_dir / n for n in PLOT_OUTPUTS],
         args.overwrite,
         "Give other --models-dir and --plots-dir",
     )
@@ -153,7 +176,7 @@ def one_seed(seed, args, x_train, y_train, x_val, y_val, x_test, y_test) -> dict
     config = ga_config(args, seed)
     print(f"\n== seed {seed} ==", flush=True)
     rankings = rank_features(x_train, y_train, seed=seed, jobs=config.jobs)
-    ga = run_ga(x_train, y_train, config, rankings=rankings)
+    ga = run_ga(x_train, y_train, config, rankings=rankings, checkpoint=search_state(args.models_dir, seed))
     try:
         return score_seed(seed, args, config, ga, rankings, x_train, y_train, x_val, y_val, x_test, y_test)
     except KeyboardInterrupt:  # the search is done: its best subset is kept with what was finished
@@ -299,8 +322,8 @@ def run(args) -> dict:
             text = f"interrupted during seed {len(runs)}"
         saved = save_interrupted(args, runs, stopped)
         raise Interrupted(
-            f"{text}; what was done is in {saved} (a run cannot go on from it: the next run into {args.models_dir} "
-            f"starts over and needs --overwrite)"
+            f"{text}; what was done is in {saved}. Run the same command again to go on: each seed's search goes on "
+            f"from its last generation (saved in {args.models_dir / SEARCHES}), a finished one is scored again"
         ) from None
 
     table = {}
@@ -377,8 +400,9 @@ def run(args) -> dict:
         }
         atomic_write_text(args.models_dir / MODEL_OUTPUTS[2], json.dumps(report, indent=1))
         stale = args.models_dir / INTERRUPTED
-        if stale.exists():  # an earlier, interrupted run's (allowed to go by --overwrite): not this run's
+        if stale.exists():  # an earlier, interrupted run's (allowed to go by --overwrite or gone on from)
             stale.unlink()
+        remove_search_states(args.models_dir, args.seeds)
 
     if stopped:
         print("note: the stop came while the outputs were written; they were finished first, and the run is complete")

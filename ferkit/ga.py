@@ -33,9 +33,11 @@ import sys
 import time
 import warnings
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
+from . import gastate
 from .errors import FerWarning, Interrupted, ParameterError
 from .splits import stratified_subset
 
@@ -397,6 +399,31 @@ def pareto_front(scored: list) -> list:
     return front
 
 
+def _restored(creator, masks, fitness) -> list:
+    """Saved subsets as DEAP individuals with their fitness, as the search held them."""
+    individuals = [creator.FeatureSubset(list(m)) for m in masks]
+    for ind, value in zip(individuals, fitness):
+        ind.fitness.values = (value,)
+    return individuals
+
+
+def _state(population, hall, cache, rng, stale, result, row, finished) -> gastate.SearchState:
+    return gastate.SearchState(
+        population=[list(ind) for ind in population],
+        fitness=[ind.fitness.values[0] for ind in population],
+        best=list(hall[0]),
+        best_fitness=hall[0].fitness.values[0],
+        cache=dict(cache),
+        rng_state=rng.getstate(),
+        stale=stale,
+        log=list(result.log),
+        evaluations=result.evaluations,
+        cache_hits=result.cache_hits,
+        seconds=row["seconds"],
+        finished=finished,
+    )
+
+
 def run_ga(
     x: np.ndarray,
     y: np.ndarray,
@@ -404,6 +431,7 @@ def run_ga(
     progress: bool = True,
     rankings: dict[str, np.ndarray] | None = None,
     mapper=None,
+    checkpoint: Path | None = None,
 ) -> GAResult:
     """Evolve feature subsets of at most ``max_features`` columns of x towards the best
     out-of-bag accuracy (tournaments, elitism, uniform crossover, swap / resize mutation).
@@ -411,12 +439,16 @@ def run_ga(
     ``rankings`` (from ``rank_features``) seed part of the first population. Fitness runs in
     ``config.jobs`` local processes, or on the Dask cluster at ``config.scheduler``; ``mapper``
     replaces both (any ``map``-like callable). Ctrl-C stops the workers at once and raises
-    ``Interrupted``.
+    ``Interrupted``. ``checkpoint``: a file the search's state is written to after every
+    generation and, where it exists, goes on from (``ferkit.gastate``); it makes the same choices
+    as a search never stopped.
     """
     from deap import tools
 
     config.validate(x.shape[1])
     subset = fitness_subset(y, config)
+    fp = gastate.fingerprint(x[subset], y[subset], config) if checkpoint else None
+    state = gastate.load(checkpoint, fp) if checkpoint else None  # refused before any worker starts
     _init_fitness_data(x[subset], y[subset], config)
     rng = random.Random(config.seed)
     toolbox = make_toolbox(x.shape[1], config, rng)
@@ -444,16 +476,31 @@ def run_ga(
         for ind, key in zip(todo, keys):
             ind.fitness.values = (cache[key],)
 
-    started = time.time()
     hall = tools.HallOfFame(1)
+    started = time.time() - (state.seconds if state else 0.0)
     try:
-        population = [
-            creator.FeatureSubset(m.astype(int).tolist()) for m in initial_masks(x.shape[1], config, rankings, rng)
-        ]
-        evaluate(population)
-        hall.update(population)
-        stale = 0
-        for generation in range(config.generations + 1):
+        if state:
+            population = _restored(creator, state.population, state.fitness)
+            hall.insert(_restored(creator, [state.best], [state.best_fitness])[0])
+            cache.update(state.cache)
+            rng.setstate(state.rng_state)
+            stale, result.log = state.stale, state.log
+            result.evaluations, result.cache_hits = state.evaluations, state.cache_hits
+            if progress:
+                print(
+                    f"going on from {checkpoint}: "
+                    + ("the search had finished" if state.finished else f"after generation {len(state.log) - 1}"),
+                    flush=True,
+                )
+        else:
+            population = [
+                creator.FeatureSubset(m.astype(int).tolist()) for m in initial_masks(x.shape[1], config, rankings, rng)
+            ]
+            evaluate(population)
+            hall.update(population)
+            stale = 0
+        first = config.generations + 1 if state and state.finished else len(result.log)
+        for generation in range(first, config.generations + 1):
             if generation:
                 elite = [toolbox.clone(ind) for ind in tools.selBest(population, config.elite)]
                 offspring = toolbox.select(population, config.population - config.elite)
@@ -481,6 +528,9 @@ def run_ga(
                     f"{row['seconds']:.0f} s",
                     flush=True,
                 )
+            finished = stale >= config.patience or generation == config.generations
+            if checkpoint:
+                gastate.save(checkpoint, _state(population, hall, cache, rng, stale, result, row, finished), fp)
             if stale >= config.patience:
                 if progress:
                     print(f"stopping: no better subset for {config.patience} generations")
@@ -489,9 +539,13 @@ def run_ga(
         if pool:
             pool.terminate()
             pool = None
+        way_on = (
+            f"the same command goes on after generation {len(result.log) - 1} (saved in {checkpoint})"
+            if checkpoint and result.log
+            else "rerun with fewer --generations or --seeds for a shorter run"
+        )
         stopped = Interrupted(
-            f"interrupted in generation {len(result.log)} ({result.evaluations} forests fitted); rerun with "
-            f"fewer --generations or --seeds for a shorter run"
+            f"interrupted in generation {len(result.log)} ({result.evaluations} forests fitted); {way_on}"
         )
         if len(hall):
             stopped.partial = {

@@ -9,7 +9,7 @@ from conftest import FER2013, XCEPTION_WEIGHTS
 
 from ferkit import features, ga, gacompare
 from ferkit.data import load_dataset
-from ferkit.errors import FeatureError, ParameterError
+from ferkit.errors import CheckpointError, FeatureError, FerWarning, Interrupted, ParameterError
 
 INFORMATIVE = [3, 11, 17, 29, 34]
 
@@ -101,6 +101,54 @@ def test_same_seed_same_result_also_in_parallel():
     second = ga.run_ga(x, y, config(generations=4, jobs=2), progress=False)
     np.testing.assert_array_equal(first.mask, second.mask)
     assert first.fitness == second.fitness
+
+
+def _same_search(a, b) -> None:
+    np.testing.assert_array_equal(a.mask, b.mask)
+    assert (a.accuracy, a.evaluations, a.cache_hits) == (b.accuracy, b.evaluations, b.cache_hits)
+    assert [{k: v for k, v in r.items() if k != "seconds"} for r in a.log] == [
+        {k: v for k, v in r.items() if k != "seconds"} for r in b.log
+    ]
+    assert [(m.tolist(), acc) for m, acc in a.ranked] == [(m.tolist(), acc) for m, acc in b.ranked]
+
+
+@pytest.mark.parametrize("stop_at", [2, 4])  # fitness calls: 1 is the first population, k generation k-1
+def test_a_search_stopped_mid_run_goes_on_to_the_result_of_one_never_stopped(tmp_path, stop_at):
+    x, y = synthetic_features(300, 20)
+    settings = config(generations=5, patience=5)
+    whole = ga.run_ga(x, y, settings, progress=False)
+    calls = []
+
+    def stopping_map(func, items):
+        calls.append(1)
+        if len(calls) == stop_at:
+            raise KeyboardInterrupt  # as a Ctrl-C while forests are fitted
+        return list(map(func, items))
+
+    path = tmp_path / "ga" / "seed1.npz"
+    with pytest.raises(Interrupted) as stopped:
+        ga.run_ga(x, y, settings, progress=False, mapper=stopping_map, checkpoint=path)
+    assert f"the same command goes on after generation {stop_at - 2}" in str(stopped.value)
+    resumed = ga.run_ga(x, y, settings, progress=False, checkpoint=path)
+    _same_search(resumed, whole)
+    again = ga.run_ga(x, y, settings, progress=False, checkpoint=path, mapper=lambda *a: pytest.fail("refitted"))
+    _same_search(again, whole)  # a finished search is read back, not run again
+
+
+def test_a_saved_search_is_not_continued_with_other_settings_or_features_and_a_damaged_one_starts_over(tmp_path):
+    x, y = synthetic_features(300, 20)
+    path = tmp_path / "seed1.npz"
+    first = ga.run_ga(x, y, config(generations=2), progress=False, checkpoint=path)
+    ga.run_ga(x, y, config(generations=2, jobs=2), progress=False, checkpoint=path)  # where fitness runs: allowed
+    with pytest.raises(CheckpointError, match=r"--generations 2 then, 3 now.*delete .* to start over"):
+        ga.run_ga(x, y, config(generations=3), progress=False, checkpoint=path)
+    with pytest.raises(CheckpointError, match=r"other features \(300x20 then, 299x20 now"):
+        ga.run_ga(x[1:], y[1:], config(generations=2), progress=False, checkpoint=path)
+    path.write_bytes(path.read_bytes()[:100])
+    with pytest.warns(FerWarning, match="could not be read"):
+        again = ga.run_ga(x, y, config(generations=2), progress=False, checkpoint=path)
+    _same_search(again, first)
+    assert (tmp_path / "seed1.npz.damaged").exists()
 
 
 def test_stops_early_without_improvement():
@@ -255,19 +303,56 @@ def test_ctrl_c_after_a_finished_search_keeps_its_subset(ga_script, monkeypatch,
     err = capsys.readouterr().err
     saved = json.loads((models / "ga_interrupted.json").read_text())
     if where == "validation":
-        assert "after seed 0's search" in err and "starts over and needs --overwrite" in err
+        assert "after seed 0's search" in err and "Run the same command again to go on" in err
         assert saved["running_seed"] == 0 and saved["running_seed_best_so_far"]["search_finished"]
         assert saved["running_seed_best_so_far"]["selected_features"]
     else:
         assert "SelectKBest curve, after every seed" in err
         assert saved["running_seed"] is None and [s["seed"] for s in saved["completed_seeds"]] == [0, 1]
 
-    # The next run into the folder is refused (that file is an earlier run's); with --overwrite it
-    # runs, and the stale file goes with the rest of the earlier run's outputs.
-    monkeypatch.undo()
-    with pytest.raises(SystemExit) as refused:
-        ga_select.parse_args(argv)
-    assert refused.value.code == 2 and "ga_interrupted.json exists" in capsys.readouterr().err
+    # The same command goes on from the saved searches (not refused for the earlier run's file).
+    assert ga_select.parse_args(argv).models_dir == models
+
+
+def test_a_run_stopped_in_a_search_goes_on_with_the_same_command_to_the_report_of_one_never_stopped(
+    ga_script, monkeypatch, capsys
+):
+    import json
+
+    import ga_select
+    from ferkit.ga import run_ga
+
+    argv, models = ga_script
+    assert argv[2] == "--models-dir" and argv[4] == "--plots-dir"
+    whole = [*argv[:3], str(models.with_name("whole")), argv[4], str(models.with_name("whole_plots")), *argv[6:]]
+    ga_select.main(whole)
+    expected = json.loads((models.with_name("whole") / "ga_report.json").read_text())
+
+    def stop_in_seed_1(x, y, config, **kwargs):
+        calls = []
+
+        def stopping_map(func, items):
+            calls.append(1)
+            if config.seed == 1 and len(calls) == 3:  # in generation 2's fitness (1: the first population)
+                raise KeyboardInterrupt
+            return list(map(func, items))
+
+        return run_ga(x, y, config, mapper=stopping_map, **kwargs)
+
+    monkeypatch.setattr(ga_select, "run_ga", stop_in_seed_1)
+    with pytest.raises(SystemExit) as stopped:
+        ga_select.main(argv)
+    assert stopped.value.code == 130
+    err = capsys.readouterr().err
+    assert "the same command goes on after generation 1" in err and "Run the same command again to go on" in err
+    assert sorted(p.name for p in (models / "checkpoints" / "ga").iterdir()) == ["seed0.npz", "seed1.npz"]
+
+    monkeypatch.setattr(ga_select, "run_ga", run_ga)
+    ga_select.main(argv)  # the same command, no --overwrite
+    assert "going on from" in capsys.readouterr().out
+    report = json.loads((models / "ga_report.json").read_text())
+    assert report["table"] == expected["table"]
+    assert not (models / "checkpoints").exists() and not (models / "ga_interrupted.json").exists()
 
 
 def test_a_complete_run_with_overwrite_takes_away_an_earlier_interrupted_runs_file(ga_script):
