@@ -30,25 +30,7 @@ WORK=${DEVICE_WORK:-/tmp/fer-device}
 DATA=${DEVICE_DATA:-data/device/fer_trainval.npz}
 mkdir -p "$OUT" "$WORK"
 started=$(date +%s)
-say() { echo "[$(( $(date +%s) - started )) s] $*" | tee -a "$OUT/device.log"; }
-
-if [ ! -f "$DATA" ]; then
-  say "error: $DATA is missing: write it with tools/export_npz.py (see the top of this script) and carry data/device"
-  exit 2
-fi
-PY=${PYTHON:-python3}
-export KERAS_BACKEND=jax PYTHONUNBUFFERED=1
-if ! $PY -c "import keras" 2>/dev/null; then
-  ls .whl/*.whl >/dev/null 2>&1 || { say "error: no keras here and no .whl/ carried (see the top of this script)"; exit 2; }
-  $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$WORK/site" .whl/*.whl \
-    || { say "error: installing the carried wheels failed"; exit 2; }
-  export PYTHONPATH="$WORK/site${PYTHONPATH:+:$PYTHONPATH}"
-fi
-# Several processes share the GPU: each takes memory as it needs it, not 75% at the start.
-export XLA_PYTHON_CLIENT_PREALLOCATE=false
-$PY -c "import jax, keras; print('jax', jax.__version__, jax.devices(), 'keras', keras.__version__)" 2>&1 \
-  | tee -a "$OUT/device.log"
-command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total --format=csv,noheader | tee -a "$OUT/device.log"
+. tools/device_env.sh  # say, the data check, the carried wheels, JAX
 
 # The recipe: --preset wide (VGG trunk 48-384 on random 40x40 crops, SGD Nesterov, cosine with a
 # warm-up, strong augmentation with random erasing, label smoothing, bf16), a weight average over

@@ -1,0 +1,24 @@
+# Sourced by the lent-GPU scripts (tools/device_train.sh, tools/device_longrun.sh): checks the
+# carried faces, installs the carried Keras wheels where the machine has no Keras (it has JAX with
+# CUDA and no TensorFlow), and selects the JAX backend. Expects OUT, WORK, DATA and started set,
+# and defines say, which logs with the seconds since the start to the console and $OUT/device.log.
+
+say() { echo "[$(( $(date +%s) - started )) s] $*" | tee -a "$OUT/device.log"; }
+
+if [ ! -f "$DATA" ]; then
+  say "error: $DATA is missing: write it with tools/export_npz.py (see the top of this script) and carry data/device"
+  exit 2
+fi
+PY=${PYTHON:-python3}
+export KERAS_BACKEND=jax PYTHONUNBUFFERED=1
+if ! $PY -c "import keras" 2>/dev/null; then
+  ls .whl/*.whl >/dev/null 2>&1 || { say "error: no keras here and no .whl/ carried (see the top of this script)"; exit 2; }
+  $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$WORK/site" .whl/*.whl \
+    || { say "error: installing the carried wheels failed"; exit 2; }
+  export PYTHONPATH="$WORK/site${PYTHONPATH:+:$PYTHONPATH}"
+fi
+# Several processes may share the GPU: each takes memory as it needs it, not 75% at the start.
+export XLA_PYTHON_CLIENT_PREALLOCATE=false
+$PY -c "import jax, keras; print('jax', jax.__version__, jax.devices(), 'keras', keras.__version__)" 2>&1 \
+  | tee -a "$OUT/device.log"
+command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total --format=csv,noheader | tee -a "$OUT/device.log"
