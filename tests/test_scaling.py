@@ -248,6 +248,69 @@ def test_the_gpu_script_trains_on_jax_where_tensorflow_cannot_be_imported(traini
     assert probe["test_accuracy"] is None and run_metrics["data"]["test"] == 0  # no test faces travelled
 
 
+@pytest.mark.cost(190)
+def test_a_run_started_on_the_gpu_script_goes_on_here_with_the_same_command(training_dir, tmp_path):
+    """tools/device_longrun.sh as on a lent GPU machine (JAX, no TensorFlow): its checkpoint comes
+    back in parts, and train_cnn.py here (the default backend, another one) resumes it after the
+    epochs it saved and trains to the end."""
+    pytest.importorskip("jax")
+    (tmp_path / "site").mkdir()
+    (tmp_path / "site" / "sitecustomize.py").write_text(NO_TENSORFLOW)
+    data = tmp_path / "device.npz"
+    export_npz(training_dir, data, tmp_path / "cache", splits=("train", "val"), quality=90)
+    out = tmp_path / "out"
+    recipe = [
+        "--preset",
+        "wide",
+        "--width",
+        "8",
+        "--batch-size",
+        "32",
+        "--schedule",
+        "plateau",
+        "--warmup-epochs",
+        "1",
+        "--epochs",
+        "300",
+    ]
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(tmp_path / "site"),
+        "PYTHON": sys.executable,
+        "OUT": str(out),
+        "DEVICE_WORK": str(tmp_path / "work"),
+        "DEVICE_DATA": str(data),
+    }
+    run = subprocess.run(
+        ["bash", "tools/device_longrun.sh", "2.5", "head", *recipe],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    log = (out / "device.log").read_text()
+    assert run.returncode == 0, log + run.stderr[-3000:] + (out / "head.log").read_text()[-3000:]
+    saved = int(re.search(r"saved: epoch (\d+)", log).group(1))
+    assert 1 <= saved < 300  # stopped by its time limit, the checkpoint kept
+    parts = sorted(out.glob("head.ckpt.tar.*"))
+    assert parts and all(p.stat().st_size <= 16 * 2**20 for p in parts)  # what the device tool brings back
+    home = tmp_path / "here"
+    home.mkdir()
+    with open(home / "ckpt.tar", "wb") as whole:
+        for part in parts:
+            whole.write(part.read_bytes())
+    with tarfile.open(home / "ckpt.tar") as archive:
+        archive.extractall(home, filter="data")
+    recipe[-1] = str(saved + 1)  # one epoch more, here
+    done = subprocess.run(
+        [sys.executable, "train_cnn.py", "--data", str(data), "--name", "head", "--checkpoint-dir", str(home / "head"),
+         "--models-dir", str(home), "--plots-dir", str(home), "--cache-dir", str(tmp_path / "cache"), *recipe],
+        cwd=ROOT, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert f"resuming from {home / 'head'} after epoch {saved} of {saved + 1}" in done.stdout
+    metrics = json.loads((home / "head_metrics.json").read_text())
+    assert metrics["epochs_trained"] == saved + 1 and metrics["data"]["test"] == 0
+    assert not any((home / "head").iterdir())  # finished here: its checkpoint files are removed
+
+
 @pytest.mark.cost(99)
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_two_devices_follow_the_one_device_loss_curve(backend, training_dir, tmp_path):
