@@ -5,9 +5,9 @@ session 27) the network alone trained at 3.5 ms a step and each augmentation lay
 0.3-0.6 ms, yet the step with the strong augmentation inside the model took 477-605 ms.
 
     KERAS_BACKEND=jax python benchmarks/augmentation_cost.py [--steps 20] [--variants none strong ...]
-    # on the lent GPU, in one device call (about 3 minutes with the compiles):
-    #   python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl && \
-    #   PYTHONPATH=/tmp/site:. KERAS_BACKEND=jax python3 benchmarks/augmentation_cost.py
+    # on the lent GPU, one device call with .whl carried (each variant compiles for 10-45 s there):
+    #   python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl &&
+    #   PYTHONPATH=/tmp/site:. KERAS_BACKEND=jax python3 benchmarks/augmentation_cost.py --variants none strong ...
 
 Each variant runs in its own process (XLA reads its flags once per process; a variant's compile
 cannot warm the next one's), float32, batch 128, the preset's SGD and label smoothing, on random
@@ -29,14 +29,17 @@ from ferkit import cli
 
 GEOMETRY = ("aug_shift", "aug_rotate", "aug_zoom")
 # variant: (augmentation, layers of it left out, extra XLA flags)
-VARIANTS = {
+VARIANTS = {  # the most telling first: a device call may not have time for them all
     "none": (False, (), ""),
-    "light": ("light", (), ""),
     "strong": ("strong", (), ""),
+    # JAX only: the same augmentation as its own compiled function before each step of the
+    # network without it (the step's time is both): does taking it out of the step cure it?
+    "strong-outside-step": (False, (), ""),
+    "strong-xla-autotune-0": ("strong", (), "--xla_gpu_autotune_level=0"),
     "strong-no-geometry": ("strong", GEOMETRY, ""),
     "strong-no-blur-erase": ("strong", ("aug_blur", "aug_erase"), ""),
     "strong-no-colour": ("strong", ("aug_brightness", "aug_contrast"), ""),
-    "strong-xla-autotune-0": ("strong", (), "--xla_gpu_autotune_level=0"),
+    "light": ("light", (), ""),
 }
 
 
@@ -68,9 +71,36 @@ def ms_per_step(variant: str, steps: int, warmup: int, batch: int) -> float:
     rng = np.random.default_rng(0)
     x = rng.integers(0, 256, (batch * steps, 48, 48, 1)).astype("float32")
     y = np.eye(7, dtype="float32")[rng.integers(0, 7, batch * steps)]
+    if variant == "strong-outside-step":
+        return _outside_step(model, x, y, steps, warmup, batch)
     model.fit(x[: batch * warmup], y[: batch * warmup], batch_size=batch, epochs=1, verbose=0)  # compiles
     started = time.perf_counter()
     model.fit(x, y, batch_size=batch, epochs=1, verbose=0, shuffle=False)
+    return (time.perf_counter() - started) / steps * 1000
+
+
+def _outside_step(model, x, y, steps: int, warmup: int, batch: int) -> float:
+    import jax
+    import keras
+
+    from ferkit import networks
+
+    inputs = keras.Input((48, 48, 1))
+    augmented = networks.augmentation_block(keras.layers.Rescaling(1 / 255.0)(inputs), "strong")
+    augment = keras.Model(inputs, keras.layers.Rescaling(255.0)(augmented))  # back to 0-255 for the network
+    apply = jax.jit(lambda state, faces: augment.stateless_call([], state, faces, training=True))
+    state = [v.value for v in augment.non_trainable_variables]  # the random layers' seeds
+
+    def one(i):
+        nonlocal state
+        faces, state = apply(state, x[i * batch : (i + 1) * batch])
+        return model.train_on_batch(faces, y[i * batch : (i + 1) * batch])
+
+    for i in range(warmup):  # compiles both
+        one(i % steps)
+    started = time.perf_counter()
+    for i in range(steps):
+        one(i)
     return (time.perf_counter() - started) / steps * 1000
 
 
@@ -108,6 +138,9 @@ def main(argv=None) -> dict:
     print(f"backend {keras.backend.backend()}; wide network, batch {args.batch_size}, {args.steps} timed steps")
     results = {}
     for variant in args.variants:
+        if variant == "strong-outside-step" and keras.backend.backend() != "jax":
+            print(f"  {variant}: JAX only, skipped")
+            continue
         results[variant] = measure_in_child(variant, args)
         if results[variant] is not None:
             print(f"  {variant}: {results[variant]:.1f} ms per step", flush=True)
