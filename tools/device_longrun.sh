@@ -26,6 +26,8 @@
 # MINUTES is the whole command's time, start-up and packing included: the training stops at the
 # last epoch that fits (--max-minutes) and is stopped for certain a minute before the end, so the
 # checkpoint (written after every epoch, atomically) always comes back.
+# Where the step's cost is still unexplained (README, "A long run's head start"), set DEVICE_PROBE
+# (below) to time its variants first.
 # On this CPU, to prove it (tests/test_scaling.py does, in a process that cannot import TensorFlow):
 #   OUT=/tmp/o DEVICE_DATA=small.npz tools/device_longrun.sh 1.5 tiny --preset wide --width 8 --epochs 300
 
@@ -46,6 +48,20 @@ started=$(date +%s)
 
 # The command's end, less what packing needs; the training stops an epoch early by itself
 # (--max-minutes, from its first epoch on), and for certain at the deadline (timeout).
+# DEVICE_PROBE="none strong strong-xla-autotune-0 ..." first times those variants of the training
+# step (benchmarks/augmentation_cost.py, 10 steps each, in the command's time) into probe.log;
+# where the strong step is over twice as fast with XLA's autotuning off, the run trains so.
+if [ -n "${DEVICE_PROBE:-}" ]; then
+  say "probe: ${DEVICE_PROBE}"
+  $PY benchmarks/augmentation_cost.py --steps 10 --timeout 150 --variants $DEVICE_PROBE > "$OUT/probe.log" 2>&1
+  cat "$OUT/probe.log" | grep -v "^[IW][0-9]" | tee -a "$OUT/device.log"
+  read -r strong untuned < <(awk '$1 == "strong" && NF >= 2 {s = $2} $1 == "strong-xla-autotune-0" && NF >= 2 {u = $2}
+    END {print (s ? s : 0), (u ? u : 0)}' "$OUT/probe.log")
+  if $PY -c "import sys; sys.exit(not (0 < $untuned < $strong / 2))"; then
+    export XLA_FLAGS="${XLA_FLAGS:+$XLA_FLAGS }--xla_gpu_autotune_level=0"
+    say "XLA autotuning off for the run: a strong step took $untuned ms so, $strong ms with it"
+  fi
+fi
 deadline=$($PY -c "print(int($MINUTES * 60 - 25))")
 left=$(( deadline - ($(date +%s) - started) ))
 minutes=$($PY -c "print(round(max($left - 40, 30) / 60, 2))")  # 40 s: loading the faces, building, finishing
