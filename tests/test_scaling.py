@@ -207,11 +207,9 @@ sys.meta_path.insert(0, NoTensorFlow())
 """
 
 
-@pytest.mark.cost(249)
-def test_the_gpu_script_trains_on_jax_where_tensorflow_cannot_be_imported(training_dir, tmp_path):
-    """tools/device_train.sh as on a lent GPU machine (JAX, no TensorFlow), on this CPU: the faces
-    as the small WebP .npz without test faces, a probe that sizes the run, the wide recipe with a
-    weight average, a time limit, and the models and logs brought back."""
+def as_on_the_gpu_machine(training_dir, tmp_path):
+    """(the faces as the small WebP .npz without test faces, the folder that comes back, the
+    environment of a process that cannot import TensorFlow) for the lent-GPU scripts on this CPU."""
     pytest.importorskip("jax")
     (tmp_path / "site").mkdir()
     (tmp_path / "site" / "sitecustomize.py").write_text(NO_TENSORFLOW)
@@ -225,8 +223,17 @@ def test_the_gpu_script_trains_on_jax_where_tensorflow_cannot_be_imported(traini
         "OUT": str(out),
         "DEVICE_WORK": str(tmp_path / "work"),
         "DEVICE_DATA": str(data),
-        "DEVICE_FLAGS": "--width 8 --batch-size 32",
     }
+    return data, out, env
+
+
+@pytest.mark.cost(249)
+def test_the_gpu_script_trains_on_jax_where_tensorflow_cannot_be_imported(training_dir, tmp_path):
+    """tools/device_train.sh as on a lent GPU machine (JAX, no TensorFlow), on this CPU: the faces
+    as the small WebP .npz without test faces, a probe that sizes the run, the wide recipe with a
+    weight average, a time limit, and the models and logs brought back."""
+    data, out, env = as_on_the_gpu_machine(training_dir, tmp_path)
+    env["DEVICE_FLAGS"] = "--width 8 --batch-size 32"
     run = subprocess.run(
         ["bash", "tools/device_train.sh", "0.5", "0"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900
     )
@@ -253,34 +260,9 @@ def test_a_run_started_on_the_gpu_script_goes_on_here_with_the_same_command(trai
     """tools/device_longrun.sh as on a lent GPU machine (JAX, no TensorFlow): its checkpoint comes
     back in parts, and train_cnn.py here (the default backend, another one) resumes it after the
     epochs it saved and trains to the end."""
-    pytest.importorskip("jax")
-    (tmp_path / "site").mkdir()
-    (tmp_path / "site" / "sitecustomize.py").write_text(NO_TENSORFLOW)
-    data = tmp_path / "device.npz"
-    export_npz(training_dir, data, tmp_path / "cache", splits=("train", "val"), quality=90)
-    out = tmp_path / "out"
-    recipe = [
-        "--preset",
-        "wide",
-        "--width",
-        "8",
-        "--batch-size",
-        "32",
-        "--schedule",
-        "plateau",
-        "--warmup-epochs",
-        "1",
-        "--epochs",
-        "300",
-    ]
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(tmp_path / "site"),
-        "PYTHON": sys.executable,
-        "OUT": str(out),
-        "DEVICE_WORK": str(tmp_path / "work"),
-        "DEVICE_DATA": str(data),
-    }
+    data, out, env = as_on_the_gpu_machine(training_dir, tmp_path)
+    recipe = ["--preset", "wide", "--width", "8", "--batch-size", "32", "--schedule", "plateau",
+              "--warmup-epochs", "1", "--epochs", "300"]  # fmt: skip
     run = subprocess.run(
         ["bash", "tools/device_longrun.sh", "2.5", "head", *recipe],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,

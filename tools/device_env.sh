@@ -1,8 +1,14 @@
 # Sourced by the lent-GPU scripts (tools/device_train.sh, tools/device_longrun.sh): checks the
 # carried faces, installs the carried Keras wheels where the machine has no Keras (it has JAX with
 # CUDA and no TensorFlow), and selects the JAX backend. Expects OUT, WORK, DATA and started set,
-# and defines say, which logs with the seconds since the start to the console and $OUT/device.log.
+# Sets OUT (what comes back), WORK and DATA from the environment (DEVICE_WORK, DEVICE_DATA) and
+# defines say, which logs with the seconds since the start to the console and $OUT/device.log.
 
+OUT=${OUT:-/tmp/device-out}
+WORK=${DEVICE_WORK:-/tmp/fer-device}
+DATA=${DEVICE_DATA:-data/device/fer_trainval.npz}
+mkdir -p "$OUT" "$WORK"
+started=$(date +%s)
 say() { echo "[$(( $(date +%s) - started )) s] $*" | tee -a "$OUT/device.log"; }
 
 if [ ! -f "$DATA" ]; then

@@ -39,12 +39,7 @@ fi
 MINUTES=$1
 NAME=$2
 shift 2
-OUT=${OUT:-/tmp/device-out}
-WORK=${DEVICE_WORK:-/tmp/fer-device}
-DATA=${DEVICE_DATA:-data/device/fer_trainval.npz}
-mkdir -p "$OUT" "$WORK"
-started=$(date +%s)
-. tools/device_env.sh  # say, the data check, the carried wheels, JAX
+. tools/device_env.sh  # OUT, WORK, DATA, say; the data check, the carried wheels, JAX
 
 # The command's end, less what packing needs; the training stops an epoch early by itself
 # (--max-minutes, from its first epoch on), and for certain at the deadline (timeout).

@@ -25,12 +25,7 @@ set -u -o pipefail
 MINUTES=${1:-7}
 shift || true
 SEEDS=(${@:-0 1 2})
-OUT=${OUT:-/tmp/device-out}
-WORK=${DEVICE_WORK:-/tmp/fer-device}
-DATA=${DEVICE_DATA:-data/device/fer_trainval.npz}
-mkdir -p "$OUT" "$WORK"
-started=$(date +%s)
-. tools/device_env.sh  # say, the data check, the carried wheels, JAX
+. tools/device_env.sh  # OUT, WORK, DATA, say; the data check, the carried wheels, JAX
 
 # The recipe: --preset wide (VGG trunk 48-384 on random 40x40 crops, SGD Nesterov, cosine with a
 # warm-up, strong augmentation with random erasing, label smoothing, bf16), a weight average over
