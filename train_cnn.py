@@ -23,7 +23,7 @@ from ferkit.errors import CheckpointError, ParameterError
 from ferkit.modelfile import saved_network_name
 from ferkit.networks import ARCHITECTURES, AUGMENTATIONS, model_name, start_model_mismatch
 from ferkit.report import format_report
-from ferkit.trainconfig import OPTIMIZERS, PLATEAU_MONITORS, PRESETS, SCHEDULES, TrainConfig
+from ferkit.trainconfig import AUGMENT_IN, OPTIMIZERS, PLATEAU_MONITORS, PRESETS, SCHEDULES, TrainConfig
 
 D = TrainConfig  # the defaults, defined once in the package
 
@@ -103,6 +103,14 @@ def parse_args(argv=None) -> TrainConfig:
         default=D.augment,
         help="light (the flag alone): random flip/shift/rotate/zoom; strong: also box scale +-15%%, "
         "brightness, contrast, blur and random erasing; none: off (to override a --preset) (default off)",
+    )
+    p.add_argument(
+        "--augment-in",
+        choices=AUGMENT_IN,
+        default=D.augment_in,
+        help="where the augmentation runs: model, as layers inside the training step; batches, on each batch "
+        "before the step, compiled on its own, with a network without those layers (the same model at inference; "
+        "for accelerators where the step with the layers inside is slow, README 'One GPU') (default %(default)s)",
     )
     p.add_argument("--mixup", type=cli.finite_float, default=D.mixup, help="mixup alpha (0 = off; 0.2 is typical)")
     p.add_argument("--class-weights", action="store_true", help="weight classes by inverse frequency")
@@ -232,6 +240,8 @@ def parse_args(argv=None) -> TrainConfig:
         p.error(
             f"--width sets the channels of --arch wide, and this run's --arch is {config.arch}{came}: add --arch wide"
         )
+    if "augment_in" in given and config.augment_in != "model" and not config.augment:
+        p.error("--augment-in says where the augmentation runs, and this run has none: add --augment light or strong")
     if "cpu_devices" in given and config.cpu_devices and not config.distribute:
         p.error("--cpu-devices splits the CPU into devices for --distribute to train across: add --distribute")
     for flag, folder in (("--models-dir", config.models_dir), ("--plots-dir", config.plots_dir)):

@@ -1,6 +1,7 @@
 """What the in-model augmentation costs the wide recipe's training step, on the backend and device at
-hand: the step without augmentation, with the light and the strong one, and with the strong one
-less some of its layers, side by side in one run. Written for the lent GPU: there (JAX, H200,
+hand: the step without augmentation, with the light and the strong one, with the strong one less
+some of its layers, and with it on each batch before the step (``--augment-in batches``), side
+by side in one run. Written for the lent GPU: there (JAX, H200,
 session 27) the network alone trained at 3.5 ms a step and each augmentation layer alone ran in
 0.3-0.6 ms, yet the step with the strong augmentation inside the model took 477-605 ms.
 
@@ -32,9 +33,9 @@ GEOMETRY = ("aug_shift", "aug_rotate", "aug_zoom")
 VARIANTS = {  # the most telling first: a device call may not have time for them all
     "none": (False, (), ""),
     "strong": ("strong", (), ""),
-    # JAX only: the same augmentation as its own compiled function before each step of the
-    # network without it (the step's time is both): does taking it out of the step cure it?
-    "strong-outside-step": (False, (), ""),
+    # train_cnn.py --augment-in batches: the network without the layers, each batch augmented
+    # first by the same layers compiled on their own (the step's time is both).
+    "strong-in-batches": (False, (), ""),
     "strong-xla-autotune-0": ("strong", (), "--xla_gpu_autotune_level=0"),
     "strong-no-geometry": ("strong", GEOMETRY, ""),
     "strong-no-blur-erase": ("strong", ("aug_blur", "aug_erase"), ""),
@@ -71,36 +72,24 @@ def ms_per_step(variant: str, steps: int, warmup: int, batch: int) -> float:
     rng = np.random.default_rng(0)
     x = rng.integers(0, 256, (batch * steps, 48, 48, 1)).astype("float32")
     y = np.eye(7, dtype="float32")[rng.integers(0, 7, batch * steps)]
-    if variant == "strong-outside-step":
-        return _outside_step(model, x, y, steps, warmup, batch)
+    if variant == "strong-in-batches":
+        return _in_batches(model, x, y, steps, warmup, batch)
     model.fit(x[: batch * warmup], y[: batch * warmup], batch_size=batch, epochs=1, verbose=0)  # compiles
     started = time.perf_counter()
     model.fit(x, y, batch_size=batch, epochs=1, verbose=0, shuffle=False)
     return (time.perf_counter() - started) / steps * 1000
 
 
-def _outside_step(model, x, y, steps: int, warmup: int, batch: int) -> float:
-    import jax
-    import keras
+def _in_batches(model, x, y, steps: int, warmup: int, batch: int) -> float:
+    """train_cnn.py --augment-in batches: the network without the layers, each batch augmented first."""
+    from ferkit.batchaug import BatchAugmenter
+    from ferkit.batches import EpochBatches
 
-    from ferkit import networks
-
-    inputs = keras.Input((48, 48, 1))
-    augmented = networks.augmentation_block(keras.layers.Rescaling(1 / 255.0)(inputs), "strong")
-    augment = keras.Model(inputs, keras.layers.Rescaling(255.0)(augmented))  # back to 0-255 for the network
-    apply = jax.jit(lambda state, faces: augment.stateless_call([], state, faces, training=True))
-    state = [v.value for v in augment.non_trainable_variables]  # the random layers' seeds
-
-    def one(i):
-        nonlocal state
-        faces, state = apply(state, x[i * batch : (i + 1) * batch])
-        return model.train_on_batch(faces, y[i * batch : (i + 1) * batch])
-
-    for i in range(warmup):  # compiles both
-        one(i % steps)
+    faces = x[..., 0].astype("uint8")
+    augment = BatchAugmenter("strong", 0)
+    model.fit(EpochBatches(faces[: batch * warmup], y[: batch * warmup], batch, 0, transform=augment), verbose=0)
     started = time.perf_counter()
-    for i in range(steps):
-        one(i)
+    model.fit(EpochBatches(faces, y, batch, 0, transform=augment), verbose=0)
     return (time.perf_counter() - started) / steps * 1000
 
 
@@ -138,9 +127,6 @@ def main(argv=None) -> dict:
     print(f"backend {keras.backend.backend()}; wide network, batch {args.batch_size}, {args.steps} timed steps")
     results = {}
     for variant in args.variants:
-        if variant == "strong-outside-step" and keras.backend.backend() != "jax":
-            print(f"  {variant}: JAX only, skipped")
-            continue
         results[variant] = measure_in_child(variant, args)
         if results[variant] is not None:
             print(f"  {variant}: {results[variant]:.1f} ms per step", flush=True)

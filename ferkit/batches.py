@@ -21,7 +21,8 @@ class EpochBatches(keras.utils.PyDataset):
     the draws also depend only on (seed, epoch, batch). ``x`` holds uint8 faces (an array or rows
     read from disk), converted a batch at a time. ``full_batches_only`` drops each epoch's last
     partial batch, for devices that split every batch evenly. ``shard`` = (i, n): this host's
-    share of each global batch in a run over n hosts (rows i, i + n, ...)."""
+    share of each global batch in a run over n hosts (rows i, i + n, ...). ``transform(x, epoch,
+    index)``, if given, augments each batch last (``batchaug.BatchAugmenter``)."""
 
     def __init__(
         self,
@@ -33,8 +34,10 @@ class EpochBatches(keras.utils.PyDataset):
         mixup: float = 0.0,
         full_batches_only=False,
         shard=(0, 1),
+        transform=None,
     ):
         super().__init__()
+        self.transform = transform
         self.x, self.y, self.batch_size, self.seed, self.sample_weight = x, y, batch_size, seed, sample_weight
         self.mixup, self.full_batches_only, self.shard = mixup, full_batches_only, shard
         self.epoch, self._order = 0, None
@@ -60,6 +63,8 @@ class EpochBatches(keras.utils.PyDataset):
             partner = rng.permutation(len(rows))
             x = lam[:, None, None, None] * x + (1 - lam[:, None, None, None]) * x[partner]
             y = lam[:, None] * y + (1 - lam[:, None]) * y[partner]
+        if self.transform is not None:  # after mixup, as the layers inside a model see the batch
+            x = self.transform(x, self.epoch, index)
         if self.sample_weight is None:
             return x, y
         return x, y, self.sample_weight[rows]

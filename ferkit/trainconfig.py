@@ -20,6 +20,9 @@ SCHEDULES = ("plateau", "cosine")
 # published 0.73 recipe, Khaireddin & Chen 2021, decays when validation accuracy stalls).
 PLATEAU_MONITORS = ("loss", "accuracy")
 OPTIMIZERS = ("adam", "adamw", "sgd")
+# Where the augmentation runs: as layers inside the model's training step, or on each batch before it
+# (ferkit.batchaug: for accelerators where the step with the layers inside is slow).
+AUGMENT_IN = ("model", "batches")
 
 # Named recipes for train_cnn.py --preset; explicit flags override them. "fast": the
 # time-to-accuracy recipe (benchmarks/time_to_accuracy.py), >= 0.65 PrivateTest in under 45 minutes
@@ -96,6 +99,7 @@ class TrainConfig:
     min_lr: float = 1e-6
     label_smoothing: float = 0.0
     augment: bool | str = False
+    augment_in: str = "model"  # AUGMENT_IN: layers inside the model's step, or each batch before it (batchaug)
     mixup: float = 0.0
     class_weights: bool = False
     teacher: list[Path] | None = None  # saved models whose (averaged, TTA) outputs the student learns
@@ -140,6 +144,7 @@ class TrainConfig:
             ("plateau_on", self.plateau_on in PLATEAU_MONITORS, f"must be one of {', '.join(PLATEAU_MONITORS)}"),
             ("optimizer", self.optimizer in OPTIMIZERS, f"must be one of {', '.join(OPTIMIZERS)}"),
             ("augment", self.augment in (False, True, *AUGMENTATIONS), f"must be one of {', '.join(AUGMENTATIONS)}"),
+            ("augment_in", self.augment_in in AUGMENT_IN, f"must be one of {', '.join(AUGMENT_IN)}"),
             ("weight_decay", 0 <= self.weight_decay < 1, "must be in [0, 1)"),
             ("mixup", 0 <= self.mixup <= 1, "must be in [0, 1] (the Beta distribution's alpha; 0 = off)"),
             ("width", 8 <= self.width <= 128, "must be between 8 and 128 channels"),
@@ -216,6 +221,7 @@ RESUME_KEYS = (
     "warmup_epochs",
     "init_from",
     "augment",
+    "augment_in",  # the checkpoint's network holds the augmentation layers or not
     "class_weights",
     "limit",
     "seed",

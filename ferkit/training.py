@@ -14,6 +14,7 @@ import keras
 import numpy as np
 
 from .atomic import atomic_write_text
+from .batchaug import BatchAugmenter
 from .batches import EpochBatches, EpochRandomness, ExactValidationLoss, FaceBatches, epoch_seed
 from .checkpoint import CheckpointFolder, EpochCheckpoint, RestorePlateau, load_checkpoint, saved_epoch, seed_states
 from .classify import accuracy, predict_proba, tta_options
@@ -174,6 +175,10 @@ def _fit(config: TrainConfig, data, train_split, plan: Plan, folder: CheckpointF
     if config.class_weights:
         per_class = class_weight_for(train_split.y, num_classes)
         weights = np.array([per_class[int(c)] for c in train_split.y], np.float32)
+    # --augment-in batches: the network holds no augmentation layers; each batch is augmented first.
+    augment, transform = config.augment, None
+    if augment and config.augment_in == "batches":
+        augment, transform = False, BatchAugmenter("light" if augment is True else augment, config.seed)
     batches = EpochBatches(
         train_split.x,
         one_hot[train_split.y],
@@ -183,12 +188,13 @@ def _fit(config: TrainConfig, data, train_split, plan: Plan, folder: CheckpointF
         config.mixup,
         full_batches_only=plan.replicas > 1,
         shard=plan.shard,
+        transform=transform,
     )
     with plan.scope():  # the variables live on every device
         model, state = load_checkpoint(ckpt_dir, settings)
         if model is None:
             model = build_model(
-                num_classes, augment=config.augment, arch=config.arch, sync_bn=plan.sync_bn, width=config.width
+                num_classes, augment=augment, arch=config.arch, sync_bn=plan.sync_bn, width=config.width
             )
             if config.init_from:
                 warm_start(model, Path(config.init_from))

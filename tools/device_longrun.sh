@@ -43,18 +43,37 @@ shift 2
 
 # The command's end, less what packing needs; the training stops an epoch early by itself
 # (--max-minutes, from its first epoch on), and for certain at the deadline (timeout).
-# DEVICE_PROBE="none strong strong-xla-autotune-0 ..." first times those variants of the training
-# step (benchmarks/augmentation_cost.py, 10 steps each, in the command's time) into probe.log;
-# where the strong step is over twice as fast with XLA's autotuning off, the run trains so.
+# DEVICE_PROBE="none strong strong-in-batches strong-xla-autotune-0 ..." first times those variants
+# of the training step (benchmarks/augmentation_cost.py, 10 steps each, in the command's time)
+# into probe.log, and trains the faster way where one is over twice as fast as the strong step
+# inside the model: with each batch augmented before the step (--augment-in batches, which the
+# run's resume here then needs too) or with XLA's autotuning off.
+extra=()
 if [ -n "${DEVICE_PROBE:-}" ]; then
   say "probe: ${DEVICE_PROBE}"
   $PY benchmarks/augmentation_cost.py --steps 10 --timeout 150 --variants $DEVICE_PROBE > "$OUT/probe.log" 2>&1
-  cat "$OUT/probe.log" | grep -v "^[IW][0-9]" | tee -a "$OUT/device.log"
-  read -r strong untuned < <(awk '$1 == "strong" && NF >= 2 {s = $2} $1 == "strong-xla-autotune-0" && NF >= 2 {u = $2}
-    END {print (s ? s : 0), (u ? u : 0)}' "$OUT/probe.log")
-  if $PY -c "import sys; sys.exit(not (0 < $untuned < $strong / 2))"; then
+  grep -v "^[IW][0-9]" "$OUT/probe.log" | tee -a "$OUT/device.log"
+  choice=$($PY - "$OUT/probe.log" <<'EOF_PY'
+import sys
+ms = {}
+for line in open(sys.argv[1]):  # the table at the end: "  variant   ms   ratio"
+    words = line.split()
+    if len(words) >= 2 and not words[0].endswith(":"):
+        try:
+            ms[words[0]] = float(words[1])
+        except ValueError:
+            pass
+strong = ms.get("strong", 0)
+fast = {v: t for v, t in ms.items() if v in ("strong-in-batches", "strong-xla-autotune-0") and 0 < t < strong / 2}
+print(min(fast, key=fast.get) if fast else "")
+EOF_PY
+)
+  if [ "$choice" = strong-in-batches ]; then
+    extra=(--augment-in batches)
+    say "each batch augmented before the step (--augment-in batches): resume the run here with that flag too"
+  elif [ "$choice" = strong-xla-autotune-0 ]; then
     export XLA_FLAGS="${XLA_FLAGS:+$XLA_FLAGS }--xla_gpu_autotune_level=0"
-    say "XLA autotuning off for the run: a strong step took $untuned ms so, $strong ms with it"
+    say "XLA autotuning off for the run"
   fi
 fi
 deadline=$($PY -c "print(int($MINUTES * 60 - 25))")
@@ -84,7 +103,7 @@ snapshot() {
 say "training $NAME for at most $minutes minutes ($left s left before packing)"
 timeout --signal=TERM --kill-after=10 "$left" \
   $PY train_cnn.py --data "$DATA" --name "$NAME" --max-minutes "$minutes" --models-dir "$WORK/models" \
-  --plots-dir "$WORK/plots" --checkpoint-dir "$WORK/ckpt/$NAME" --cache-dir "$WORK/cache" --overwrite "$@" \
+  --plots-dir "$WORK/plots" --checkpoint-dir "$WORK/ckpt/$NAME" --cache-dir "$WORK/cache" --overwrite "$@" "${extra[@]}" \
   > "$OUT/$NAME.log" 2>&1 &
 trainer=$!
 while kill -0 $trainer 2>/dev/null; do

@@ -1,0 +1,57 @@
+"""``--augment-in batches``: the augmentation as a compiled function of its own, applied to each
+training batch before the training step, with a network that holds no augmentation layers,
+instead of those layers inside the model's compiled step. On the first lent GPU (JAX, an H200)
+the strong augmentation inside the step made it 136x slower than the network alone, though each
+of its layers compiled alone ran in under a millisecond (README, "A long run's head start").
+
+The random draws of a batch depend only on (seed, epoch, batch), as its faces do
+(``batches.EpochBatches``): a resumed run augments each batch as the uninterrupted run did, with
+no state to checkpoint. At inference the two kinds of model are the same (augmentation layers
+pass faces through unchanged there)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .faces import IMAGE_SIZE
+
+
+class BatchAugmenter:
+    """``augmenter(x, epoch, index)``: the float32 (N, 48, 48, 1) batch of 0-255 faces ``x``,
+    augmented (``strength`` "light" or "strong", as ``networks.augmentation_block``) with draws
+    that depend only on (``seed``, ``epoch``, ``index``). Compiled on JAX; on the other backends
+    the layers run as they are (there the step with them inside was never slow)."""
+
+    def __init__(self, strength: str, seed: int):
+        import keras
+
+        from .networks import augmentation_block
+
+        faces = keras.Input((IMAGE_SIZE, IMAGE_SIZE, 1), name="face")
+        augmented = augmentation_block(keras.layers.Rescaling(1 / 255.0, name="rescale")(faces), strength)
+        # Back to 0-255: the network rescales its input itself.
+        self.model = keras.Model(faces, keras.layers.Rescaling(255.0, name="unscale")(augmented), name="augmentation")
+        self.seed = seed
+        self._state = [np.asarray(keras.ops.convert_to_numpy(v)) for v in self.model.non_trainable_variables]
+        self._random = [
+            i for i, v in enumerate(self.model.non_trainable_variables) if v.path.endswith("seed_generator_state")
+        ]
+
+        def call(state, x):
+            return self.model.stateless_call([], state, x, training=True)[0]
+
+        if keras.backend.backend() == "jax":
+            import jax
+
+            call = jax.jit(call)
+        self._call = call
+
+    def __call__(self, x: np.ndarray, epoch: int, index: int) -> np.ndarray:
+        import keras
+
+        # Each random layer's generator starts the batch at its own draw of (seed, epoch, batch).
+        draws = np.random.default_rng([self.seed, epoch, index, 2]).integers(0, 2**31 - 1, len(self._random))
+        state = list(self._state)
+        for i, draw in zip(self._random, draws):
+            state[i] = np.asarray([draw, 0], dtype=self._state[i].dtype)
+        return keras.ops.convert_to_numpy(self._call(state, x))
