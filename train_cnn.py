@@ -110,7 +110,8 @@ def parse_args(argv=None) -> TrainConfig:
         default=D.augment_in,
         help="where the augmentation runs: model, as layers inside the training step; batches, on each batch "
         "before the step, compiled on its own, with a network without those layers (the same model at inference; "
-        "for accelerators where the step with the layers inside is slow, README 'One GPU') (default %(default)s)",
+        "for accelerators where the step with the layers inside is slow; README, the head start on a lent GPU) "
+        "(default %(default)s)",
     )
     p.add_argument("--mixup", type=cli.finite_float, default=D.mixup, help="mixup alpha (0 = off; 0.2 is typical)")
     p.add_argument("--class-weights", action="store_true", help="weight classes by inverse frequency")

@@ -17,9 +17,9 @@ from .faces import IMAGE_SIZE
 
 
 class BatchAugmenter:
-    """``augmenter(x, epoch, index)``: the float32 (N, 48, 48, 1) batch of 0-255 faces ``x``,
+    """``augmenter(x, epoch, index, part)``: the float32 (N, 48, 48, 1) batch of 0-255 faces ``x``,
     augmented (``strength`` "light" or "strong", as ``networks.augmentation_block``) with draws
-    that depend only on (``seed``, ``epoch``, ``index``). Compiled on JAX; on the other backends
+    that depend only on (``seed``, ``epoch``, ``index``, ``part``). Compiled on JAX; on the other backends
     the layers run as they are (there the step with them inside was never slow)."""
 
     def __init__(self, strength: str, seed: int):
@@ -27,10 +27,18 @@ class BatchAugmenter:
 
         from .networks import augmentation_block
 
-        faces = keras.Input((IMAGE_SIZE, IMAGE_SIZE, 1), name="face")
-        augmented = augmentation_block(keras.layers.Rescaling(1 / 255.0, name="rescale")(faces), strength)
-        # Back to 0-255: the network rescales its input itself.
-        self.model = keras.Model(faces, keras.layers.Rescaling(255.0, name="unscale")(augmented), name="augmentation")
+        # float32 whatever the run's policy: faces as the in-model layers see them, without the
+        # two extra roundings a bf16 pass (there and back to 0-255) would add.
+        policy = keras.config.dtype_policy()
+        keras.config.set_dtype_policy("float32")
+        try:
+            faces = keras.Input((IMAGE_SIZE, IMAGE_SIZE, 1), name="face")
+            augmented = augmentation_block(keras.layers.Rescaling(1 / 255.0, name="rescale")(faces), strength)
+            # Back to 0-255: the network rescales its input itself.
+            unscaled = keras.layers.Rescaling(255.0, name="unscale")(augmented)
+            self.model = keras.Model(faces, unscaled, name="augmentation")
+        finally:
+            keras.config.set_dtype_policy(policy)
         self.seed = seed
         self._state = [np.asarray(keras.ops.convert_to_numpy(v)) for v in self.model.non_trainable_variables]
         self._random = [
@@ -46,11 +54,13 @@ class BatchAugmenter:
             call = jax.jit(call)
         self._call = call
 
-    def __call__(self, x: np.ndarray, epoch: int, index: int) -> np.ndarray:
+    def __call__(self, x: np.ndarray, epoch: int, index: int, part: int = 0) -> np.ndarray:
         import keras
 
-        # Each random layer's generator starts the batch at its own draw of (seed, epoch, batch).
-        draws = np.random.default_rng([self.seed, epoch, index, 2]).integers(0, 2**31 - 1, len(self._random))
+        # Each random layer's generator starts the batch at its own draw of (seed, epoch, batch,
+        # part): ``part`` is the host's share of the batch in a run over several hosts, whose
+        # faces would otherwise all be flipped, shifted and erased alike.
+        draws = np.random.default_rng([self.seed, epoch, index, 2, part]).integers(0, 2**31 - 1, len(self._random))
         state = list(self._state)
         for i, draw in zip(self._random, draws):
             state[i] = np.asarray([draw, 0], dtype=self._state[i].dtype)

@@ -22,7 +22,7 @@ class EpochBatches(keras.utils.PyDataset):
     read from disk), converted a batch at a time. ``full_batches_only`` drops each epoch's last
     partial batch, for devices that split every batch evenly. ``shard`` = (i, n): this host's
     share of each global batch in a run over n hosts (rows i, i + n, ...). ``transform(x, epoch,
-    index)``, if given, augments each batch last (``batchaug.BatchAugmenter``)."""
+    index, shard index)``, if given, augments each batch last (``batchaug.BatchAugmenter``)."""
 
     def __init__(
         self,
@@ -64,7 +64,7 @@ class EpochBatches(keras.utils.PyDataset):
             x = lam[:, None, None, None] * x + (1 - lam[:, None, None, None]) * x[partner]
             y = lam[:, None] * y + (1 - lam[:, None]) * y[partner]
         if self.transform is not None:  # after mixup, as the layers inside a model see the batch
-            x = self.transform(x, self.epoch, index)
+            x = self.transform(x, self.epoch, index, self.shard[0])
         if self.sample_weight is None:
             return x, y
         return x, y, self.sample_weight[rows]

@@ -176,9 +176,8 @@ def _fit(config: TrainConfig, data, train_split, plan: Plan, folder: CheckpointF
         per_class = class_weight_for(train_split.y, num_classes)
         weights = np.array([per_class[int(c)] for c in train_split.y], np.float32)
     # --augment-in batches: the network holds no augmentation layers; each batch is augmented first.
-    augment, transform = config.augment, None
-    if augment and config.augment_in == "batches":
-        augment, transform = False, BatchAugmenter("light" if augment is True else augment, config.seed)
+    in_batches = bool(config.augment) and config.augment_in == "batches"
+    augment = False if in_batches else config.augment
     batches = EpochBatches(
         train_split.x,
         one_hot[train_split.y],
@@ -188,7 +187,6 @@ def _fit(config: TrainConfig, data, train_split, plan: Plan, folder: CheckpointF
         config.mixup,
         full_batches_only=plan.replicas > 1,
         shard=plan.shard,
-        transform=transform,
     )
     with plan.scope():  # the variables live on every device
         model, state = load_checkpoint(ckpt_dir, settings)
@@ -209,6 +207,8 @@ def _fit(config: TrainConfig, data, train_split, plan: Plan, folder: CheckpointF
             state = {"epoch": 0, "best_val_accuracy": -1.0, "history": {}, "plateau": None}
         else:
             print(f"resuming from {ckpt_dir} after epoch {state['epoch']} of {config.epochs}")
+    if in_batches:  # built after the network, whose first weights then follow --seed as without it
+        batches.transform = BatchAugmenter("light" if config.augment is True else config.augment, config.seed)
     if config.teacher:  # after the settings check, so a refused resume does not read the teachers first
         with plan.local():
             soft = cached_teacher_probabilities(

@@ -261,6 +261,7 @@ def test_a_run_started_on_the_gpu_script_goes_on_here_with_the_same_command(trai
     back in parts, and train_cnn.py here (the default backend, another one) resumes it after the
     epochs it saved and trains to the end."""
     data, out, env = as_on_the_gpu_machine(training_dir, tmp_path)
+    env["DEVICE_PART_BYTES"] = "300000"  # parts as small as the tiny network's checkpoint allows several of
     recipe = ["--preset", "wide", "--width", "8", "--batch-size", "32", "--schedule", "plateau",
               "--warmup-epochs", "1", "--epochs", "300"]  # fmt: skip
     run = subprocess.run(
@@ -272,7 +273,7 @@ def test_a_run_started_on_the_gpu_script_goes_on_here_with_the_same_command(trai
     saved = int(re.search(r"saved: epoch (\d+)", log).group(1))
     assert 1 <= saved < 300  # stopped by its time limit, the checkpoint kept
     parts = sorted(out.glob("head.ckpt.tar.*"))
-    assert parts and all(p.stat().st_size <= 16 * 2**20 for p in parts)  # what the device tool brings back
+    assert len(parts) >= 2 and all(p.stat().st_size <= 300000 for p in parts)  # the device tool takes <= 16 MiB
     home = tmp_path / "here"
     home.mkdir()
     with open(home / "ckpt.tar", "wb") as whole:
@@ -284,7 +285,7 @@ def test_a_run_started_on_the_gpu_script_goes_on_here_with_the_same_command(trai
     done = subprocess.run(
         [sys.executable, "train_cnn.py", "--data", str(data), "--name", "head", "--checkpoint-dir", str(home / "head"),
          "--models-dir", str(home), "--plots-dir", str(home), "--cache-dir", str(tmp_path / "cache"), *recipe],
-        cwd=ROOT, capture_output=True, text=True, timeout=600,
+        cwd=ROOT, capture_output=True, text=True, timeout=600, env={**os.environ, "KERAS_BACKEND": "tensorflow"},
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     assert f"resuming from {home / 'head'} after epoch {saved} of {saved + 1}" in done.stdout
@@ -528,3 +529,55 @@ def test_several_processes_on_tensorflow_are_refused_with_the_way_out(training_d
     done = subprocess.run([str(a) for a in args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert "KERAS_BACKEND=jax" in done.stderr and "72388" in done.stderr
+
+
+def _load(path):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_gpu_probe_trains_another_way_only_where_it_is_over_twice_as_fast():
+    fastest = _load(ROOT / "benchmarks" / "augmentation_cost.py").fastest
+    measured = {"none": 3.5, "strong": 477.0, "strong-in-batches": 9.1, "strong-xla-autotune-0": 12.0}
+    assert fastest(measured) == "strong-in-batches"
+    assert fastest({**measured, "strong-xla-autotune-0": 8.0}) == "strong-xla-autotune-0"
+    assert fastest({**measured, "strong-in-batches": 300.0, "strong-xla-autotune-0": None}) == "strong"
+    assert fastest({"strong-in-batches": 9.1}) == "strong"  # the strong step unmeasured: nothing to beat
+
+
+def test_a_checkpoint_snapshot_is_one_epoch_whole_and_comes_back_from_its_parts(tmp_path):
+    snapshot = _load(ROOT / "tools" / "snapshot_checkpoint.py")
+    ckpt, out = tmp_path / "ckpt", tmp_path / "out"
+    ckpt.mkdir()
+    out.mkdir()
+    (ckpt / ".ferkit-checkpoint").write_text("{}")
+    (ckpt / "best.keras").write_bytes(b"b" * 5000)
+    (ckpt / "epoch0003.keras").write_bytes(os.urandom(70000))
+    (ckpt / "swa0003.npz").write_bytes(b"s" * 100)
+    (ckpt / "epoch0002.keras").write_bytes(b"an older epoch, not named")
+    state = {"epoch": 3, "model_file": "epoch0003.keras", "swa": {"file": "swa0003.npz"}}
+    (ckpt / "state.json").write_text(json.dumps(state))
+    (out / "run.ckpt.tar.05").write_text("a part of an older snapshot")
+    assert snapshot.main([str(ckpt), str(out), "run", "--part-bytes", "30000", "--work", str(tmp_path / "w")]) == 0
+    parts = sorted(out.glob("run.ckpt.tar.*"))
+    assert [p.name for p in parts] == [f"run.ckpt.tar.{i:02d}" for i in range(len(parts))] and len(parts) >= 3
+    back = tmp_path / "back"
+    back.mkdir()
+    (back / "whole.tar").write_bytes(b"".join(p.read_bytes() for p in parts))
+    with tarfile.open(back / "whole.tar") as archive:
+        archive.extractall(back, filter="data")
+    names = sorted(p.name for p in (back / "run").iterdir())
+    assert names == [".ferkit-checkpoint", "best.keras", "epoch0003.keras", "state.json", "swa0003.npz"]
+    assert (back / "run" / "epoch0003.keras").read_bytes() == (ckpt / "epoch0003.keras").read_bytes()
+    # A later epoch's best model beside this state.json is not one epoch: no snapshot, the parts stay.
+    os.utime(ckpt / "best.keras", ns=(0, (ckpt / "state.json").stat().st_mtime_ns + 10**9))
+    assert snapshot.link_consistent(ckpt, tmp_path / "w2" / "run", tries=2) is None
+    # Nor is a state.json whose model an epoch has already removed.
+    os.utime(ckpt / "best.keras", ns=(0, 0))
+    (ckpt / "epoch0003.keras").unlink()
+    assert snapshot.main([str(ckpt), str(out), "run", "--work", str(tmp_path / "w3")]) == 1
+    assert sorted(out.glob("run.ckpt.tar.*")) == parts

@@ -585,18 +585,21 @@ def test_a_model_records_the_rule_that_drew_its_held_out_faces_and_evaluate_says
 def test_batches_augmented_before_the_step_draw_the_same_faces_for_the_same_seed_epoch_and_batch():
     from ferkit.batchaug import BatchAugmenter
 
-    x = np.random.default_rng(0).integers(0, 256, (40, 48, 48)).astype(np.uint8)
+    x = np.random.default_rng(0).integers(0, 256, (16, 48, 48, 1)).astype(np.float32)
+    augment = BatchAugmenter("strong", 3)
+    faces = augment(x, 0, 1)
+    assert faces.shape == x.shape and faces.dtype == np.float32 and faces.min() >= 0 and faces.max() <= 255
+    np.testing.assert_array_equal(faces, augment(x, 0, 1))
+    np.testing.assert_array_equal(faces, BatchAugmenter("strong", 3)(x, 0, 1))  # a resumed run's
+    assert np.abs(faces - x).mean() > 5  # shifted, rotated, zoomed, erased...
+    for other in (augment(x, 0, 2), augment(x, 1, 1), augment(x, 0, 1, part=1), BatchAugmenter("strong", 4)(x, 0, 1)):
+        assert np.abs(other - faces).mean() > 5  # another batch, epoch, host's share or seed: other draws
+    # In the batches, after the faces of (seed, epoch, batch) are drawn.
     y = np.eye(7, dtype=np.float32)[np.arange(40) % 7]
-    one = training.EpochBatches(x, y, 16, seed=3, transform=BatchAugmenter("strong", 3))
-    other = training.EpochBatches(x, y, 16, seed=3, transform=BatchAugmenter("strong", 3))  # a resumed run's
-    faces = one[1][0]
-    np.testing.assert_array_equal(faces, other[1][0])
-    assert faces.shape == (16, 48, 48, 1) and faces.min() >= 0 and faces.max() <= 255
-    plain = training.EpochBatches(x, y, 16, seed=3)[1][0]
-    assert np.abs(faces - plain).mean() > 5  # augmented: shifted, rotated, zoomed, erased...
-    one.set_epoch(1)
-    assert np.abs(one[1][0] - faces).mean() > 5  # other draws in another epoch (its faces are others too)
-    assert np.abs(other[2][0][:8] - other[1][0][:8]).mean() > 5
+    rows = np.random.default_rng(1).integers(0, 256, (40, 48, 48)).astype(np.uint8)
+    batches = training.EpochBatches(rows, y, 16, seed=3, transform=augment)
+    plain = training.EpochBatches(rows, y, 16, seed=3)
+    np.testing.assert_array_equal(batches[1][0], augment(plain[1][0], 0, 1))
 
 
 def test_augmenting_the_batches_trains_a_network_without_augmentation_layers_and_a_resume_keeps_that_choice(
@@ -611,10 +614,12 @@ def test_augmenting_the_batches_trains_a_network_without_augmentation_layers_and
     assert refused.value.code == 2
     assert "(--augment-in batches then, --augment-in model now)" in capsys.readouterr().err
     metrics = run(training_dir, tmp_path, "--epochs", "2", *TINY, "--augment", "strong", "--augment-in", "batches")
+    assert "resuming from" in capsys.readouterr().out
     assert metrics["epochs_trained"] == 2 and metrics["settings"]["augment_in"] == "batches"
     model, _ = load_model(tmp_path / "models" / "t.keras")
     assert not [layer.name for layer in model.layers if layer.name.startswith("aug_")]
     assert model.name == "fer_wide8"
     with pytest.raises(SystemExit) as refused:
         run(training_dir, tmp_path, "--epochs", "1", *TINY, "--augment-in", "batches")
+    assert refused.value.code == 2
     assert "--augment-in says where the augmentation runs, and this run has none" in capsys.readouterr().err

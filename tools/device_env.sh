@@ -1,6 +1,6 @@
 # Sourced by the lent-GPU scripts (tools/device_train.sh, tools/device_longrun.sh): checks the
 # carried faces, installs the carried Keras wheels where the machine has no Keras (it has JAX with
-# CUDA and no TensorFlow), and selects the JAX backend. Expects OUT, WORK, DATA and started set,
+# CUDA and no TensorFlow), and selects the JAX backend.
 # Sets OUT (what comes back), WORK and DATA from the environment (DEVICE_WORK, DEVICE_DATA) and
 # defines say, which logs with the seconds since the start to the console and $OUT/device.log.
 
@@ -16,7 +16,9 @@ if [ ! -f "$DATA" ]; then
   exit 2
 fi
 PY=${PYTHON:-python3}
-export KERAS_BACKEND=jax PYTHONUNBUFFERED=1
+# ferkit from this checkout (it is not installed there) for the scripts outside its root too
+# (benchmarks/); KERAS_BACKEND for every process.
+export KERAS_BACKEND=jax PYTHONUNBUFFERED=1 PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 if ! $PY -c "import keras" 2>/dev/null; then
   ls .whl/*.whl >/dev/null 2>&1 || { say "error: no keras here and no .whl/ carried (see the top of this script)"; exit 2; }
   $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$WORK/site" .whl/*.whl \

@@ -12,20 +12,23 @@
 #       --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 -d .whl \
 #       keras==3.15.1 namex==0.1.0 optree==0.20.0             # 2.8 MiB; keras' other needs are there
 # Then, with the device tool (the run's flags after its name; --data, --name and the folders are set here):
-#   run(command="bash tools/device_longrun.sh 9.3 fer_wide48k --preset wide --optimizer sgd ...",
+#   run(command="bash tools/device_longrun.sh 9.3 fer_wide48k --preset wide --no-mixed-precision ...",
 #       carry=[".whl", "data/device"], timeout_s=600)
 # and here, with what came back in FOLDER:
 #   cat FOLDER/fer_wide48k.ckpt.tar.* | tar -x -C ~/.cache/fer-train/ckpt     # -> ckpt/fer_wide48k
 #   python train_cnn.py --data data/device/fer_trainval.npz --name fer_wide48k \
-#       --checkpoint-dir ~/.cache/fer-train/ckpt/fer_wide48k --preset wide --optimizer sgd ...
+#       --checkpoint-dir ~/.cache/fer-train/ckpt/fer_wide48k --preset wide --no-mixed-precision ...
+# (--no-mixed-precision in both: "auto" judges by each machine's CPU, and a bf16 checkpoint would
+# keep bf16 on a CPU that only emulates it).
 # The run trains on the same carried file in both places (lossy WebP faces, 2 grey levels RMS from
 # the originals), because a checkpoint resumes only on the data it was made with; its test report
 # is then evaluate.py's, on the original test faces.
 #
 # Usage: tools/device_longrun.sh MINUTES NAME [train_cnn.py flags...]
 # MINUTES is the whole command's time, start-up and packing included: the training stops at the
-# last epoch that fits (--max-minutes) and is stopped for certain a minute before the end, so the
-# checkpoint (written after every epoch, atomically) always comes back.
+# last epoch that fits (--max-minutes) and is stopped for certain 25 s before the end, so the
+# checkpoint (written after every epoch, atomically) always comes back; a run whose epochs all
+# fit brings back its models instead (NAME.keras, NAME_swa.keras).
 # Where the step's cost is still unexplained (README, "A long run's head start"), set DEVICE_PROBE
 # (below) to time its variants first.
 # On this CPU, to prove it (tests/test_scaling.py does, in a process that cannot import TensorFlow):
@@ -41,87 +44,86 @@ NAME=$2
 shift 2
 . tools/device_env.sh  # OUT, WORK, DATA, say; the data check, the carried wheels, JAX
 
-# The command's end, less what packing needs; the training stops an epoch early by itself
-# (--max-minutes, from its first epoch on), and for certain at the deadline (timeout).
-# DEVICE_PROBE="none strong strong-in-batches strong-xla-autotune-0 ..." first times those variants
-# of the training step (benchmarks/augmentation_cost.py, 10 steps each, in the command's time)
-# into probe.log, and trains the faster way where one is over twice as fast as the strong step
-# inside the model: with each batch augmented before the step (--augment-in batches, which the
-# run's resume here then needs too) or with XLA's autotuning off.
+case "$MINUTES" in ''|*[!0-9.]*) echo "error: MINUTES must be a number of minutes, not '$MINUTES'" >&2; exit 2 ;; esac
+deadline=$($PY -c "print(int($MINUTES * 60 - 25))")  # the command's end, less what packing needs
+elapsed() { echo $(( $(date +%s) - started )); }
+
+# DEVICE_PROBE="none strong strong-in-batches strong-xla-autotune-0" first times those variants of
+# an augmented run's training step (benchmarks/augmentation_cost.py, 10 steps each, at most the
+# time that leaves 4 minutes to train) and trains the fastest way where one is over twice as fast
+# as the strong step inside the model: each batch augmented before the step (--augment-in
+# batches, which the run's resume here then needs too) or XLA's autotuning off.
 extra=()
 if [ -n "${DEVICE_PROBE:-}" ]; then
-  say "probe: ${DEVICE_PROBE}"
-  $PY benchmarks/augmentation_cost.py --steps 10 --timeout 150 --variants $DEVICE_PROBE > "$OUT/probe.log" 2>&1
-  grep -v "^[IW][0-9]" "$OUT/probe.log" | tee -a "$OUT/device.log"
-  choice=$($PY - "$OUT/probe.log" <<'EOF_PY'
-import sys
-ms = {}
-for line in open(sys.argv[1]):  # the table at the end: "  variant   ms   ratio"
-    words = line.split()
-    if len(words) >= 2 and not words[0].endswith(":"):
-        try:
-            ms[words[0]] = float(words[1])
-        except ValueError:
-            pass
-strong = ms.get("strong", 0)
-fast = {v: t for v, t in ms.items() if v in ("strong-in-batches", "strong-xla-autotune-0") and 0 < t < strong / 2}
-print(min(fast, key=fast.get) if fast else "")
-EOF_PY
-)
-  if [ "$choice" = strong-in-batches ]; then
-    extra=(--augment-in batches)
-    say "each batch augmented before the step (--augment-in batches): resume the run here with that flag too"
-  elif [ "$choice" = strong-xla-autotune-0 ]; then
-    export XLA_FLAGS="${XLA_FLAGS:+$XLA_FLAGS }--xla_gpu_autotune_level=0"
-    say "XLA autotuning off for the run"
+  variants=($DEVICE_PROBE)
+  each=$(( (deadline - $(elapsed) - 240) / ${#variants[@]} ))
+  [ $each -gt 150 ] && each=150
+  if [ $each -lt 30 ]; then
+    say "probe skipped: too little time for ${#variants[@]} variants and a run"
+  else
+    say "probe: ${DEVICE_PROBE} (at most $each s each)"
+    $PY benchmarks/augmentation_cost.py --steps 10 --timeout $each --choose --variants "${variants[@]}" 2>&1 \
+      | grep -v "^[IW][0-9]" | tee -a "$OUT/device.log"
+    case "$(tail -n 1 "$OUT/device.log")" in
+      "fastest: strong-in-batches"*)
+        extra=(--augment-in batches)
+        say "each batch augmented before the step (--augment-in batches): resume the run here with that flag too" ;;
+      "fastest: strong-xla-autotune-0"*)
+        export XLA_FLAGS="${XLA_FLAGS:+$XLA_FLAGS }--xla_gpu_autotune_level=0"
+        say "XLA autotuning off for the run" ;;
+    esac
   fi
 fi
-deadline=$($PY -c "print(int($MINUTES * 60 - 25))")
-left=$(( deadline - ($(date +%s) - started) ))
-minutes=$($PY -c "print(round(max($left - 40, 30) / 60, 2))")  # 40 s: loading the faces, building, finishing
-# The device tool brings back files of at most 16 MiB: the checkpoint folder as one tar in parts.
-# A snapshot every minute as well as at the end, so that a command cut short (the session's
-# device time can end before the command's limit) still brings back its last epochs.
+left=$(( deadline - $(elapsed) ))  # the training stops an epoch early by itself (--max-minutes), and
+if [ $left -lt 60 ]; then          # for certain at the deadline (timeout)
+  say "error: $left s left before packing: give more MINUTES"
+  exit 2
+fi
+minutes=$($PY -c "print(round(max($left - 40, 15) / 60, 2))")  # 40 s: loading the faces, building, finishing
+
+# The device tool brings back files of at most 16 MiB: the checkpoint folder as one tar in parts,
+# a consistent snapshot every minute as well as at the end, so that a command cut short (the
+# session's device time can end before the command's limit) still brings back its last epochs.
 snapshot() {
-  local ck="$WORK/ckpt/$NAME" snap="$WORK/snap/$NAME" parts="$WORK/parts"
-  [ -f "$ck/state.json" ] || return 0
-  rm -rf "$snap" "$parts" && mkdir -p "$snap" "$parts"
-  # Hard links: the run replaces its files atomically, so a link keeps the version it was made
-  # to; the epoch file state.json names is linked after state.json, and a file the run removed
-  # in between fails this snapshot (the next one is taken a minute later).
-  ln "$ck/state.json" "$snap/state.json" || return 0
-  local model
-  model=$($PY -c "import json, sys; print(json.load(open(sys.argv[1]))['model_file'])" "$snap/state.json") || return 0
-  for f in "$ck"/* "$ck"/.ferkit-checkpoint; do
-    case "$(basename "$f")" in epoch*.keras) [ "$(basename "$f")" = "$model" ] || continue ;; state.json|.lock) continue ;; esac
-    ln "$f" "$snap/" 2>/dev/null || return 0
-  done
-  tar -c -C "$WORK/snap" "$NAME" | split -b 15M -d -a 2 - "$parts/$NAME.ckpt.tar." || return 0
-  rm -f "$OUT/$NAME".ckpt.tar.* && mv "$parts"/* "$OUT/"
+  $PY tools/snapshot_checkpoint.py "$WORK/ckpt/$NAME" "$OUT" "$NAME" --work "$WORK/snapshot" \
+    --part-bytes "${DEVICE_PART_BYTES:-15728640}" 2>/dev/null
 }
 
 say "training $NAME for at most $minutes minutes ($left s left before packing)"
+# The run's own flags first: the folders and the time limit here must not be overridden.
 timeout --signal=TERM --kill-after=10 "$left" \
-  $PY train_cnn.py --data "$DATA" --name "$NAME" --max-minutes "$minutes" --models-dir "$WORK/models" \
-  --plots-dir "$WORK/plots" --checkpoint-dir "$WORK/ckpt/$NAME" --cache-dir "$WORK/cache" --overwrite "$@" "${extra[@]}" \
-  > "$OUT/$NAME.log" 2>&1 &
+  $PY train_cnn.py "$@" ${extra[@]+"${extra[@]}"} --data "$DATA" --name "$NAME" --max-minutes "$minutes" \
+  --models-dir "$WORK/models" --plots-dir "$WORK/plots" --checkpoint-dir "$WORK/ckpt/$NAME" \
+  --cache-dir "$WORK/cache" --overwrite > "$OUT/$NAME.log" 2>&1 &
 trainer=$!
 while kill -0 $trainer 2>/dev/null; do
   for _ in $(seq 60); do kill -0 $trainer 2>/dev/null && sleep 1; done
-  snapshot
+  snapshot > /dev/null
 done
 wait $trainer
 status=$?
-say "train_cnn.py ended with status $status ($( [ $status = 124 ] && echo 'stopped at the deadline' || echo 'by itself'))"
+case $status in
+  0) how="by itself" ;;
+  124|137) how="stopped at the deadline" ;;
+  *) how="failed" ;;
+esac
+say "train_cnn.py ended with status $status ($how)"
 tail -n 3 "$OUT/$NAME.log" | tee -a "$OUT/device.log"
+tar -czf "$OUT/$NAME.run.tar.gz" --exclude='*.keras' -C "$WORK" models plots 2>/dev/null
 
-if [ ! -f "$WORK/ckpt/$NAME/state.json" ]; then
+if [ $status = 0 ] && [ ! -f "$WORK/ckpt/$NAME/state.json" ] && [ -f "$WORK/models/$NAME.keras" ]; then
+  # Every epoch ran here: the run wrote its models and removed its checkpoint. Bring the models.
+  cp "$WORK/models/$NAME.keras" "$OUT/" && [ -f "$WORK/models/${NAME}_swa.keras" ] && cp "$WORK/models/${NAME}_swa.keras" "$OUT/"
+  say "finished: all its epochs ran here; brought back $(cd "$OUT" && ls "$NAME"*.keras | tr '\n' ' ')"
+  exit 0
+fi
+if ! read -r epoch parts < <(snapshot); then
   say "error: no epoch was saved (see $NAME.log)"
   exit 1
 fi
-snapshot
 $PY -c "import json, sys; s = json.load(open(sys.argv[1])); print('saved: epoch', s['epoch'], 'best validation', \
-round(s['best_val_accuracy'], 4))" "$WORK/snap/$NAME/state.json" | tee -a "$OUT/device.log"
-tar -czf "$OUT/$NAME.run.tar.gz" --exclude='*.keras' -C "$WORK" models plots 2>/dev/null
+round(s['best_val_accuracy'], 4))" "$WORK/snapshot/snap/$NAME/state.json" | tee -a "$OUT/device.log"
 ls -l "$OUT" | tee -a "$OUT/device.log"
-say "done"
+say "done: epoch $epoch in $parts parts"
+[ "$how" = failed ] && exit 1
+exit 0
