@@ -255,7 +255,7 @@ def test_the_gpu_script_trains_on_jax_where_tensorflow_cannot_be_imported(traini
     assert probe["test_accuracy"] is None and run_metrics["data"]["test"] == 0  # no test faces travelled
 
 
-@pytest.mark.cost(190)
+@pytest.mark.cost(104)
 def test_a_run_started_on_the_gpu_script_goes_on_here_with_the_same_command(training_dir, tmp_path):
     """tools/device_longrun.sh as on a lent GPU machine (JAX, no TensorFlow): its checkpoint comes
     back in parts, and train_cnn.py here (the default backend, another one) resumes it after the
