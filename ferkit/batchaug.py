@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .checkpoint import seed_states
 from .faces import IMAGE_SIZE
 
 
@@ -40,10 +41,10 @@ class BatchAugmenter:
         finally:
             keras.config.set_dtype_policy(policy)
         self.seed = seed
-        self._state = [np.asarray(keras.ops.convert_to_numpy(v)) for v in self.model.non_trainable_variables]
-        self._random = [
-            i for i, v in enumerate(self.model.non_trainable_variables) if v.path.endswith("seed_generator_state")
-        ]
+        variables = self.model.non_trainable_variables
+        self._state = [keras.ops.convert_to_numpy(v) for v in variables]
+        random = {id(v) for v in seed_states(self.model)}
+        self._random = [i for i, v in enumerate(variables) if id(v) in random]
 
         def call(state, x):
             return self.model.stateless_call([], state, x, training=True)[0]

@@ -117,12 +117,11 @@ if [ $status = 0 ] && [ ! -f "$WORK/ckpt/$NAME/state.json" ] && [ -f "$WORK/mode
   say "finished: all its epochs ran here; brought back $(cd "$OUT" && ls "$NAME"*.keras | tr '\n' ' ')"
   exit 0
 fi
-if ! read -r epoch parts < <(snapshot); then
+if ! read -r epoch parts best < <(snapshot); then
   say "error: no epoch was saved (see $NAME.log)"
   exit 1
 fi
-$PY -c "import json, sys; s = json.load(open(sys.argv[1])); print('saved: epoch', s['epoch'], 'best validation', \
-round(s['best_val_accuracy'], 4))" "$WORK/snapshot/snap/$NAME/state.json" | tee -a "$OUT/device.log"
+say "saved: epoch $epoch best validation $best"
 ls -l "$OUT" | tee -a "$OUT/device.log"
 say "done: epoch $epoch in $parts parts"
 [ "$how" = failed ] && exit 1

@@ -9,7 +9,8 @@ GPU machine this way (the device tool returns files of at most 16 MiB). Here:
 Consistent: the files are hard links taken to state.json and to the files it names (the epoch's
 model, the weight average), so the run's atomic replacements cannot change them underneath; a
 snapshot that a new epoch overtook (a named file already removed, or a best.keras newer than
-state.json, which an epoch writes before it) is taken again. Prints the epoch; exits 1, leaving
+state.json, which an epoch writes before it) is taken again. Prints the epoch, the number of
+parts and the best validation accuracy so far; exits 1, leaving
 OUT as it was, when the folder holds no finished epoch or no consistent copy could be taken.
 Needs only the standard library: it runs beside the training without loading Keras.
 """
@@ -28,8 +29,8 @@ from pathlib import Path
 MARKER = ".ferkit-checkpoint"  # ferkit.checkpoint_folder.MARKER (not imported: no Keras, no NumPy here)
 
 
-def link_consistent(checkpoint: Path, snap: Path, tries: int = 5) -> int | None:
-    """Hard-link one epoch's checkpoint files into ``snap``; return the epoch, or None."""
+def link_consistent(checkpoint: Path, snap: Path, tries: int = 5) -> dict | None:
+    """Hard-link one epoch's checkpoint files into ``snap``; return its state.json, or None."""
     for _ in range(tries):
         shutil.rmtree(snap, ignore_errors=True)
         snap.mkdir(parents=True)
@@ -53,7 +54,7 @@ def link_consistent(checkpoint: Path, snap: Path, tries: int = 5) -> int | None:
         if best.exists() and best.stat().st_mtime_ns > (snap / "state.json").stat().st_mtime_ns:
             time.sleep(0.5)  # a later epoch's best model: take the whole snapshot again
             continue
-        return int(state["epoch"])
+        return state
     return None
 
 
@@ -85,12 +86,12 @@ def main(argv=None) -> int:
     p.add_argument("--work", type=Path, help="a folder for the copy and the parts before they move (default OUT/..)")
     args = p.parse_args(argv)
     work = args.work or args.out.parent / f"{args.name}.snapshot"
-    epoch = link_consistent(args.checkpoint, work / "snap" / args.name)
-    if epoch is None:
+    state = link_consistent(args.checkpoint, work / "snap" / args.name)
+    if state is None:
         print(f"no consistent snapshot of {args.checkpoint}", file=sys.stderr)
         return 1
     parts = write_parts(work / "snap" / args.name, args.out, args.name, args.part_bytes, work / "parts")
-    print(epoch, len(parts))
+    print(state["epoch"], len(parts), round(state.get("best_val_accuracy", -1), 4))
     return 0
 
 
