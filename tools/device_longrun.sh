@@ -28,7 +28,8 @@
 # MINUTES is the whole command's time, start-up and packing included: the training stops at the
 # last epoch that fits (--max-minutes) and is stopped for certain 25 s before the end, so the
 # checkpoint (written after every epoch, atomically) always comes back; a run whose epochs all
-# fit brings back its models instead (NAME.keras, NAME_swa.keras).
+# fit brings back its models instead (NAME.keras, NAME_swa.keras; in parts NAME.keras.NN where
+# larger than a part).
 # Where the step's cost is still unexplained (README, "A long run's head start"), set DEVICE_PROBE
 # (below) to time its variants first.
 # On this CPU, to prove it (tests/test_scaling.py does, in a process that cannot import TensorFlow):
@@ -113,8 +114,17 @@ tar -czf "$OUT/$NAME.run.tar.gz" --exclude='*.keras' -C "$WORK" models plots 2>/
 
 if [ $status = 0 ] && [ ! -f "$WORK/ckpt/$NAME/state.json" ] && [ -f "$WORK/models/$NAME.keras" ]; then
   # Every epoch ran here: the run wrote its models and removed its checkpoint. Bring the models.
-  cp "$WORK/models/$NAME.keras" "$OUT/" && [ -f "$WORK/models/${NAME}_swa.keras" ] && cp "$WORK/models/${NAME}_swa.keras" "$OUT/"
-  say "finished: all its epochs ran here; brought back $(cd "$OUT" && ls "$NAME"*.keras | tr '\n' ' ')"
+  # A model file over the part size (a wide network with its optimizer's state: 22 MB) comes back
+  # in parts too: join them here with cat NAME.keras.* > NAME.keras.
+  for model in "$WORK/models/$NAME.keras" "$WORK/models/${NAME}_swa.keras"; do
+    [ -f "$model" ] || continue
+    if [ "$(stat -c %s "$model")" -le "${DEVICE_PART_BYTES:-15728640}" ]; then
+      cp "$model" "$OUT/"
+    else
+      split -d -a 2 -b "${DEVICE_PART_BYTES:-15728640}" "$model" "$OUT/$(basename "$model")."
+    fi
+  done
+  say "finished: all its epochs ran here; brought back $(cd "$OUT" && ls "$NAME"*.keras* | tr '\n' ' ')"
   exit 0
 fi
 if ! read -r epoch parts best < <(snapshot); then
