@@ -230,29 +230,38 @@ def as_on_the_gpu_machine(training_dir, tmp_path):
 @pytest.mark.cost(249)
 def test_the_gpu_script_trains_on_jax_where_tensorflow_cannot_be_imported(training_dir, tmp_path):
     """tools/device_train.sh as on a lent GPU machine (JAX, no TensorFlow), on this CPU: the faces
-    as the small WebP .npz without test faces, a probe that sizes the run, the wide recipe with a
-    weight average, a time limit, and the models and logs brought back."""
+    as the small WebP .npz without test faces, a probe that sizes each run, the wide recipe (a seed)
+    beside a variant with flags of its own, each with a weight average, a time limit, the
+    augmentation on the batches, and the models and logs brought back."""
     data, out, env = as_on_the_gpu_machine(training_dir, tmp_path)
     env["DEVICE_FLAGS"] = "--width 8 --batch-size 32"
     run = subprocess.run(
-        ["bash", "tools/device_train.sh", "0.5", "0"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900
-    )
+        ["bash", "tools/device_train.sh", "0.5", "0", "light=--augment light --seed 3"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
     log = (out / "device.log").read_text()
     assert run.returncode == 0, log + run.stderr[-3000:]
     check = subprocess.run(
         [sys.executable, "-c", "import tensorflow"], env=env, capture_output=True, text=True, timeout=60
     )
     assert "this machine has no TensorFlow" in check.stderr  # the block held
-    assert re.search(r"an epoch takes [\d.]+ s side by side \(compiling [\d.]+ s\): \d+ epochs", log)
+    for name in ("wide8_s0", "light"):
+        assert re.search(rf"{name}: an epoch takes [\d.]+ s side by side \(compiling [\d.]+ s\): \d+ epochs", log)
     brought = sorted(p.name for p in out.glob("*.keras"))
-    assert brought in (["wide8_s0.keras"], ["wide8_s0_swa.keras"]), brought
-    model, names = load_model(out / brought[0])
+    assert len(brought) == 2 and brought[0].startswith("light") and brought[1].startswith("wide8_s0"), brought
+    model, names = load_model(out / brought[1])
     assert names == CLASS_NAMES and model.name == "fer_wide8"
+    assert not any(layer.name.startswith("aug") for layer in model.layers)  # augmented on the batches
+    assert sorted(p.name for p in out.iterdir()) == sorted([*brought, "device.log", "runs.tar.gz"])
     with tarfile.open(out / "runs.tar.gz") as runs:
         probe = json.load(runs.extractfile("models/probe0_metrics.json"))
         run_metrics = json.load(runs.extractfile("models/wide8_s0_metrics.json"))
+        light = json.load(runs.extractfile("models/light_metrics.json"))
+        assert "Epoch 1/" in runs.extractfile("logs/light.log").read().decode()
     assert probe["settings"]["arch"] == "wide" and probe["swa"]["epochs"] == [2, 2]  # weight averaging on JAX
     assert probe["test_accuracy"] is None and run_metrics["data"]["test"] == 0  # no test faces travelled
+    assert run_metrics["settings"]["augment_in"] == "batches"
+    assert light["settings"]["augment"] == "light" and light["settings"]["seed"] == 3
 
 
 @pytest.mark.cost(104)
@@ -292,6 +301,32 @@ def test_a_run_started_on_the_gpu_script_goes_on_here_with_the_same_command(trai
     metrics = json.loads((home / "head_metrics.json").read_text())
     assert metrics["epochs_trained"] == saved + 1 and metrics["data"]["test"] == 0
     assert not any((home / "head").iterdir())  # finished here: its checkpoint files are removed
+
+
+@pytest.mark.cost(55)
+def test_a_run_that_ends_on_the_gpu_script_brings_back_its_models_in_parts_and_no_stale_checkpoint(
+    training_dir, tmp_path
+):
+    """tools/device_longrun.sh where every epoch fits (the H200 trained 120 wide epochs in 5 minutes):
+    the models come back, in parts where a file is larger than a part, and the minute's checkpoint
+    snapshots do not, so they cannot crowd the models out of the device tool's 8 files."""
+    data, out, env = as_on_the_gpu_machine(training_dir, tmp_path)
+    env["DEVICE_PART_BYTES"] = "300000"
+    run = subprocess.run(
+        ["bash", "tools/device_longrun.sh", "9", "done", "--preset", "wide", "--width", "8", "--batch-size", "32",
+         "--epochs", "2", "--swa-epochs", "1", "--augment", "strong", "--augment-in", "batches"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    log = (out / "device.log").read_text()
+    assert run.returncode == 0, log + run.stderr[-3000:]
+    assert "finished: all its epochs ran here" in log
+    assert not list(out.glob("done.ckpt.tar.*"))
+    work = tmp_path / "work" / "models"
+    for name in ("done.keras", "done_swa.keras"):
+        parts = sorted(out.glob(name + ".*"))
+        assert len(parts) >= 2 and all(p.stat().st_size <= 300000 for p in parts), parts
+        assert b"".join(p.read_bytes() for p in parts) == (work / name).read_bytes()
+    assert len(list(out.iterdir())) <= 8
 
 
 @pytest.mark.cost(99)

@@ -5,6 +5,8 @@
 # defines say, which logs with the seconds since the start to the console and $OUT/device.log.
 
 OUT=${OUT:-/tmp/device-out}
+# DEVICE_WORK=$PWD/runs/devwork (ignored) keeps the runs for a second command on the still-warm
+# machine (session 28: the tool keeps ignored folders of the checkout between its commands).
 WORK=${DEVICE_WORK:-/tmp/fer-device}
 DATA=${DEVICE_DATA:-data/device/fer_trainval.npz}
 mkdir -p "$OUT" "$WORK"

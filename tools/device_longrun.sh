@@ -12,8 +12,12 @@
 #       --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 -d .whl \
 #       keras==3.15.1 namex==0.1.0 optree==0.20.0             # 2.8 MiB; keras' other needs are there
 # Then, with the device tool (the run's flags after its name; --data, --name and the folders are set here):
-#   run(command="bash tools/device_longrun.sh 9.3 fer_wide48k --preset wide --no-mixed-precision ...",
-#       carry=[".whl", "data/device"], timeout_s=600)
+#   run(command="bash tools/device_longrun.sh 9.3 fer_wide48k --preset wide --augment-in batches \
+#       --no-mixed-precision ...", carry=[".whl", "data/device"], timeout_s=600)
+# (--augment-in batches: 9 ms a step on an H200 in session 28, 120 epochs in 5 minutes; the
+# augmentation inside the step had taken 605 ms on another one in session 27.) With
+# DEVICE_WORK=$PWD/runs/devwork, the same command sent again while the machine is warm (30 s)
+# goes on with the run there.
 # and here, with what came back in FOLDER:
 #   cat FOLDER/fer_wide48k.ckpt.tar.* | tar -x -C ~/.cache/fer-train/ckpt     # -> ckpt/fer_wide48k
 #   python train_cnn.py --data data/device/fer_trainval.npz --name fer_wide48k \
@@ -114,7 +118,10 @@ tar -czf "$OUT/$NAME.run.tar.gz" --exclude='*.keras' -C "$WORK" models plots 2>/
 
 if [ $status = 0 ] && [ ! -f "$WORK/ckpt/$NAME/state.json" ] && [ -f "$WORK/models/$NAME.keras" ]; then
   # Every epoch ran here: the run wrote its models and removed its checkpoint. Bring the models.
-  # A model file over the part size (a wide network with its optimizer's state: 22 MB) comes back
+  # The minute's snapshots are stale now and would crowd the models out: the device tool brings
+  # back at most 8 files (a finished wide run's 4 checkpoint parts left its weight average behind).
+  rm -f "$OUT/$NAME".ckpt.tar.*
+  # A model file over the part size (width 64 is about 20 MB; width 48, 11 MB) comes back
   # in parts too: join them here with cat NAME.keras.* > NAME.keras.
   for model in "$WORK/models/$NAME.keras" "$WORK/models/${NAME}_swa.keras"; do
     [ -f "$model" ] || continue

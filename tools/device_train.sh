@@ -1,9 +1,10 @@
 #!/bin/bash
 # The wide recipe on a lent GPU machine (JAX with CUDA, Python 3.12, no TensorFlow, no network),
-# several seeds side by side in one command that ends inside the device tool's 10 minutes; each
-# run's model (the best epoch or the weight average of its last quarter, whichever scores higher on
-# validation) and all logs come back in $OUT. Choosing between the runs and the PrivateTest read
-# happen on the CPU machine afterwards, on the original faces (README, "Scaling out", "One GPU").
+# several seeds or variants side by side in one command that ends inside the device tool's 10
+# minutes; each run's model (the best epoch or the weight average of its last quarter, whichever
+# scores higher on validation) and all logs come back in $OUT. Choosing between the runs and the
+# PrivateTest read happen on the CPU machine afterwards, on the original faces (README, "Scaling
+# out", "One GPU").
 #
 # Here, once (what travels must stay under 64 MiB with the tracked files):
 #   python tools/export_npz.py --data ../shared/data/fer2013 --out data/device/fer_trainval.npz \
@@ -14,85 +15,127 @@
 # Then, with the device tool:
 #   run(command="bash tools/device_train.sh", carry=[".whl", "data/device"], timeout_s=600)
 #
-# Usage: tools/device_train.sh [MINUTES] [SEEDS...]   (default: 7 minutes of training; seeds 0 1 2)
+# Usage: tools/device_train.sh [MINUTES] [RUN...]   (default: 7 minutes of training; runs 0 1 2)
+# A RUN is a seed (the recipe as it is, named wide48_sSEED) or NAME=FLAGS, a variant with flags of
+# its own, to compare recipes side by side and choose on validation here, e.g.
+#   bash tools/device_train.sh 8.5 "strong=--seed 0" "light=--augment light" "w64=--width 64"
+# At most 6 runs: the tool brings back 8 files (a model per run, device.log, runs.tar.gz).
 # Every run also stops at its time limit (train_cnn.py --max-minutes), so the command always ends
-# with models to bring back; a short probe first measures an epoch's time with all runs side by
-# side and sizes --epochs to fit, so the cosine schedule ends at a low rate as it should.
+# with models to bring back; a short probe first measures each run's epoch with all of them side by
+# side and sizes its --epochs to fit, so its cosine schedule ends at a low rate as it should (a
+# wider variant trains fewer epochs).
 # On this CPU, to prove it (tests/test_scaling.py does, in a process that cannot import TensorFlow):
 #   OUT=/tmp/o DEVICE_DATA=small.npz DEVICE_FLAGS="--width 8 --batch-size 32" tools/device_train.sh 0.5 0 1
 
 set -u -o pipefail
 MINUTES=${1:-7}
 shift || true
-SEEDS=(${@:-0 1 2})
+if [ $# -gt 0 ]; then RUNS=("$@"); else RUNS=(0 1 2); fi
 . tools/device_env.sh  # OUT, WORK, DATA, say; the data check, the carried wheels, JAX
 
 # The recipe: --preset wide (VGG trunk 48-384 on random 40x40 crops, SGD Nesterov, cosine with a
 # warm-up, strong augmentation with random erasing, label smoothing, bf16), a weight average over
-# the last quarter of the epochs. Extra flags for every run: DEVICE_FLAGS.
+# the last quarter of the epochs. Extra flags for every run: DEVICE_FLAGS. The augmentation runs on
+# each batch before the step (--augment-in batches): on an H200 the step then took 9 ms, 2.6 s an
+# epoch with validation and checkpoint (session 28), where the strong augmentation inside the step
+# had taken 605 ms on another one (session 27; README, "A long run's head start on a lent GPU").
 train() {  # name seed epochs minutes [flags...]
   local name=$1 seed=$2 epochs=$3 minutes=$4
   shift 4
   $PY train_cnn.py --data "$DATA" --preset wide --name "$name" --seed "$seed" --epochs "$epochs" \
     --max-minutes "$minutes" --models-dir "$WORK/models" --plots-dir "$WORK/plots" \
-    --checkpoint-dir "$WORK/ckpt/$name" --cache-dir "$WORK/cache" --fresh --overwrite ${DEVICE_FLAGS:-} "$@"
+    --checkpoint-dir "$WORK/ckpt/$name" --cache-dir "$WORK/cache" --fresh --overwrite \
+    --augment-in batches ${DEVICE_FLAGS:-} "$@"
 }
 
-# Probe: two epochs of every run at once; the second one's time (no compiling in it) sizes the runs.
-# Its weight average of epoch 2 tries the end of a run (BatchNorm re-measured) before the long runs.
-say "probe: 2 epochs x ${#SEEDS[@]} runs side by side"
-for seed in "${SEEDS[@]}"; do
-  train "probe$seed" "$seed" 2 0 --swa-epochs 1 > "$WORK/probe$seed.log" 2>&1 &
-done
-wait
-read -r epoch_seconds compile_seconds < <($PY - "$WORK" "${SEEDS[@]}" <<'EOF'
-import json, sys
-work, seeds = sys.argv[1], sys.argv[2:]
-epoch, compile = [0.0], [0.0]
-for seed in seeds:
-    try:
-        history = json.load(open(f"{work}/models/probe{seed}_metrics.json"))["history"]
-    except OSError:
-        continue
-    ended = history["ended_at"]  # epoch 2 end to end: training, validation, checkpoint
-    epoch.append(ended[1] - ended[0])
-    compile.append(max(history["seconds"][0] - history["seconds"][1], 0))  # epoch 1 also compiles
-print(max(epoch), max(compile))
-EOF
-)
-cat "$WORK"/probe*.log >> "$OUT/probe.log"
-if [ "$($PY -c "print(int($epoch_seconds > 0))")" != 1 ]; then
-  say "error: the probe trained no epoch; its logs are in probe.log"
-  exit 1
-fi
-left=$($PY -c "print(int(max($MINUTES * 60 - ($(date +%s) - $started), 30)))")  # seconds
-# 8% to spare (epochs vary); the runs compile again before their first epoch.
-epochs=$($PY -c "print(max(4, int(($left - $compile_seconds) * 0.92 / $epoch_seconds)))")
-swa=$(( epochs / 4 ))
-say "an epoch takes ${epoch_seconds} s side by side (compiling ${compile_seconds} s): ${epochs} epochs in the ${left} s left (weight average of the last $swa)"
-
-# Runs are named by their width (--width in DEVICE_FLAGS, else the preset's 48): wide48_s0, ...
+# Seeds are named by the width (--width in DEVICE_FLAGS, else the preset's 48): wide48_s0, ...
 width=48
 [[ " ${DEVICE_FLAGS:-} " =~ .*--width[=[:space:]]+([0-9]+) ]] && width=$((10#${BASH_REMATCH[1]}))
-prefix=wide$width
-for seed in "${SEEDS[@]}"; do
-  train "${prefix}_s$seed" "$seed" "$epochs" "$($PY -c "print($left / 60)")" --swa-epochs "$swa" \
-    > "$OUT/${prefix}_s$seed.log" 2>&1 &
+NAMES=()
+declare -A SEED FLAGS
+for run in "${RUNS[@]}"; do
+  if [[ $run =~ ^[0-9]+$ ]]; then
+    name=wide${width}_s$run
+    SEED[$name]=$run
+    FLAGS[$name]=""
+  elif [[ $run =~ ^([A-Za-z0-9_-]+)=(.*)$ ]]; then
+    name=${BASH_REMATCH[1]}
+    SEED[$name]=0  # a --seed among its flags comes later and wins
+    FLAGS[$name]=${BASH_REMATCH[2]}
+  else
+    say "error: a run is a seed (0) or NAME=FLAGS (light=--augment light), not '$run'"
+    exit 2
+  fi
+  if [[ " ${NAMES[*]:-} " == *" $name "* ]]; then
+    say "error: two runs are named $name: give each variant a name of its own"
+    exit 2
+  fi
+  NAMES+=("$name")
 done
+if [ ${#NAMES[@]} -gt 6 ]; then
+  say "error: ${#NAMES[@]} runs: at most 6 fit the 8 files the device tool brings back"
+  exit 2
+fi
+mkdir -p "$WORK/logs"
+
+# Probe: two epochs of every run at once; the second one's time (no compiling in it) sizes each run.
+# Its weight average of epoch 2 tries the end of a run (BatchNorm re-measured) before the long runs.
+say "probe: 2 epochs x ${#NAMES[@]} runs side by side"
+for i in "${!NAMES[@]}"; do
+  name=${NAMES[$i]}
+  train "probe$i" "${SEED[$name]}" 2 0 --swa-epochs 1 ${FLAGS[$name]} > "$WORK/logs/probe$i.log" 2>&1 &
+done
+wait
+left=$($PY -c "print(int(max($MINUTES * 60 - ($(date +%s) - $started), 30)))")  # seconds
+# Per run: "epoch-seconds compile-seconds epochs", 8% to spare (epochs vary; the runs compile
+# again before their first epoch), or "0 0 0" where its probe trained no epoch.
+mapfile -t SIZES < <($PY - "$WORK" "$left" "${#NAMES[@]}" <<'EOF'
+import json, sys
+work, left, runs = sys.argv[1], float(sys.argv[2]), int(sys.argv[3])
+for i in range(runs):
+    try:
+        history = json.load(open(f"{work}/models/probe{i}_metrics.json"))["history"]
+    except OSError:
+        print(0, 0, 0)
+        continue
+    ended = history["ended_at"]  # epoch 2 end to end: training, validation, checkpoint
+    epoch = ended[1] - ended[0]
+    compile = max(history["seconds"][0] - history["seconds"][1], 0)  # epoch 1 also compiles
+    print(round(epoch, 1), round(compile, 1), max(4, int((left - compile) * 0.92 / epoch)))
+EOF
+)
+started_runs=0
+for i in "${!NAMES[@]}"; do
+  name=${NAMES[$i]}
+  read -r epoch_seconds compile_seconds epochs <<< "${SIZES[$i]:-0 0 0}"
+  if [ "${epochs:-0}" = 0 ]; then
+    say "$name: its probe trained no epoch (logs/probe$i.log in runs.tar.gz); left out"
+    continue
+  fi
+  swa=$(( epochs / 4 ))
+  say "$name: an epoch takes ${epoch_seconds} s side by side (compiling ${compile_seconds} s): ${epochs} epochs in the ${left} s left (weight average of the last $swa)"
+  train "$name" "${SEED[$name]}" "$epochs" "$($PY -c "print($left / 60)")" --swa-epochs "$swa" ${FLAGS[$name]} \
+    > "$WORK/logs/$name.log" 2>&1 &
+  started_runs=$((started_runs + 1))
+done
+if [ $started_runs = 0 ]; then
+  tar -czf "$OUT/runs.tar.gz" -C "$WORK" logs
+  say "error: no probe trained an epoch; their logs are in runs.tar.gz"
+  exit 1
+fi
 wait
 say "runs finished"
 
 # Bring back, per run, the model that scores higher on validation (the best epoch or the average),
-# and one archive of the metrics, curves and plots (the tool returns at most 8 files).
-$PY - "$WORK" "$OUT" "$prefix" "${SEEDS[@]}" <<'EOF' | tee -a "$OUT/device.log"
+# and one archive of the logs, metrics, curves and plots (the tool returns at most 8 files).
+$PY - "$WORK" "$OUT" "${NAMES[@]}" <<'EOF' | tee -a "$OUT/device.log"
 import json, shutil, sys
-work, out, prefix, seeds = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4:]
-for seed in seeds:
-    name = f"{prefix}_s{seed}"
+work, out, names = sys.argv[1], sys.argv[2], sys.argv[3:]
+for name in names:
     try:
         metrics = json.load(open(f"{work}/models/{name}_metrics.json"))
     except OSError:
-        print(f"{name}: no model (see {name}.log)")
+        print(f"{name}: no model (logs/{name}.log in runs.tar.gz)")
         continue
     best, swa = metrics["validation_accuracy"], metrics.get("swa", {}).get("validation_accuracy", -1)
     chosen = f"{name}_swa" if swa > best else name
@@ -100,5 +143,5 @@ for seed in seeds:
     print(f"{name}: {metrics['epochs_trained']} epochs; validation (WebP faces) best epoch {best:.4f}, "
           f"weight average {swa:.4f}: brought back {chosen}.keras")
 EOF
-tar -czf "$OUT/runs.tar.gz" --exclude='*.keras' -C "$WORK" models plots
+tar -czf "$OUT/runs.tar.gz" --exclude='*.keras' -C "$WORK" models plots logs
 say "done"
