@@ -235,6 +235,7 @@ def test_the_gpu_script_trains_on_jax_where_tensorflow_cannot_be_imported(traini
     augmentation on the batches, and the models and logs brought back."""
     data, out, env = as_on_the_gpu_machine(training_dir, tmp_path)
     env["DEVICE_FLAGS"] = "--width 8 --batch-size 32"
+    env["DEVICE_PART_BYTES"] = "300000"  # the width-8 model (0.5 MB) comes back in parts, as width 64 would
     run = subprocess.run(
         ["bash", "tools/device_train.sh", "0.5", "0", "light=--augment light --seed 3"],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=900,
@@ -247,12 +248,16 @@ def test_the_gpu_script_trains_on_jax_where_tensorflow_cannot_be_imported(traini
     assert "this machine has no TensorFlow" in check.stderr  # the block held
     for name in ("wide8_s0", "light"):
         assert re.search(rf"{name}: an epoch takes [\d.]+ s side by side \(compiling [\d.]+ s\): \d+ epochs", log)
-    brought = sorted(p.name for p in out.glob("*.keras"))
-    assert len(brought) == 2 and brought[0].startswith("light") and brought[1].startswith("wide8_s0"), brought
-    model, names = load_model(out / brought[1])
+    parts = sorted(p.name for p in out.glob("*.keras.*"))
+    brought = sorted({p.rsplit(".", 1)[0] for p in parts})
+    assert len(brought) == 2 and brought[0].startswith("light") and brought[1].startswith("wide8_s0"), parts
+    joined = tmp_path / brought[1]
+    joined.write_bytes(b"".join((out / p).read_bytes() for p in parts if p.startswith(brought[1])))
+    model, names = load_model(joined)
     assert names == CLASS_NAMES and model.name == "fer_wide8"
     assert not any(layer.name.startswith("aug") for layer in model.layers)  # augmented on the batches
-    assert sorted(p.name for p in out.iterdir()) == sorted([*brought, "device.log", "runs.tar.gz"])
+    assert sorted(p.name for p in out.iterdir()) == sorted([*parts, "device.log", "runs.tar.gz"])
+    assert len(parts) >= 4 and all((out / p).stat().st_size <= 300000 for p in parts)
     with tarfile.open(out / "runs.tar.gz") as runs:
         probe = json.load(runs.extractfile("models/probe0_metrics.json"))
         run_metrics = json.load(runs.extractfile("models/wide8_s0_metrics.json"))

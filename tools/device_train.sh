@@ -19,7 +19,8 @@
 # A RUN is a seed (the recipe as it is, named wide48_sSEED) or NAME=FLAGS, a variant with flags of
 # its own, to compare recipes side by side and choose on validation here, e.g.
 #   bash tools/device_train.sh 8.5 "strong=--seed 0" "light=--augment light" "w64=--width 64"
-# At most 6 runs: the tool brings back 8 files (a model per run, device.log, runs.tar.gz).
+# At most 6 runs: the tool brings back 8 files (a model per run, device.log, runs.tar.gz; a model
+# over 16 MiB, width 64 and up, in two parts).
 # Every run also stops at its time limit (train_cnn.py --max-minutes), so the command always ends
 # with models to bring back; a short probe first measures each run's epoch with all of them side by
 # side and sizes its --epochs to fit, so its cosine schedule ends at a low rate as it should (a
@@ -127,10 +128,12 @@ wait
 say "runs finished"
 
 # Bring back, per run, the model that scores higher on validation (the best epoch or the average),
-# and one archive of the logs, metrics, curves and plots (the tool returns at most 8 files).
-$PY - "$WORK" "$OUT" "${NAMES[@]}" <<'EOF' | tee -a "$OUT/device.log"
-import json, shutil, sys
-work, out, names = sys.argv[1], sys.argv[2], sys.argv[3:]
+# and one archive of the logs, metrics, curves and plots (the tool returns at most 8 files, of at
+# most 16 MiB each: a larger model, width 64 and up, comes back in parts; join them here with
+# cat NAME.keras.* > NAME.keras).
+$PY - "$WORK" "$OUT" "${DEVICE_PART_BYTES:-15728640}" "${NAMES[@]}" <<'EOF' | tee -a "$OUT/device.log"
+import json, os, shutil, sys
+work, out, part, names = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4:]
 for name in names:
     try:
         metrics = json.load(open(f"{work}/models/{name}_metrics.json"))
@@ -139,9 +142,21 @@ for name in names:
         continue
     best, swa = metrics["validation_accuracy"], metrics.get("swa", {}).get("validation_accuracy", -1)
     chosen = f"{name}_swa" if swa > best else name
-    shutil.copy(f"{work}/models/{chosen}.keras", f"{out}/{chosen}.keras")
+    model = f"{work}/models/{chosen}.keras"
+    if os.path.getsize(model) <= part:
+        shutil.copy(model, f"{out}/{chosen}.keras")
+        brought = f"{chosen}.keras"
+    else:
+        with open(model, "rb") as whole:
+            pieces = iter(lambda: whole.read(part), b"")
+            for i, piece in enumerate(pieces):
+                with open(f"{out}/{chosen}.keras.{i:02d}", "wb") as f:
+                    f.write(piece)
+        brought = f"{chosen}.keras in {i + 1} parts"
     print(f"{name}: {metrics['epochs_trained']} epochs; validation (WebP faces) best epoch {best:.4f}, "
-          f"weight average {swa:.4f}: brought back {chosen}.keras")
+          f"weight average {swa:.4f}: brought back {brought}")
 EOF
 tar -czf "$OUT/runs.tar.gz" --exclude='*.keras' -C "$WORK" models plots logs
+files=$(ls "$OUT" | wc -l)
+[ "$files" -gt 8 ] && say "warning: $files files in \$OUT; the device tool brings back 8: give fewer or smaller runs"
 say "done"
