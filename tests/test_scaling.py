@@ -231,13 +231,18 @@ def as_on_the_gpu_machine(training_dir, tmp_path):
 def test_the_gpu_script_trains_on_jax_where_tensorflow_cannot_be_imported(training_dir, tmp_path):
     """tools/device_train.sh as on a lent GPU machine (JAX, no TensorFlow), on this CPU: the faces
     as the small WebP .npz without test faces, a probe that sizes each run, the wide recipe (a seed)
-    beside a variant with flags of its own, each with a weight average, a time limit, the
-    augmentation on the batches, and the models and logs brought back."""
+    beside a variant with flags of its own and one that train_cnn.py refuses, each with a weight
+    average, a time limit, the augmentation on the batches, and the models (in parts) and logs
+    brought back; an earlier command's probe record in the kept work folder is not read as this one's."""
     data, out, env = as_on_the_gpu_machine(training_dir, tmp_path)
     env["DEVICE_FLAGS"] = "--width 8 --batch-size 32"
     env["DEVICE_PART_BYTES"] = "300000"  # the width-8 model (0.5 MB) comes back in parts, as width 64 would
+    earlier = tmp_path / "work" / "device_train" / "models"
+    earlier.mkdir(parents=True)
+    history = {"ended_at": [0, 1], "seconds": [1, 1]}  # a 1-second epoch: it would size bad's run
+    (earlier / "probe2_metrics.json").write_text(json.dumps({"history": history}))
     run = subprocess.run(
-        ["bash", "tools/device_train.sh", "0.5", "0", "light=--augment light --seed 3"],
+        ["bash", "tools/device_train.sh", "0.5", "0", "light=--augment light --seed 3", "bad=--no-such-flag"],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=900,
     )  # fmt: skip
     log = (out / "device.log").read_text()
@@ -248,14 +253,16 @@ def test_the_gpu_script_trains_on_jax_where_tensorflow_cannot_be_imported(traini
     assert "this machine has no TensorFlow" in check.stderr  # the block held
     for name in ("wide8_s0", "light"):
         assert re.search(rf"{name}: an epoch takes [\d.]+ s side by side \(compiling [\d.]+ s\): \d+ epochs", log)
+    assert "bad: its probe trained no epoch" in log and "bad: no model" in log
     parts = sorted(p.name for p in out.glob("*.keras.*"))
     brought = sorted({p.rsplit(".", 1)[0] for p in parts})
     assert len(brought) == 2 and brought[0].startswith("light") and brought[1].startswith("wide8_s0"), parts
-    joined = tmp_path / brought[1]
-    joined.write_bytes(b"".join((out / p).read_bytes() for p in parts if p.startswith(brought[1])))
-    model, names = load_model(joined)
-    assert names == CLASS_NAMES and model.name == "fer_wide8"
-    assert not any(layer.name.startswith("aug") for layer in model.layers)  # augmented on the batches
+    for name in brought:
+        joined = tmp_path / name
+        joined.write_bytes(b"".join((out / p).read_bytes() for p in parts if p.startswith(name)))
+        model, names = load_model(joined)
+        assert names == CLASS_NAMES and model.name == "fer_wide8"
+        assert not any(layer.name.startswith("aug") for layer in model.layers)  # augmented on the batches
     assert sorted(p.name for p in out.iterdir()) == sorted([*parts, "device.log", "runs.tar.gz"])
     assert len(parts) >= 4 and all((out / p).stat().st_size <= 300000 for p in parts)
     with tarfile.open(out / "runs.tar.gz") as runs:
@@ -263,10 +270,65 @@ def test_the_gpu_script_trains_on_jax_where_tensorflow_cannot_be_imported(traini
         run_metrics = json.load(runs.extractfile("models/wide8_s0_metrics.json"))
         light = json.load(runs.extractfile("models/light_metrics.json"))
         assert "Epoch 1/" in runs.extractfile("logs/light.log").read().decode()
+        assert "--no-such-flag" in runs.extractfile("logs/probe2.log").read().decode()
+        assert "models/probe2_metrics.json" not in runs.getnames()
     assert probe["settings"]["arch"] == "wide" and probe["swa"]["epochs"] == [2, 2]  # weight averaging on JAX
     assert probe["test_accuracy"] is None and run_metrics["data"]["test"] == 0  # no test faces travelled
     assert run_metrics["settings"]["augment_in"] == "batches"
     assert light["settings"]["augment"] == "light" and light["settings"]["seed"] == 3
+
+
+@pytest.mark.parametrize(
+    ("run", "says"),
+    [
+        ("probe1=--seed 2", "taken by the script's own files"),
+        ("w_swa=--width 64", "taken by the script's own files"),
+        ("long=--epochs 300", "long sets --epochs, which the script sets itself"),
+        ("out=--models-dir=/tmp/x", "out sets --models-dir, which the script sets itself"),
+        ("-x=--seed 1", "a run is a seed (0) or NAME=FLAGS"),
+    ],
+)
+def test_the_gpu_script_refuses_a_run_that_would_collide_or_unsize_itself(run, says, tmp_path):
+    out = tmp_path / "out"
+    data = tmp_path / "faces.npz"
+    data.write_bytes(b"checked for, not read")
+    env = {**os.environ, "OUT": str(out), "DEVICE_WORK": str(tmp_path / "work"), "DEVICE_DATA": str(data)}
+    refused = subprocess.run(
+        ["bash", "tools/device_train.sh", "1", run], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert refused.returncode == 2 and says in (out / "device.log").read_text()
+    assert not any((tmp_path / "work" / "device_train" / "logs").iterdir())  # refused before any training
+
+
+def test_the_gpu_script_brings_back_the_best_models_that_fit_the_tools_files(tmp_path):
+    """Best run first by validation (its best epoch or its weight average, whichever is higher),
+    each model in as many parts as its size needs, until the device tool's 8 files are used up
+    beside what $OUT already holds; the runs left out and the one with no model are named."""
+    pick = _load(ROOT / "tools" / "device_bring_back.py")
+    models, out = tmp_path / "models", tmp_path / "out"
+    models.mkdir()
+    out.mkdir()
+    for name, best, swa, size in [("a", 0.60, 0.61, 500), ("b", 0.66, 0.64, 250), ("c", 0.62, 0.65, 250)]:
+        metrics = {"validation_accuracy": best, "swa": {"validation_accuracy": swa}, "epochs_trained": 9}
+        (models / f"{name}_metrics.json").write_text(json.dumps(metrics))
+        (models / f"{name}.keras").write_bytes(b"m" * size)
+        (models / f"{name}_swa.keras").write_bytes(b"s" * size)
+    for held in ("device.log", "runs.tar.gz", "earlier.keras"):
+        (out / held).write_text("held")
+    lines = pick.plan(str(tmp_path), str(out), ["a", "b", "c", "gone"], part=100, files=8, space=10**7)
+    brought = [text for action, text in lines if action == "bring"]
+    said = "\n".join(text for action, text in lines if action == "say")
+    # b (best epoch 0.66) first: 3 parts; c (its average, 0.65): 3 parts would make 9 files, so
+    # left out; a (0.61, 5 parts) too.
+    assert brought == [str(models / "b.keras")], lines
+    assert "gone: no model" in said and "b: 9 epochs" in said and "brought back b.keras in 3 parts" in said
+    assert "c: 9 epochs" in said and "NOT brought back (c_swa.keras, 0.0 MiB in 3 files; 2 files" in said
+    assert "NOT brought back (a_swa.keras" in said
+    # With room for two parts more, c's average fits too; the bytes left bound it as well as the files.
+    lines = pick.plan(str(tmp_path), str(out), ["a", "b", "c"], part=100, files=11, space=10**7)
+    assert [t for a, t in lines if a == "bring"] == [str(models / "b.keras"), str(models / "c_swa.keras")]
+    lines = pick.plan(str(tmp_path), str(out), ["a", "b", "c"], part=100, files=11, space=2**20 + 12 + 400)
+    assert [t for a, t in lines if a == "bring"] == [str(models / "b.keras")]
 
 
 @pytest.mark.cost(104)
@@ -317,6 +379,8 @@ def test_a_run_that_ends_on_the_gpu_script_brings_back_its_models_in_parts_and_n
     snapshots do not, so they cannot crowd the models out of the device tool's 8 files."""
     data, out, env = as_on_the_gpu_machine(training_dir, tmp_path)
     env["DEVICE_PART_BYTES"] = "300000"
+    out.mkdir()
+    (out / "done.ckpt.tar.00").write_text("a snapshot part the finished run has made stale")
     run = subprocess.run(
         ["bash", "tools/device_longrun.sh", "9", "done", "--preset", "wide", "--width", "8", "--batch-size", "32",
          "--epochs", "2", "--swa-epochs", "1", "--augment", "strong", "--augment-in", "batches"],

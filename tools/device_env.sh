@@ -2,7 +2,8 @@
 # carried faces, installs the carried Keras wheels where the machine has no Keras (it has JAX with
 # CUDA and no TensorFlow), and selects the JAX backend.
 # Sets OUT (what comes back), WORK and DATA from the environment (DEVICE_WORK, DEVICE_DATA) and
-# defines say, which logs with the seconds since the start to the console and $OUT/device.log.
+# defines say, which logs with the seconds since the start to the console and $OUT/device.log, and
+# bring_back, which puts a file into $OUT whole or, where larger than a part, in parts.
 
 OUT=${OUT:-/tmp/device-out}
 # DEVICE_WORK=$PWD/runs/devwork (ignored) keeps the runs for a second command on the still-warm
@@ -12,6 +13,19 @@ DATA=${DEVICE_DATA:-data/device/fer_trainval.npz}
 mkdir -p "$OUT" "$WORK"
 started=$(date +%s)
 say() { echo "[$(( $(date +%s) - started )) s] $*" | tee -a "$OUT/device.log"; }
+# The device tool brings back at most 8 files of at most 16 MiB each, 64 MiB together (its README).
+PART_BYTES=${DEVICE_PART_BYTES:-15728640}
+OUT_FILES=8
+OUT_BYTES=67108864
+# FILE into $OUT; one larger than a part (a width-64 model, a checkpoint) as FILE.00, FILE.01, ...:
+# join them here with cat FILE.* > FILE.
+bring_back() {
+  if [ "$(stat -c %s "$1")" -le "$PART_BYTES" ]; then
+    cp "$1" "$OUT/"
+  else
+    split -d -a 2 -b "$PART_BYTES" "$1" "$OUT/$(basename "$1")."
+  fi
+}
 
 if [ ! -f "$DATA" ]; then
   say "error: $DATA is missing: write it with tools/export_npz.py (see the top of this script) and carry data/device"

@@ -91,7 +91,7 @@ minutes=$($PY -c "print(round(max($left - 40, 15) / 60, 2))")  # 40 s: loading t
 # session's device time can end before the command's limit) still brings back its last epochs.
 snapshot() {
   $PY tools/snapshot_checkpoint.py "$WORK/ckpt/$NAME" "$OUT" "$NAME" --work "$WORK/snapshot" \
-    --part-bytes "${DEVICE_PART_BYTES:-15728640}" 2>/dev/null
+    --part-bytes "$PART_BYTES" 2>/dev/null
 }
 
 say "training $NAME for at most $minutes minutes ($left s left before packing)"
@@ -121,15 +121,9 @@ if [ $status = 0 ] && [ ! -f "$WORK/ckpt/$NAME/state.json" ] && [ -f "$WORK/mode
   # The minute's snapshots are stale now and would crowd the models out: the device tool brings
   # back at most 8 files (a finished wide run's 4 checkpoint parts left its weight average behind).
   rm -f "$OUT/$NAME".ckpt.tar.*
-  # A model file over the part size (width 64 is about 20 MB; width 48, 11 MB) comes back
-  # in parts too: join them here with cat NAME.keras.* > NAME.keras.
+  # A model file over the part size (width 64 is about 20 MB; width 48, 11 MB) comes back in parts.
   for model in "$WORK/models/$NAME.keras" "$WORK/models/${NAME}_swa.keras"; do
-    [ -f "$model" ] || continue
-    if [ "$(stat -c %s "$model")" -le "${DEVICE_PART_BYTES:-15728640}" ]; then
-      cp "$model" "$OUT/"
-    else
-      split -d -a 2 -b "${DEVICE_PART_BYTES:-15728640}" "$model" "$OUT/$(basename "$model")."
-    fi
+    [ -f "$model" ] && bring_back "$model"
   done
   say "finished: all its epochs ran here; brought back $(cd "$OUT" && ls "$NAME"*.keras* | tr '\n' ' ')"
   exit 0

@@ -19,12 +19,17 @@
 # A RUN is a seed (the recipe as it is, named wide48_sSEED) or NAME=FLAGS, a variant with flags of
 # its own, to compare recipes side by side and choose on validation here, e.g.
 #   bash tools/device_train.sh 8.5 "strong=--seed 0" "light=--augment light" "w64=--width 64"
-# At most 6 runs: the tool brings back 8 files (a model per run, device.log, runs.tar.gz; a model
-# over 16 MiB, width 64 and up, in two parts).
+# The script sizes --epochs, --swa-epochs and --max-minutes and names the data and folders itself:
+# a run's flags may not set them. The runs' models come back best first (on validation) while they
+# fit the tool's 8 files and 64 MiB beside device.log and runs.tar.gz; a model over 16 MiB (width
+# 64 and up) comes back in parts; device.log names any model left out.
 # Every run also stops at its time limit (train_cnn.py --max-minutes), so the command always ends
 # with models to bring back; a short probe first measures each run's epoch with all of them side by
 # side and sizes its --epochs to fit, so its cosine schedule ends at a low rate as it should (a
 # wider variant trains fewer epochs).
+# The runs live in $WORK/device_train, cleared at the start: with DEVICE_WORK kept on a warm
+# machine, an earlier command's probes and logs would otherwise be read as this one's (its models
+# came back with that command; device_longrun.sh's runs, in $WORK/models, are left alone).
 # On this CPU, to prove it (tests/test_scaling.py does, in a process that cannot import TensorFlow):
 #   OUT=/tmp/o DEVICE_DATA=small.npz DEVICE_FLAGS="--width 8 --batch-size 32" tools/device_train.sh 0.5 0 1
 
@@ -32,26 +37,41 @@ set -u -o pipefail
 MINUTES=${1:-7}
 shift || true
 if [ $# -gt 0 ]; then RUNS=("$@"); else RUNS=(0 1 2); fi
-. tools/device_env.sh  # OUT, WORK, DATA, say; the data check, the carried wheels, JAX
+. tools/device_env.sh  # OUT, WORK, DATA, say, bring_back; the data check, the carried wheels, JAX
+case "$MINUTES" in ''|*[!0-9.]*) say "error: MINUTES must be a number of minutes, not '$MINUTES'"; exit 2 ;; esac
+RUNDIR=$WORK/device_train
+rm -rf "$RUNDIR"
+mkdir -p "$RUNDIR/logs"
 
 # The recipe: --preset wide (VGG trunk 48-384 on random 40x40 crops, SGD Nesterov, cosine with a
 # warm-up, strong augmentation with random erasing, label smoothing, bf16), a weight average over
-# the last quarter of the epochs. Extra flags for every run: DEVICE_FLAGS. The augmentation runs on
-# each batch before the step (--augment-in batches): on an H200 the step then took 9 ms, 2.6 s an
-# epoch with validation and checkpoint (session 28), where the strong augmentation inside the step
-# had taken 605 ms on another one (session 27; README, "A long run's head start on a lent GPU").
-train() {  # name seed epochs minutes [flags...]
-  local name=$1 seed=$2 epochs=$3 minutes=$4
-  shift 4
-  $PY train_cnn.py --data "$DATA" --preset wide --name "$name" --seed "$seed" --epochs "$epochs" \
-    --max-minutes "$minutes" --models-dir "$WORK/models" --plots-dir "$WORK/plots" \
-    --checkpoint-dir "$WORK/ckpt/$name" --cache-dir "$WORK/cache" --fresh --overwrite \
-    --augment-in batches ${DEVICE_FLAGS:-} "$@"
+# the last quarter of the epochs. Extra flags for every run: DEVICE_FLAGS; a variant's own come
+# after them and win. The augmentation runs on each batch before the step (--augment-in batches,
+# where a run augments at all; a variant may still ask for --augment-in model): on an H200 the step
+# then took 9 ms, 2.6 s an epoch with validation and checkpoint (session 28), where the strong
+# augmentation inside the step had taken 605 ms on another one (session 27; README, "A long run's
+# head start on a lent GPU"). What the script sizes comes last, so no flag can override it.
+train() {  # name seed epochs minutes swa-epochs [flags...]
+  local name=$1 seed=$2 epochs=$3 minutes=$4 swa=$5
+  shift 5
+  local flags=(${DEVICE_FLAGS:-} "$@") augment_in=(--augment-in batches) i
+  for ((i = 0; i < ${#flags[@]}; i++)); do  # the last --augment wins, as in train_cnn.py
+    case "${flags[$i]}" in
+      --augment) [ "${flags[$((i + 1))]:-}" = none ] && augment_in=() || augment_in=(--augment-in batches) ;;
+      --augment=none) augment_in=() ;;
+      --augment=*) augment_in=(--augment-in batches) ;;
+    esac
+  done
+  $PY train_cnn.py --data "$DATA" --preset wide --name "$name" --seed "$seed" ${augment_in[@]+"${augment_in[@]}"} \
+    ${flags[@]+"${flags[@]}"} --epochs "$epochs" --max-minutes "$minutes" --swa-epochs "$swa" \
+    --models-dir "$RUNDIR/models" --plots-dir "$RUNDIR/plots" --checkpoint-dir "$RUNDIR/ckpt/$name" \
+    --cache-dir "$WORK/cache" --fresh --overwrite
 }
 
 # Seeds are named by the width (--width in DEVICE_FLAGS, else the preset's 48): wide48_s0, ...
 width=48
 [[ " ${DEVICE_FLAGS:-} " =~ .*--width[=[:space:]]+([0-9]+) ]] && width=$((10#${BASH_REMATCH[1]}))
+SIZED="--epochs --swa-epochs --max-minutes --name --data --models-dir --plots-dir --checkpoint-dir --cache-dir"
 NAMES=()
 declare -A SEED FLAGS
 for run in "${RUNS[@]}"; do
@@ -59,10 +79,20 @@ for run in "${RUNS[@]}"; do
     name=wide${width}_s$run
     SEED[$name]=$run
     FLAGS[$name]=""
-  elif [[ $run =~ ^([A-Za-z0-9_-]+)=(.*)$ ]]; then
+  elif [[ $run =~ ^([A-Za-z0-9][A-Za-z0-9_-]*)=(.*)$ ]]; then
     name=${BASH_REMATCH[1]}
     SEED[$name]=0  # a --seed among its flags comes later and wins
     FLAGS[$name]=${BASH_REMATCH[2]}
+    if [[ $name =~ ^probe[0-9]+$ || $name == *_swa ]]; then
+      say "error: the name '$name' is taken by the script's own files (probeN, NAME_swa): name the variant otherwise"
+      exit 2
+    fi
+    for flag in ${FLAGS[$name]}; do
+      if [[ " $SIZED " == *" ${flag%%=*} "* ]]; then
+        say "error: $name sets ${flag%%=*}, which the script sets itself (it sizes the epochs to the time): leave it out"
+        exit 2
+      fi
+    done
   else
     say "error: a run is a seed (0) or NAME=FLAGS (light=--augment light), not '$run'"
     exit 2
@@ -73,36 +103,30 @@ for run in "${RUNS[@]}"; do
   fi
   NAMES+=("$name")
 done
-if [ ${#NAMES[@]} -gt 6 ]; then
-  say "error: ${#NAMES[@]} runs: at most 6 fit the 8 files the device tool brings back"
-  exit 2
-fi
-mkdir -p "$WORK/logs"
 
 # Probe: two epochs of every run at once; the second one's time (no compiling in it) sizes each run.
 # Its weight average of epoch 2 tries the end of a run (BatchNorm re-measured) before the long runs.
 say "probe: 2 epochs x ${#NAMES[@]} runs side by side"
 for i in "${!NAMES[@]}"; do
   name=${NAMES[$i]}
-  train "probe$i" "${SEED[$name]}" 2 0 --swa-epochs 1 ${FLAGS[$name]} > "$WORK/logs/probe$i.log" 2>&1 &
+  train "probe$i" "${SEED[$name]}" 2 0 1 ${FLAGS[$name]} > "$RUNDIR/logs/probe$i.log" 2>&1 &
 done
 wait
 left=$($PY -c "print(int(max($MINUTES * 60 - ($(date +%s) - $started), 30)))")  # seconds
 # Per run: "epoch-seconds compile-seconds epochs", 8% to spare (epochs vary; the runs compile
 # again before their first epoch), or "0 0 0" where its probe trained no epoch.
-mapfile -t SIZES < <($PY - "$WORK" "$left" "${#NAMES[@]}" <<'EOF'
+mapfile -t SIZES < <($PY - "$RUNDIR" "$left" "${#NAMES[@]}" <<'EOF'
 import json, sys
-work, left, runs = sys.argv[1], float(sys.argv[2]), int(sys.argv[3])
+rundir, left, runs = sys.argv[1], float(sys.argv[2]), int(sys.argv[3])
 for i in range(runs):
-    try:
-        history = json.load(open(f"{work}/models/probe{i}_metrics.json"))["history"]
-    except OSError:
+    try:  # one probe's odd record must not cost the runs after it their sizes
+        history = json.load(open(f"{rundir}/models/probe{i}_metrics.json"))["history"]
+        ended = history["ended_at"]  # epoch 2 end to end: training, validation, checkpoint
+        epoch = ended[1] - ended[0]
+        compile = max(history["seconds"][0] - history["seconds"][1], 0)  # epoch 1 also compiles
+        print(round(epoch, 1), round(compile, 1), max(4, int((left - compile) * 0.92 / epoch)))
+    except (OSError, ValueError, KeyError, IndexError, TypeError, ZeroDivisionError):
         print(0, 0, 0)
-        continue
-    ended = history["ended_at"]  # epoch 2 end to end: training, validation, checkpoint
-    epoch = ended[1] - ended[0]
-    compile = max(history["seconds"][0] - history["seconds"][1], 0)  # epoch 1 also compiles
-    print(round(epoch, 1), round(compile, 1), max(4, int((left - compile) * 0.92 / epoch)))
 EOF
 )
 started_runs=0
@@ -115,48 +139,25 @@ for i in "${!NAMES[@]}"; do
   fi
   swa=$(( epochs / 4 ))
   say "$name: an epoch takes ${epoch_seconds} s side by side (compiling ${compile_seconds} s): ${epochs} epochs in the ${left} s left (weight average of the last $swa)"
-  train "$name" "${SEED[$name]}" "$epochs" "$($PY -c "print($left / 60)")" --swa-epochs "$swa" ${FLAGS[$name]} \
-    > "$WORK/logs/$name.log" 2>&1 &
+  train "$name" "${SEED[$name]}" "$epochs" "$($PY -c "print($left / 60)")" "$swa" ${FLAGS[$name]} \
+    > "$RUNDIR/logs/$name.log" 2>&1 &
   started_runs=$((started_runs + 1))
 done
 if [ $started_runs = 0 ]; then
-  tar -czf "$OUT/runs.tar.gz" -C "$WORK" logs
+  tar -czf "$OUT/runs.tar.gz" -C "$RUNDIR" logs
   say "error: no probe trained an epoch; their logs are in runs.tar.gz"
   exit 1
 fi
 wait
 say "runs finished"
 
-# Bring back, per run, the model that scores higher on validation (the best epoch or the average),
-# and one archive of the logs, metrics, curves and plots (the tool returns at most 8 files, of at
-# most 16 MiB each: a larger model, width 64 and up, comes back in parts; join them here with
-# cat NAME.keras.* > NAME.keras).
-$PY - "$WORK" "$OUT" "${DEVICE_PART_BYTES:-15728640}" "${NAMES[@]}" <<'EOF' | tee -a "$OUT/device.log"
-import json, os, shutil, sys
-work, out, part, names = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4:]
-for name in names:
-    try:
-        metrics = json.load(open(f"{work}/models/{name}_metrics.json"))
-    except OSError:
-        print(f"{name}: no model (logs/{name}.log in runs.tar.gz)")
-        continue
-    best, swa = metrics["validation_accuracy"], metrics.get("swa", {}).get("validation_accuracy", -1)
-    chosen = f"{name}_swa" if swa > best else name
-    model = f"{work}/models/{chosen}.keras"
-    if os.path.getsize(model) <= part:
-        shutil.copy(model, f"{out}/{chosen}.keras")
-        brought = f"{chosen}.keras"
-    else:
-        with open(model, "rb") as whole:
-            pieces = iter(lambda: whole.read(part), b"")
-            for i, piece in enumerate(pieces):
-                with open(f"{out}/{chosen}.keras.{i:02d}", "wb") as f:
-                    f.write(piece)
-        brought = f"{chosen}.keras in {i + 1} parts"
-    print(f"{name}: {metrics['epochs_trained']} epochs; validation (WebP faces) best epoch {best:.4f}, "
-          f"weight average {swa:.4f}: brought back {brought}")
-EOF
-tar -czf "$OUT/runs.tar.gz" --exclude='*.keras' -C "$WORK" models plots logs
-files=$(ls "$OUT" | wc -l)
-[ "$files" -gt 8 ] && say "warning: $files files in \$OUT; the device tool brings back 8: give fewer or smaller runs"
+# One archive of the logs, metrics, curves and plots; then, per run, the model that scores higher on
+# validation (the best epoch or the weight average), best run first, while they fit what the device
+# tool brings back beside what $OUT already holds.
+tar -czf "$OUT/runs.tar.gz" --exclude='*.keras' -C "$RUNDIR" models plots logs
+$PY tools/device_bring_back.py "$RUNDIR" "$OUT" "${NAMES[@]}" --part-bytes "$PART_BYTES" --files "$OUT_FILES" \
+  --bytes "$OUT_BYTES" > "$RUNDIR/bring.txt"
+while IFS=$'\t' read -r what line; do
+  if [ "$what" = bring ]; then bring_back "$line"; else say "$line"; fi
+done < "$RUNDIR/bring.txt"
 say "done"

@@ -1,0 +1,79 @@
+"""Which of tools/device_train.sh's models come back from a lent GPU machine: per run the model
+that scores higher on validation (its best epoch or its weight average), best run first, while
+they fit what the device tool returns beside what OUT already holds (at most 8 files of at most
+16 MiB each, 64 MiB together; a model larger than a part takes several files).
+
+    python tools/device_bring_back.py RUNDIR OUT NAME... [--part-bytes B] [--files 8] [--bytes 67108864]
+
+Prints one line per action for the shell: "bring<TAB>MODEL" (device_env.sh's bring_back copies or
+splits it into OUT) and "say<TAB>MESSAGE" (for device.log), a run left out named with its reason.
+Standard library only: the GPU machine's Python has no project packages installed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+
+# device.log is written to after this is decided (the lines printed here, "done").
+LOG_GROWTH = 2**20
+
+
+def chosen_models(rundir: str, names: list[str]) -> tuple[list[tuple], list[str]]:
+    """([(score, name, model file, best epoch's accuracy, weight average's, epochs)], messages)."""
+    runs, said = [], []
+    for name in names:
+        try:
+            with open(os.path.join(rundir, "models", f"{name}_metrics.json")) as f:
+                metrics = json.load(f)
+            best = metrics["validation_accuracy"]
+            swa = (metrics.get("swa") or {}).get("validation_accuracy", -1)
+        except (OSError, ValueError, KeyError, TypeError):
+            said.append(f"{name}: no model (logs/{name}.log in runs.tar.gz)")
+            continue
+        chosen = f"{name}_swa" if swa > best else name
+        model = os.path.join(rundir, "models", f"{chosen}.keras")
+        runs.append((max(best, swa), name, model, best, swa, metrics.get("epochs_trained")))
+    return sorted(runs, key=lambda run: run[:2], reverse=True), said
+
+
+def plan(rundir: str, out: str, names: list[str], part: int, files: int, space: int) -> list[tuple[str, str]]:
+    held = os.listdir(out)
+    files -= len(held)
+    space -= sum(os.path.getsize(os.path.join(out, f)) for f in held) + LOG_GROWTH
+    runs, said = chosen_models(rundir, names)
+    lines = [("say", message) for message in said]
+    for _, name, model, best, swa, epochs in runs:
+        size = os.path.getsize(model)
+        pieces = max(1, math.ceil(size / part))
+        what = f"{name}: {epochs} epochs; validation (WebP faces) best epoch {best:.4f}, weight average {swa:.4f}"
+        if pieces > files or size > space:
+            lines.append(("say", f"{what}: NOT brought back ({os.path.basename(model)}, {size / 2**20:.1f} MiB in "
+                                 f"{pieces} files; {max(files, 0)} files and {max(space, 0) / 2**20:.1f} MiB were "
+                                 "left): give fewer or smaller runs"))  # fmt: skip
+            continue
+        files, space = files - pieces, space - size
+        lines.append(("bring", model))
+        parts = f" in {pieces} parts" if pieces > 1 else ""
+        lines.append(("say", f"{what}: brought back {os.path.basename(model)}{parts}"))
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("rundir", help="device_train.sh's run folder (models/NAME_metrics.json, models/NAME.keras)")
+    p.add_argument("out", help="the folder the device tool brings back ($OUT)")
+    p.add_argument("names", nargs="+", help="the runs, in any order")
+    p.add_argument("--part-bytes", type=int, default=15 * 2**20, help="largest part (default 15 MiB)")
+    p.add_argument("--files", type=int, default=8, help="files the tool brings back (default 8)")
+    p.add_argument("--bytes", type=int, default=64 * 2**20, help="bytes it brings back together (default 64 MiB)")
+    args = p.parse_args(argv)
+    for action, text in plan(args.rundir, args.out, args.names, args.part_bytes, args.files, args.bytes):
+        print(f"{action}\t{text}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
