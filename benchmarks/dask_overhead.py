@@ -55,7 +55,7 @@ def main() -> None:
         address, processes = start_local_cluster(args.workers, Path(folder))
         try:
             started = time.perf_counter()
-            mapper = DaskMapper(address, x, y, ga.GAConfig(**settings))  # connect and scatter the features
+            mapper = DaskMapper(address, x, y, ga.GAConfig(**settings))  # connect and send the features to every worker
             scatter_seconds = time.perf_counter() - started
             # A round trip with no work in it: the floor of every task's overhead.
             items = list(range(200))
@@ -98,7 +98,7 @@ def main() -> None:
         f"  cluster / local: {dask_seconds / local_seconds:.2f}x; overhead per evaluation "
         f"{(dask_seconds - local_seconds) / n * 1000:+.1f} ms "
         f"(an empty task's round trip: {empty_seconds * 1000:.1f} ms; "
-        f"connecting and scattering the features once: {scatter_seconds:.2f} s)"
+        f"connecting and sending the features once: {scatter_seconds:.2f} s)"
     )
     print(f"  same subset, accuracy and per-generation log as --jobs {args.workers}: {'yes' if same else 'NO'}")
     if not same:

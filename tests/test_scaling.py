@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import tarfile
+import time
 
 import numpy as np
 import pytest
@@ -42,19 +43,48 @@ def test_ga_on_a_dask_cluster_finds_the_same_subset_as_local_processes(dask_clus
     assert remote.evaluations == local.evaluations
 
 
-def test_the_features_are_scattered_once_not_sent_with_each_task(dask_cluster):
+def _held_shape(name, dask_worker=None):
+    """On a worker: the shape of the features it holds as plugin ``name``."""
+    return dask_worker.plugins[name].payload["x"].shape
+
+
+def test_the_features_stay_on_every_worker_between_generations_not_sent_with_each_task(dask_cluster):
+    import dask
+
     from ferkit.cluster import DaskMapper
 
     x, y = synthetic_features(n=2000, n_features=200)
     mapper = DaskMapper(dask_cluster.scheduler_address, x, y, config())
     try:
         masks = [np.packbits(np.eye(200, dtype=bool)[i] | np.eye(200, dtype=bool)[i + 1]).tobytes() for i in range(8)]
-        assert mapper(ga.mask_accuracy, masks) == mapper(ga.mask_accuracy, masks)
-        # Every worker holds the one scattered copy of the data; no task carries it.
-        who_has = mapper.client.who_has(mapper.data)
-        assert len(who_has[mapper.data.key]) == mapper.workers == 2
+        first = mapper(ga.mask_accuracy, masks)
+        # Past one round of Dask's Active Memory Manager, which drops extra copies of scattered
+        # data that no task waits for (the copies this mapper once relied on).
+        interval = dask.utils.parse_timedelta(dask.config.get("distributed.scheduler.active-memory-manager.interval"))
+        time.sleep(interval + 1)
+        held = mapper.client.run(_held_shape, mapper.name)
+        assert list(held.values()) == [x.shape] * mapper.workers and mapper.workers == 2
+        assert not mapper.client.who_has()  # nothing scattered: the tasks carry the plugin's name alone
+        assert mapper(ga.mask_accuracy, masks) == first
     finally:
         mapper.close()
+    assert mapper.client.status == "closed"
+
+
+def test_a_worker_that_joins_later_holds_the_features_too():
+    distributed = pytest.importorskip("dask.distributed")
+    from ferkit.cluster import DaskMapper
+
+    x, y = synthetic_features(n=300, n_features=40)
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        mapper = DaskMapper(cluster.scheduler_address, x, y, config())
+        try:
+            cluster.scale(2)
+            mapper.client.wait_for_workers(2, timeout=60)
+            held = mapper.client.run(_held_shape, mapper.name)
+            assert list(held.values()) == [x.shape, x.shape]
+        finally:
+            mapper.close()
 
 
 @pytest.fixture
