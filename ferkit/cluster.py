@@ -13,7 +13,6 @@ fitted one per task, ``n_jobs=1``).
 from __future__ import annotations
 
 import contextlib
-import uuid
 from pathlib import Path
 
 from .errors import ClusterError
@@ -52,12 +51,17 @@ def check_scheduler(address: str) -> None:
     connect(address).close()
 
 
+# The workers' copies of the fitness data are worker plugins named PLUGIN_PREFIX + the client's id,
+# so that a run that died without closing (killed, out of memory) can be told from a live one.
+PLUGIN_PREFIX = "ferkit-fitness-"
+
+
 class FitnessData(WorkerPlugin):
     """The fitness data, held by every worker of the cluster, those that join or restart later
-    too (the scheduler hands its plugins to each new worker). Not ``client.scatter(...,
-    broadcast=True)``: Dask's Active Memory Manager (on by default) drops the extra copies of
-    scattered data within seconds whenever no task waits for them, so each GA generation sent the
-    features to the workers again (measured: 2 copies at once, 1 after 5 s)."""
+    too (the scheduler keeps the plugin, data included, and hands it to each new worker). Not
+    ``client.scatter(..., broadcast=True)``: Dask's Active Memory Manager (on by default) drops
+    the extra copies of scattered data within seconds whenever no task waits for them, so each GA
+    generation sent the features to the workers again (measured: 2 copies at once, 1 after 5 s)."""
 
     def __init__(self, payload: dict):
         self.payload = payload
@@ -75,33 +79,67 @@ def _with_data(item, fn, name):
 
 class DaskMapper:
     """``map(fn, items)`` over a Dask cluster, calling ``fn(item, data)`` on the workers with the
-    data each of them holds; results come back in the order of ``items``."""
+    data each of them holds; results come back in the order of ``items``. ``close()`` releases the
+    data; a run that died without it leaves its copies until the next mapper on that cluster
+    removes them."""
 
     def __init__(self, address: str, x, y, config):
         self.client = connect(address)
-        self.name = f"ferkit-fitness-{uuid.uuid4().hex}"
+        self.name = PLUGIN_PREFIX + self.client.id
+        self._futures = []
         try:
             self.workers = len(self.client.scheduler_info(n_workers=-1)["workers"])
             if not self.workers:
                 self.client.wait_for_workers(1, timeout=CONNECT_TIMEOUT_S)
                 self.workers = len(self.client.scheduler_info(n_workers=-1)["workers"])
-            # One copy per worker, sent now; tasks carry only its name.
-            self.client.register_plugin(FitnessData({"x": x, "y": y, "config": config}), name=self.name)
         except (OSError, TimeoutError) as exc:
             self.client.close()
             raise ClusterError(
                 f"the Dask scheduler at {address!r} has no workers ({exc.__class__.__name__}); start some with "
                 f"'dask worker {address} --nthreads 1 --nworkers N'."
             ) from None
+        try:
+            self.removed_orphans = self._remove_orphans()
+            # One copy per worker, sent now; tasks carry only its name.
+            self.client.register_plugin(FitnessData({"x": x, "y": y, "config": config}), name=self.name)
+        except Exception as exc:  # noqa: BLE001 - a worker's own error (no ferkit there, say) comes back as is
+            self.close()
+            raise ClusterError(
+                f"the workers of {address!r} could not take the fitness data ({exc.__class__.__name__}: {exc}); "
+                "every worker needs this project's package installed, the same version as here "
+                "(pip install -e . in a checkout of it)."
+            ) from None
+
+    def _remove_orphans(self) -> list[str]:
+        """Unregister the data of earlier runs on this cluster that died without closing."""
+
+        def orphaned(dask_scheduler=None) -> list[str]:
+            # On the scheduler; nested, so it travels by value: the scheduler need not have ferkit.
+            return [
+                name
+                for name in dask_scheduler.worker_plugins
+                if name.startswith("ferkit-fitness-")
+                and name.removeprefix("ferkit-fitness-") not in dask_scheduler.clients
+            ]
+
+        orphans = self.client.run_on_scheduler(orphaned)
+        for name in orphans:
+            self.client.unregister_worker_plugin(name)
+        return orphans
 
     def __call__(self, fn, items):
-        futures = self.client.map(_with_data, list(items), fn=fn, name=self.name, pure=False)
-        return self.client.gather(futures)
+        self._futures = self.client.map(_with_data, list(items), fn=fn, name=self.name, pure=False)
+        results = self.client.gather(self._futures)
+        self._futures = []  # kept only while they run, for close() to cancel after an interruption
+        return results
 
     def close(self) -> None:
-        """Release the workers' copies of the data and cancel unfinished tasks."""
-        with contextlib.suppress(Exception):  # a cluster already gone holds nothing to release
-            self.client.unregister_worker_plugin(self.name)
+        """Cancel unfinished tasks, then release the workers' copies of the data (where the
+        scheduler can still be reached: a lost one holds nothing to release)."""
+        if self.client.status == "running":
+            with contextlib.suppress(Exception):
+                self.client.cancel(self._futures)
+                self.client.unregister_worker_plugin(self.name)
         self.client.close()
 
 

@@ -71,6 +71,37 @@ def test_the_features_stay_on_every_worker_between_generations_not_sent_with_eac
     assert mapper.client.status == "closed"
 
 
+def _plugins(dask_scheduler=None):
+    """On the scheduler: the worker plugins it holds (and hands to each new worker)."""
+    return sorted(dask_scheduler.worker_plugins)
+
+
+def test_a_run_that_died_without_closing_leaves_its_data_only_until_the_next_run(dask_cluster):
+    """A GA process killed outright (no close()) leaves its copies on the scheduler and the
+    workers; the next mapper on that cluster removes them, and its own close() leaves nothing."""
+    from ferkit.cluster import DaskMapper
+
+    address = dask_cluster.scheduler_address
+    killed = subprocess.run(
+        [sys.executable, "-c", "import os, numpy as np; from ferkit.cluster import DaskMapper; "
+         f"m = DaskMapper({address!r}, np.zeros((50, 4)), np.zeros(50), None); print(m.name, flush=True); os._exit(9)"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    orphan = killed.stdout.strip()
+    assert killed.returncode == 9 and orphan.startswith("ferkit-fitness-"), killed.stderr[-2000:]
+    x, y = synthetic_features(n=300, n_features=40)
+    mapper = DaskMapper(address, x, y, config())
+    try:
+        assert mapper.removed_orphans == [orphan]
+        assert [p for p in mapper.client.run_on_scheduler(_plugins) if p.startswith("ferkit")] == [mapper.name]
+    finally:
+        mapper.close()
+    from ferkit.cluster import connect
+
+    with connect(address) as client:
+        assert not [p for p in client.run_on_scheduler(_plugins) if p.startswith("ferkit")]
+
+
 def test_a_worker_that_joins_later_holds_the_features_too():
     distributed = pytest.importorskip("dask.distributed")
     from ferkit.cluster import DaskMapper
@@ -283,7 +314,7 @@ def test_the_gpu_script_trains_on_jax_where_tensorflow_cannot_be_imported(traini
     assert "this machine has no TensorFlow" in check.stderr  # the block held
     for name in ("wide8_s0", "light"):
         assert re.search(rf"{name}: an epoch takes [\d.]+ s side by side \(compiling [\d.]+ s\): \d+ epochs", log)
-    assert "bad: its probe trained no epoch" in log and "bad: no model" in log
+    assert "bad: its probe trained no epoch" in log and "bad: no model" not in log  # said once, not twice
     parts = sorted(p.name for p in out.glob("*.keras.*"))
     brought = sorted({p.rsplit(".", 1)[0] for p in parts})
     assert len(brought) == 2 and brought[0].startswith("light") and brought[1].startswith("wide8_s0"), parts
@@ -316,6 +347,7 @@ def test_the_gpu_script_trains_on_jax_where_tensorflow_cannot_be_imported(traini
         ("long=--epochs 300", "long sets --epochs, which the script sets itself"),
         ("out=--models-dir=/tmp/x", "out sets --models-dir, which the script sets itself"),
         ("-x=--seed 1", "a run is a seed (0) or NAME=FLAGS"),
+        ("DEVICE_FLAGS=--swa-epochs 3", "DEVICE_FLAGS sets --swa-epochs, which the script sets itself"),
     ],
 )
 def test_the_gpu_script_refuses_a_run_that_would_collide_or_unsize_itself(run, says, tmp_path):
@@ -323,11 +355,31 @@ def test_the_gpu_script_refuses_a_run_that_would_collide_or_unsize_itself(run, s
     data = tmp_path / "faces.npz"
     data.write_bytes(b"checked for, not read")
     env = {**os.environ, "OUT": str(out), "DEVICE_WORK": str(tmp_path / "work"), "DEVICE_DATA": str(data)}
+    if run.startswith("DEVICE_FLAGS="):
+        env["DEVICE_FLAGS"], run = run.split("=", 1)[1], "0"
     refused = subprocess.run(
         ["bash", "tools/device_train.sh", "1", run], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
     )
     assert refused.returncode == 2 and says in (out / "device.log").read_text()
-    assert not any((tmp_path / "work" / "device_train" / "logs").iterdir())  # refused before any training
+    assert not (tmp_path / "work" / "device_train").exists()  # refused before anything ran
+    assert "jax" not in (out / "device.log").read_text()  # nor was JAX imported: said at once
+
+
+def test_the_gpu_scripts_augment_on_the_batches_only_where_a_run_augments(tmp_path):
+    cases = {
+        "": "--augment-in batches",  # the preset's strong augmentation
+        "--augment none": "",
+        "--augment=none": "",
+        "--width 8 --augment light --augment none": "",
+        "--augment none --augment": "--augment-in batches",  # a bare --augment: light
+        "--augment none --augment=strong": "--augment-in batches",
+    }
+    data = tmp_path / "faces.npz"
+    data.write_bytes(b"checked for, not read")
+    env = {**os.environ, "OUT": str(tmp_path / "out"), "DEVICE_WORK": str(tmp_path / "w"), "DEVICE_DATA": str(data)}
+    script = ". tools/device_env.sh > /dev/null\n" + "".join(f'echo "[$(augment_in_for {f})]"\n' for f in cases)
+    said = subprocess.run(["bash", "-c", script], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert said.stdout.splitlines() == [f"[{a}]" for a in cases.values()], said.stderr
 
 
 def test_the_gpu_script_brings_back_the_best_models_that_fit_the_tools_files(tmp_path):
@@ -345,7 +397,7 @@ def test_the_gpu_script_brings_back_the_best_models_that_fit_the_tools_files(tmp
         (models / f"{name}_swa.keras").write_bytes(b"s" * size)
     for held in ("device.log", "runs.tar.gz", "earlier.keras"):
         (out / held).write_text("held")
-    lines = pick.plan(str(tmp_path), str(out), ["a", "b", "c", "gone"], part=100, files=8, space=10**7)
+    lines = list(pick.plan(str(tmp_path), str(out), ["a", "b", "c", "gone"], part=100, files=8, space=10**7))
     brought = [text for action, text in lines if action == "bring"]
     said = "\n".join(text for action, text in lines if action == "say")
     # b (best epoch 0.66) first: 3 parts; c (its average, 0.65): 3 parts would make 9 files, so
@@ -355,10 +407,17 @@ def test_the_gpu_script_brings_back_the_best_models_that_fit_the_tools_files(tmp
     assert "c: 9 epochs" in said and "NOT brought back (c_swa.keras, 0.0 MiB in 3 files; 2 files" in said
     assert "NOT brought back (a_swa.keras" in said
     # With room for two parts more, c's average fits too; the bytes left bound it as well as the files.
-    lines = pick.plan(str(tmp_path), str(out), ["a", "b", "c"], part=100, files=11, space=10**7)
+    lines = list(pick.plan(str(tmp_path), str(out), ["a", "b", "c"], part=100, files=11, space=10**7))
     assert [t for a, t in lines if a == "bring"] == [str(models / "b.keras"), str(models / "c_swa.keras")]
-    lines = pick.plan(str(tmp_path), str(out), ["a", "b", "c"], part=100, files=11, space=2**20 + 12 + 400)
+    lines = list(pick.plan(str(tmp_path), str(out), ["a", "b", "c"], part=100, files=11, space=2**20 + 12 + 400))
     assert [t for a, t in lines if a == "bring"] == [str(models / "b.keras")]
+    # One run's odd record or missing file costs that run alone its turn.
+    (models / "odd_metrics.json").write_text(json.dumps({"validation_accuracy": None}))
+    (models / "c_swa.keras").unlink()
+    lines = list(pick.plan(str(tmp_path), str(out), ["odd", "a", "b", "c"], part=100, files=9, space=10**7))
+    said = "\n".join(text for action, text in lines if action == "say")
+    assert "odd: no model" in said and "c: its chosen model c_swa.keras cannot be read" in said
+    assert [t for a, t in lines if a == "bring"] == [str(models / "b.keras")]  # a's 5 parts do not fit the 3 left
 
 
 @pytest.mark.cost(104)

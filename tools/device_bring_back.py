@@ -5,7 +5,8 @@ they fit what the device tool returns beside what OUT already holds (at most 8 f
 
     python tools/device_bring_back.py RUNDIR OUT NAME... [--part-bytes B] [--files 8] [--bytes 67108864]
 
-Prints one line per action for the shell: "bring<TAB>MODEL" (device_env.sh's bring_back copies or
+Prints one line per action for the shell, in a file the shell reads after this ends (so what was
+chosen before an error still comes back): "bring<TAB>MODEL" (device_env.sh's bring_back copies or
 splits it into OUT) and "say<TAB>MESSAGE" (for device.log), a run left out named with its reason.
 Standard library only: the GPU machine's Python has no project packages installed.
 """
@@ -16,6 +17,7 @@ import argparse
 import json
 import math
 import os
+from collections.abc import Iterator
 
 # device.log is written to after this is decided (the lines printed here, "done").
 LOG_GROWTH = 2**20
@@ -28,9 +30,9 @@ def chosen_models(rundir: str, names: list[str]) -> tuple[list[tuple], list[str]
         try:
             with open(os.path.join(rundir, "models", f"{name}_metrics.json")) as f:
                 metrics = json.load(f)
-            best = metrics["validation_accuracy"]
-            swa = (metrics.get("swa") or {}).get("validation_accuracy", -1)
-        except (OSError, ValueError, KeyError, TypeError):
+            best = float(metrics["validation_accuracy"])
+            swa = float((metrics.get("swa") or {}).get("validation_accuracy", -1))
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
             said.append(f"{name}: no model (logs/{name}.log in runs.tar.gz)")
             continue
         chosen = f"{name}_swa" if swa > best else name
@@ -39,26 +41,30 @@ def chosen_models(rundir: str, names: list[str]) -> tuple[list[tuple], list[str]
     return sorted(runs, key=lambda run: run[:2], reverse=True), said
 
 
-def plan(rundir: str, out: str, names: list[str], part: int, files: int, space: int) -> list[tuple[str, str]]:
+def plan(rundir: str, out: str, names: list[str], part: int, files: int, space: int) -> Iterator[tuple[str, str]]:
     held = os.listdir(out)
     files -= len(held)
     space -= sum(os.path.getsize(os.path.join(out, f)) for f in held) + LOG_GROWTH
     runs, said = chosen_models(rundir, names)
-    lines = [("say", message) for message in said]
+    for message in said:
+        yield "say", message
     for _, name, model, best, swa, epochs in runs:
-        size = os.path.getsize(model)
+        try:
+            size = os.path.getsize(model)
+        except OSError as exc:  # one run's missing file must not cost the others their turn
+            yield "say", f"{name}: its chosen model {os.path.basename(model)} cannot be read ({exc.strerror})"
+            continue
         pieces = max(1, math.ceil(size / part))
         what = f"{name}: {epochs} epochs; validation (WebP faces) best epoch {best:.4f}, weight average {swa:.4f}"
         if pieces > files or size > space:
-            lines.append(("say", f"{what}: NOT brought back ({os.path.basename(model)}, {size / 2**20:.1f} MiB in "
-                                 f"{pieces} files; {max(files, 0)} files and {max(space, 0) / 2**20:.1f} MiB were "
-                                 "left): give fewer or smaller runs"))  # fmt: skip
+            left = f"{max(files, 0)} files and {max(space, 0) / 2**20:.1f} MiB were left"
+            size_mib = f"{size / 2**20:.1f} MiB in {pieces} files"
+            yield "say", f"{what}: NOT brought back ({os.path.basename(model)}, {size_mib}; {left}): give fewer runs"
             continue
         files, space = files - pieces, space - size
-        lines.append(("bring", model))
+        yield "bring", model
         parts = f" in {pieces} parts" if pieces > 1 else ""
-        lines.append(("say", f"{what}: brought back {os.path.basename(model)}{parts}"))
-    return lines
+        yield "say", f"{what}: brought back {os.path.basename(model)}{parts}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -71,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--bytes", type=int, default=64 * 2**20, help="bytes it brings back together (default 64 MiB)")
     args = p.parse_args(argv)
     for action, text in plan(args.rundir, args.out, args.names, args.part_bytes, args.files, args.bytes):
-        print(f"{action}\t{text}")
+        print(f"{action}\t{text}", flush=True)  # each as it is decided
     return 0
 
 

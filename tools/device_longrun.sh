@@ -47,9 +47,10 @@ fi
 MINUTES=$1
 NAME=$2
 shift 2
-. tools/device_env.sh  # OUT, WORK, DATA, say; the data check, the carried wheels, JAX
+. tools/device_env.sh  # OUT, WORK, DATA, PY, PART_BYTES, say, bring_back, device_setup
 
-case "$MINUTES" in ''|*[!0-9.]*) echo "error: MINUTES must be a number of minutes, not '$MINUTES'" >&2; exit 2 ;; esac
+case "$MINUTES" in ''|*[!0-9.]*) say "error: MINUTES must be a number of minutes, not '$MINUTES'"; exit 2 ;; esac
+device_setup  # the data check, the carried wheels, JAX
 deadline=$($PY -c "print(int($MINUTES * 60 - 25))")  # the command's end, less what packing needs
 elapsed() { echo $(( $(date +%s) - started )); }
 

@@ -21,8 +21,8 @@
 #   bash tools/device_train.sh 8.5 "strong=--seed 0" "light=--augment light" "w64=--width 64"
 # The script sizes --epochs, --swa-epochs and --max-minutes and names the data and folders itself:
 # a run's flags may not set them. The runs' models come back best first (on validation) while they
-# fit the tool's 8 files and 64 MiB beside device.log and runs.tar.gz; a model over 16 MiB (width
-# 64 and up) comes back in parts; device.log names any model left out.
+# fit the tool's 8 files and 64 MiB beside device.log and runs.tar.gz; a model larger than a part
+# (15 MiB: width 64 and up) comes back in parts; device.log names any model left out.
 # Every run also stops at its time limit (train_cnn.py --max-minutes), so the command always ends
 # with models to bring back; a short probe first measures each run's epoch with all of them side by
 # side and sizes its --epochs to fit, so its cosine schedule ends at a low rate as it should (a
@@ -37,11 +37,8 @@ set -u -o pipefail
 MINUTES=${1:-7}
 shift || true
 if [ $# -gt 0 ]; then RUNS=("$@"); else RUNS=(0 1 2); fi
-. tools/device_env.sh  # OUT, WORK, DATA, say, bring_back; the data check, the carried wheels, JAX
+. tools/device_env.sh  # OUT, WORK, DATA, PY, PART_BYTES, say, bring_back, augment_in_for, device_setup
 case "$MINUTES" in ''|*[!0-9.]*) say "error: MINUTES must be a number of minutes, not '$MINUTES'"; exit 2 ;; esac
-RUNDIR=$WORK/device_train
-rm -rf "$RUNDIR"
-mkdir -p "$RUNDIR/logs"
 
 # The recipe: --preset wide (VGG trunk 48-384 on random 40x40 crops, SGD Nesterov, cosine with a
 # warm-up, strong augmentation with random erasing, label smoothing, bf16), a weight average over
@@ -54,14 +51,8 @@ mkdir -p "$RUNDIR/logs"
 train() {  # name seed epochs minutes swa-epochs [flags...]
   local name=$1 seed=$2 epochs=$3 minutes=$4 swa=$5
   shift 5
-  local flags=(${DEVICE_FLAGS:-} "$@") augment_in=(--augment-in batches) i
-  for ((i = 0; i < ${#flags[@]}; i++)); do  # the last --augment wins, as in train_cnn.py
-    case "${flags[$i]}" in
-      --augment) [ "${flags[$((i + 1))]:-}" = none ] && augment_in=() || augment_in=(--augment-in batches) ;;
-      --augment=none) augment_in=() ;;
-      --augment=*) augment_in=(--augment-in batches) ;;
-    esac
-  done
+  local flags=(${DEVICE_FLAGS:-} "$@")
+  local augment_in=($(augment_in_for ${flags[@]+"${flags[@]}"}))
   $PY train_cnn.py --data "$DATA" --preset wide --name "$name" --seed "$seed" ${augment_in[@]+"${augment_in[@]}"} \
     ${flags[@]+"${flags[@]}"} --epochs "$epochs" --max-minutes "$minutes" --swa-epochs "$swa" \
     --models-dir "$RUNDIR/models" --plots-dir "$RUNDIR/plots" --checkpoint-dir "$RUNDIR/ckpt/$name" \
@@ -72,6 +63,17 @@ train() {  # name seed epochs minutes swa-epochs [flags...]
 width=48
 [[ " ${DEVICE_FLAGS:-} " =~ .*--width[=[:space:]]+([0-9]+) ]] && width=$((10#${BASH_REMATCH[1]}))
 SIZED="--epochs --swa-epochs --max-minutes --name --data --models-dir --plots-dir --checkpoint-dir --cache-dir"
+refuse_sized() {  # WHO FLAGS...: refuse a flag the script sets itself
+  local who=$1 flag
+  shift
+  for flag in "$@"; do
+    if [[ " $SIZED " == *" ${flag%%=*} "* ]]; then
+      say "error: $who sets ${flag%%=*}, which the script sets itself (it sizes the epochs to the time): leave it out"
+      exit 2
+    fi
+  done
+}
+refuse_sized DEVICE_FLAGS ${DEVICE_FLAGS:-}
 NAMES=()
 declare -A SEED FLAGS
 for run in "${RUNS[@]}"; do
@@ -87,12 +89,7 @@ for run in "${RUNS[@]}"; do
       say "error: the name '$name' is taken by the script's own files (probeN, NAME_swa): name the variant otherwise"
       exit 2
     fi
-    for flag in ${FLAGS[$name]}; do
-      if [[ " $SIZED " == *" ${flag%%=*} "* ]]; then
-        say "error: $name sets ${flag%%=*}, which the script sets itself (it sizes the epochs to the time): leave it out"
-        exit 2
-      fi
-    done
+    refuse_sized "$name" ${FLAGS[$name]}
   else
     say "error: a run is a seed (0) or NAME=FLAGS (light=--augment light), not '$run'"
     exit 2
@@ -104,12 +101,19 @@ for run in "${RUNS[@]}"; do
   NAMES+=("$name")
 done
 
+device_setup  # the data check, the carried wheels, JAX
+RUNDIR=$WORK/device_train
+rm -rf "$RUNDIR"
+mkdir -p "$RUNDIR/logs"
+
 # Probe: two epochs of every run at once; the second one's time (no compiling in it) sizes each run.
-# Its weight average of epoch 2 tries the end of a run (BatchNorm re-measured) before the long runs.
+# Its weight average of epoch 2 tries the end of a run (BatchNorm re-measured) before the long runs;
+# its warm-up is one epoch whatever the run's (two would not fit two epochs; it does not change the
+# time an epoch takes).
 say "probe: 2 epochs x ${#NAMES[@]} runs side by side"
 for i in "${!NAMES[@]}"; do
   name=${NAMES[$i]}
-  train "probe$i" "${SEED[$name]}" 2 0 1 ${FLAGS[$name]} > "$RUNDIR/logs/probe$i.log" 2>&1 &
+  train "probe$i" "${SEED[$name]}" 2 0 1 ${FLAGS[$name]} --warmup-epochs 1 > "$RUNDIR/logs/probe$i.log" 2>&1 &
 done
 wait
 left=$($PY -c "print(int(max($MINUTES * 60 - ($(date +%s) - $started), 30)))")  # seconds
@@ -129,7 +133,7 @@ for i in range(runs):
         print(0, 0, 0)
 EOF
 )
-started_runs=0
+STARTED=()
 for i in "${!NAMES[@]}"; do
   name=${NAMES[$i]}
   read -r epoch_seconds compile_seconds epochs <<< "${SIZES[$i]:-0 0 0}"
@@ -141,9 +145,9 @@ for i in "${!NAMES[@]}"; do
   say "$name: an epoch takes ${epoch_seconds} s side by side (compiling ${compile_seconds} s): ${epochs} epochs in the ${left} s left (weight average of the last $swa)"
   train "$name" "${SEED[$name]}" "$epochs" "$($PY -c "print($left / 60)")" "$swa" ${FLAGS[$name]} \
     > "$RUNDIR/logs/$name.log" 2>&1 &
-  started_runs=$((started_runs + 1))
+  STARTED+=("$name")
 done
-if [ $started_runs = 0 ]; then
+if [ ${#STARTED[@]} = 0 ]; then
   tar -czf "$OUT/runs.tar.gz" -C "$RUNDIR" logs
   say "error: no probe trained an epoch; their logs are in runs.tar.gz"
   exit 1
@@ -155,8 +159,9 @@ say "runs finished"
 # validation (the best epoch or the weight average), best run first, while they fit what the device
 # tool brings back beside what $OUT already holds.
 tar -czf "$OUT/runs.tar.gz" --exclude='*.keras' -C "$RUNDIR" models plots logs
-$PY tools/device_bring_back.py "$RUNDIR" "$OUT" "${NAMES[@]}" --part-bytes "$PART_BYTES" --files "$OUT_FILES" \
-  --bytes "$OUT_BYTES" > "$RUNDIR/bring.txt"
+$PY tools/device_bring_back.py "$RUNDIR" "$OUT" "${STARTED[@]}" --part-bytes "$PART_BYTES" --files "$OUT_FILES" \
+  --bytes "$OUT_BYTES" > "$RUNDIR/bring.txt" 2> "$RUNDIR/bring.err" \
+  || say "error: choosing the models to bring back failed: $(tail -n 1 "$RUNDIR/bring.err") (what it chose before that follows)"
 while IFS=$'\t' read -r what line; do
   if [ "$what" = bring ]; then bring_back "$line"; else say "$line"; fi
 done < "$RUNDIR/bring.txt"
