@@ -101,6 +101,7 @@ class TrainConfig:
     augment: bool | str = False
     augment_in: str = "model"  # AUGMENT_IN: layers inside the model's step, or each batch before it (batchaug)
     mixup: float = 0.0
+    repeats: int = 1  # each face this many times in its batch, each copy augmented on its own (batch augmentation)
     class_weights: bool = False
     teacher: list[Path] | None = None  # saved models whose (averaged, TTA) outputs the student learns
     teacher_tta: bool | str = "crops"
@@ -147,6 +148,12 @@ class TrainConfig:
             ("augment_in", self.augment_in in AUGMENT_IN, f"must be one of {', '.join(AUGMENT_IN)}"),
             ("weight_decay", 0 <= self.weight_decay < 1, "must be in [0, 1)"),
             ("mixup", 0 <= self.mixup <= 1, "must be in [0, 1] (the Beta distribution's alpha; 0 = off)"),
+            ("repeats", 1 <= self.repeats <= 16, "must be between 1 (each face once a step) and 16"),
+            (
+                "repeats",
+                self.repeats == 1 or bool(self.augment),
+                "above 1 needs --augment (light or strong): without it the copies of a face are the same",
+            ),
             ("width", 8 <= self.width <= 128, "must be between 8 and 128 channels"),
             ("epochs", self.epochs >= 1, "must be at least 1"),
             ("swa_epochs", 0 <= self.swa_epochs <= self.epochs, "must be between 0 (off) and --epochs"),
@@ -227,6 +234,7 @@ RESUME_KEYS = (
     "seed",
     "label_smoothing",
     "mixup",
+    "repeats",  # a step's faces and the schedule's noise
     "val_fraction",
     "teacher",
     "teacher_tta",

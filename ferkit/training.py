@@ -178,6 +178,11 @@ def _fit(config: TrainConfig, data, train_split, plan: Plan, folder: CheckpointF
     # --augment-in batches: the network holds no augmentation layers; each batch is augmented first.
     in_batches = bool(config.augment) and config.augment_in == "batches"
     augment = False if in_batches else config.augment
+    if config.repeats > 1:
+        print(
+            f"repeats: each face {config.repeats} times a step, each copy augmented on its own "
+            f"({config.batch_size * config.repeats} faces a step, {config.repeats}x the work of an epoch)"
+        )
     batches = EpochBatches(
         train_split.x,
         one_hot[train_split.y],
@@ -187,6 +192,7 @@ def _fit(config: TrainConfig, data, train_split, plan: Plan, folder: CheckpointF
         config.mixup,
         full_batches_only=plan.replicas > 1,
         shard=plan.shard,
+        repeats=config.repeats,
     )
     with plan.scope():  # the variables live on every device
         model, state = load_checkpoint(ckpt_dir, settings)

@@ -434,6 +434,54 @@ def test_mixup_blends_faces_and_labels_the_same_way_on_every_pass():
     np.testing.assert_allclose(faces[:, 0, 0, 0] / 200, labels[:, 3], rtol=1e-5, atol=1e-5)
 
 
+def test_repeats_put_each_face_in_its_batch_several_times_and_each_copy_is_augmented_on_its_own():
+    from ferkit.batchaug import BatchAugmenter
+
+    rows = np.random.default_rng(2).integers(0, 256, (40, 48, 48)).astype(np.uint8)
+    y = np.eye(7, dtype=np.float32)[np.arange(40) % 7]
+    weights = np.linspace(0.5, 2, 40).astype(np.float32)
+    once = training.EpochBatches(rows, y, 16, seed=5, sample_weight=weights)
+    thrice = training.EpochBatches(rows, y, 16, seed=5, sample_weight=weights, repeats=3)
+    assert len(thrice) == len(once)  # the same steps an epoch
+    for index in range(len(once)):
+        (x1, y1, w1), (x3, y3, w3) = once[index], thrice[index]
+        assert len(x3) == 3 * len(x1)
+        for got, want in ((x3, x1), (y3, y1), (w3, w1)):  # each face next to its copies, with its label and weight
+            np.testing.assert_array_equal(got, np.repeat(want, 3, axis=0))
+    # Augmented before the step: each copy draws its own shift, rotation, erasing...
+    augmented = training.EpochBatches(rows, y, 16, seed=5, repeats=3, transform=BatchAugmenter("strong", 0))[0][0]
+    copies = augmented.reshape(16, 3, 48, 48, 1)
+    assert np.abs(copies[:, 0] - copies[:, 1]).mean(axis=(1, 2, 3)).min() > 1
+    # ... and so do the augmentation layers inside a network, in training.
+    model = networks.build_model(augment="strong", arch="wide", width=8)
+    crops = keras.Model(model.input, model.get_layer("centre_crop").output)
+    seen = keras.ops.convert_to_numpy(
+        crops(np.repeat(rows[:8, :, :, None], 2, axis=0).astype("float32"), training=True)
+    )
+    seen = seen.reshape(8, 2, 40, 40, 1)
+    assert np.abs(seen[:, 0] - seen[:, 1]).mean(axis=(1, 2, 3)).min() > 0.01
+
+
+def test_repeats_train_and_are_refused_without_augmentation_or_on_another_runs_checkpoint(
+    training_dir, tmp_path, monkeypatch, capsys
+):
+    with pytest.raises(SystemExit) as refused:
+        run(training_dir, tmp_path, "--epochs", "1", *TINY, "--repeats", "2")
+    assert refused.value.code == 2
+    assert "--repeats above 1 needs --augment" in capsys.readouterr().err
+    interrupt_after_epoch(monkeypatch, 0)
+    with pytest.raises(SystemExit):
+        run(training_dir, tmp_path, "--epochs", "2", *TINY, "--augment", "light", "--repeats", "2")
+    monkeypatch.undo()
+    assert "each face 2 times a step" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as refused:  # the checkpoint's steps saw each face twice
+        run(training_dir, tmp_path, "--epochs", "2", *TINY, "--augment", "light")
+    assert refused.value.code == 2 and "repeats" in capsys.readouterr().err
+    metrics = run(training_dir, tmp_path, "--epochs", "2", *TINY, "--augment", "light", "--repeats", "2")
+    assert "resuming from" in capsys.readouterr().out
+    assert metrics["epochs_trained"] == 2 and metrics["settings"]["repeats"] == 2
+
+
 def test_the_plateau_schedule_can_watch_validation_accuracy_and_a_resume_keeps_that_choice(
     training_dir, tmp_path, monkeypatch, capsys
 ):
