@@ -9,6 +9,7 @@ Layouts: ``ROOT/train`` + ``ROOT/test`` (Kaggle; ``PublicTest_`` files become va
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import os
@@ -433,6 +434,7 @@ def _load_raw(
         st = paths[layout].stat()
         # (a CSV's groups follow the Usage rules: "usage-2" since unknown values are refused)
         key = _fingerprint([layout, str(paths[layout].resolve()), st.st_size, st.st_mtime_ns, "usage-2"])
+        source = [layout, str(paths[layout].resolve())]
         if layout == "npz" and not stream:
             return _read_npz(paths["npz"])  # as fast as a cache of it would be
     else:
@@ -449,6 +451,10 @@ def _load_raw(
         files = sorted((str(Path(p).resolve()), s, m) for p, _, _, s, m in items)
         # "upright-1": files are turned by their EXIF tag here (_decode), not by some OpenCV versions
         key = _fingerprint([layout, files, [(i[1], i[2]) for i in items], "upright-1"])
+        source = [layout, sorted((role, str(folder.resolve())) for role, folder in paths.items())]
+    # The name leads with the source (which file or folders), then what was in it: a cache this
+    # one replaces (the same source, other files, sizes or times) can be found and removed.
+    key = f"{_fingerprint(source)[:8]}-{key}"
     if stream:
         return _load_raw_on_disk(layout, paths, None if layout in ("csv", "npz") else items, key, cache_dir, progress)
     cache_file = cache_dir / f"fer-{key}.npz" if cache_dir else None
@@ -465,9 +471,26 @@ def _load_raw(
         x, y, group = _read_csv(paths["csv"])
     else:
         x, y, group, _ = _decode_files(items, progress)
-    if cache_file:
-        try_cache_write(atomic_savez, cache_file, x=x, y=y, group=group)
+    if cache_file and try_cache_write(atomic_savez, cache_file, x=x, y=y, group=group):
+        _drop_superseded(cache_dir, key)
     return x, y, group
+
+
+_CACHE_NAME = re.compile(r"fer-([0-9a-f]{8})-([0-9a-f]{20})(\.npz|\.faces\.npy|\.labels\.npz)")
+
+
+def _drop_superseded(cache_dir: Path, key: str) -> None:
+    """Remove the caches of this source's earlier contents, once its new one is written: the same
+    file or folders with other files, sizes or times (a dataset edited, or copied again) can never
+    be read from them again, and each of FER2013's costs 83 MB. Only names this module gives are
+    touched: other sources' caches, and damaged files set aside (``NAME.damaged``), stay."""
+    source = key.split("-", 1)[0]
+    for path in cache_dir.glob(f"fer-{source}-*"):
+        match = _CACHE_NAME.fullmatch(path.name)
+        if match and f"{match[1]}-{match[2]}" != key:
+            # in use (Windows) or read-only: left, harmless; it is only never read
+            with contextlib.suppress(OSError):
+                path.unlink()
 
 
 def _load_raw_on_disk(layout, paths, items, key: str, cache_dir: Path | None, progress: bool):
@@ -494,6 +517,7 @@ def _load_raw_on_disk(layout, paths, items, key: str, cache_dir: Path | None, pr
     else:
         y, group = _decode_to_disk(items, faces_file, progress)
     atomic_savez(labels_file, y=y, group=group, crc=np.int64(face_checksum(faces_file)))
+    _drop_superseded(cache_dir, key)
     return FaceRows(faces_file), y, group
 
 

@@ -357,6 +357,32 @@ def test_second_load_reads_the_cache_and_a_change_invalidates_it(kaggle_dir, cac
     assert len(third.train) == len(first.train) + 1
 
 
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_changed_dataset_s_new_cache_replaces_its_old_one_and_leaves_other_files(
+    kaggle_dir, tmp_path, cache_dir, stream
+):
+    other = tmp_path / "other"
+    write_images(other, {"happy": 3, "sad": 3}, seed=7)
+    load_dataset(other, cache_dir=cache_dir, progress=False, stream=stream)
+    load_dataset(kaggle_dir, cache_dir=cache_dir, progress=False, stream=stream)
+    cache_dir.joinpath("notes.txt").write_text("mine")
+    cache_dir.joinpath("fer-0123abcd-0123456789abcdef0123.npz.damaged").write_bytes(b"kept to look at")
+    before = {p.name for p in cache_dir.iterdir()}
+
+    write_images(kaggle_dir / "train", {"sad": 1}, prefix="Training", seed=42)  # the dataset edited
+    load_dataset(kaggle_dir, cache_dir=cache_dir, progress=False, stream=stream)
+    after = {p.name for p in cache_dir.iterdir()}
+    per_source = 2 if stream else 1  # faces + labels, or one .npz
+    assert len(before - after) == per_source and len(after - before) == per_source
+    gone = before - after
+    assert all(name.startswith("fer-") for name in gone)
+    # the other dataset's cache, the user's file and the damaged file set aside all stay
+    assert {"notes.txt", "fer-0123abcd-0123456789abcdef0123.npz.damaged"} <= after
+    assert len([n for n in after if n.startswith("fer-") and not n.endswith(".damaged")]) == 2 * per_source
+    again = load_dataset(kaggle_dir, cache_dir=cache_dir, progress=False, stream=stream)
+    assert {p.name for p in cache_dir.iterdir()} == after and len(again.train) > 0
+
+
 def test_damaged_cache_is_rebuilt(kaggle_dir, cache_dir):
     first = load_dataset(kaggle_dir, cache_dir=cache_dir, progress=False)
     for cache_file in cache_dir.glob("fer-*.npz"):
