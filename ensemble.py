@@ -25,7 +25,7 @@ from ferkit.ensemble import average_models
 from ferkit.errors import ModelFileError
 from ferkit.modelfile import inference_copy, load_model, read_calibration, read_training, save_model
 from ferkit.networks import network_of
-from ferkit.provenance import average_record
+from ferkit.provenance import average_record, recorded_val_fraction
 from ferkit.weightavg import average_weights, averaged_model
 
 
@@ -110,7 +110,11 @@ def compare(args) -> dict:
         )
     class_names = names.pop()
     members = [model for model, _ in loaded]
-    data = load_dataset(args.data, cache_dir=args.cache_dir)
+    # Members that held out the same faces give the average their record (and their validation
+    # faces: their run's --val-fraction, where it drew them); others leave it without one
+    # (evaluate.py then says it cannot tell which faces it was trained on).
+    shared, differ = average_record([read_training(path) for path in args.models])
+    data = load_dataset(args.data, cache_dir=args.cache_dir, val_fraction=recorded_val_fraction(shared))
     if args.average == "weights":
         ensemble = weight_average(args.models, members, data.train.x)
     else:
@@ -125,9 +129,6 @@ def compare(args) -> dict:
     for name, value in scores.items():
         print(f"  {value:.4f}  {name}")
     if args.out:
-        # Members that held out the same faces give the average their record; others leave it
-        # without one (evaluate.py then says it cannot tell which faces it was trained on).
-        shared, differ = average_record([read_training(path) for path in args.models])
         if shared is None and differ:
             print(
                 f"note: the members differ in {', '.join(differ)}, so the average records no training data: "

@@ -29,10 +29,10 @@ from ferkit.calibration import (
     with_temperature,
 )
 from ferkit.classify import TTA_MODES, TTA_NAMES, tta_options, view_probabilities
-from ferkit.data import TEST_FRACTION, VAL_FRACTION, load_all_faces, load_dataset
+from ferkit.data import TEST_FRACTION, load_all_faces, load_dataset
 from ferkit.faces import CLASS_NAMES
 from ferkit.modelfile import load_model, read_calibration, read_training, require_classes, save_model
-from ferkit.provenance import held_out_note
+from ferkit.provenance import held_out_note, recorded_val_fraction
 from ferkit.report import classification_summary, format_report, plot_confusion, plot_reliability
 
 ECE_BINS = 15
@@ -99,13 +99,21 @@ def evaluate(args) -> dict:
     if args.model.suffix.lower() != ".onnx":
         cli.import_keras_quietly(f"evaluating {args.model} (a Keras model; the light runtime evaluates .onnx models)")
     model, class_names = load_model(args.model)
+    record = read_training(args.model)
+    val_fraction = recorded_val_fraction(record)  # the run's own --val-fraction, where it drew one
     if args.split == "all":
         split, layout, trainable = load_all_faces(args.data, cache_dir=args.cache_dir)
         data = SimpleNamespace(source=str(Path(args.data).expanduser()), layout=layout, test_drawn=False)
     else:
         # No training faces are needed to score a split the data names: FER2013's test/ folder
         # alone (PublicTest_ and PrivateTest_ files) is enough for --split val or test.
-        data = load_dataset(args.data, cache_dir=args.cache_dir, need_test=args.split == "test", need_train=False)
+        data = load_dataset(
+            args.data,
+            cache_dir=args.cache_dir,
+            need_test=args.split == "test",
+            need_train=False,
+            val_fraction=val_fraction,
+        )
         split = data.test if args.split == "test" else data.val
         wanted = "test" if args.split == "test" else "validation"
         if not len(data.train):  # named held-out faces only (FER2013's test/ folder alone)
@@ -142,10 +150,9 @@ def evaluate(args) -> dict:
     drawn = data.test_drawn if args.split == "test" else args.split == "val" and data.val_drawn
     if drawn:
         print(f"note: {data.test_note if args.split == 'test' else data.val_note}")
-        # evaluate.py draws at the loader's default fractions; the record says the run's own.
-        fractions = {"test": TEST_FRACTION, "validation": VAL_FRACTION}
+        fractions = {"test": TEST_FRACTION, "validation": val_fraction}
         total = len(data.train) + len(data.val) + len(data.test)
-        note = held_out_note(read_training(args.model), args.model.name, name, fractions, total)
+        note = held_out_note(record, args.model.name, name, fractions, total)
         print(f"note: {note}")
     if args.split == "all" and trainable:
         print(
@@ -177,7 +184,7 @@ def evaluate(args) -> dict:
             "bins": ECE_BINS,
         }
         fold_temperature(model, temperature)
-        save_model(model, args.calibrate, class_names, summary["calibration"], read_training(args.model))
+        save_model(model, args.calibrate, class_names, summary["calibration"], record)
         curves[f"temperature {temperature:.2f}"] = (
             reliability(after, split.y, ECE_BINS),
             summary["calibration"][f"ece_after_on_{name}"],

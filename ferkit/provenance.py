@@ -8,9 +8,20 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .data import TEST_FRACTION
+from .data import TEST_FRACTION, VAL_FRACTION
 from .modelfile import read_training
 from .splits import SPLIT_RULE
+
+
+def recorded_val_fraction(record: dict | None) -> float:
+    """The fraction of the training faces a model's run held out for validation, where that run
+    drew its validation split (``--val-fraction``), else the loader's default: scoring or averaging
+    the model on data that names no validation split draws the same faces its run chose on."""
+    if isinstance(record, dict) and "validation" in record.get("drawn", []):
+        value = record.get("fractions", {}).get("validation")
+        if isinstance(value, float) and 0 < value < 1:
+            return value
+    return VAL_FRACTION
 
 
 def training_record(data, train_split, val_fraction: float, init_from=None, teachers=()) -> dict:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from types import SimpleNamespace
 
 import keras
@@ -10,6 +11,7 @@ import numpy as np
 import pytest
 from conftest import FER2013, TINY, counts, write_images
 
+import ensemble
 import evaluate
 import train_cnn
 from ferkit import modelfile, networks, precision, training
@@ -18,7 +20,7 @@ from ferkit.data import load_dataset
 from ferkit.errors import ModelFileError
 from ferkit.faces import CLASS_NAMES
 from ferkit.modelfile import load_model
-from ferkit.provenance import average_record
+from ferkit.provenance import average_record, held_out_note
 from ferkit.splits import SPLIT_RULE
 
 
@@ -239,6 +241,11 @@ def test_a_run_in_progress_and_a_finished_one_plot_side_by_side(training_dir, tm
     best = max(stopped["history"]["val_accuracy"])
     assert printed[0].startswith(f"t: epoch {done} of 4 (checkpoint)") and f"best {best:.4f}" in printed[0]
     assert printed[1].startswith(f"t: epoch {done} of 4 (stopped at its time limit)")
+    # Drawn again (the run goes on): the earlier plot is replaced only when asked.
+    with pytest.raises(SystemExit) as refused:
+        plot_runs([str(models / "t_metrics.json"), "--out", str(out)])
+    assert refused.value.code != 0 and "curves.png exists" in capsys.readouterr().err
+    plot_runs([str(models / "t_metrics.json"), "--out", str(out), "--overwrite"])
 
     drawn = {}
     monkeypatch.setattr("ferkit.report.plot_runs", lambda runs, *a, **k: drawn.update(runs) or tmp_path / "y.png")
@@ -599,7 +606,6 @@ def test_a_model_records_the_rule_that_drew_its_held_out_faces_and_evaluate_says
     others = {
         "records no training data": None,
         "by another rule (seeded, not face-hash-1)": {**record, "split_rule": "seeded"},
-        "held out 20% for validation, not the 10% drawn now": {**record, "fractions": {"validation": 0.2, "test": 0.1}},
         "the data had 85 faces then and 84 now": {
             **record,
             "faces": {**record["faces"], "train": record["faces"]["train"] + 1},
@@ -622,6 +628,23 @@ def test_a_model_records_the_rule_that_drew_its_held_out_faces_and_evaluate_says
         modelfile.save_model(model, tmp_path / f"other{i}.keras", names, training=other)
         printed = note(tmp_path / f"other{i}.keras", "--split", "val")
         assert said in printed and "same rule" not in printed, printed
+    # A run that held out 20% for validation (--val-fraction 0.2) is scored on its own 20%; drawn at
+    # another fraction, the faces would not be the ones it held out, and the note would say so.
+    fifth = {**record, "fractions": {"validation": 0.2, "test": 0.1}}
+    modelfile.save_model(model, tmp_path / "fifth.keras", names, training=fifth)
+    printed = note(tmp_path / "fifth.keras", "--split", "val")
+    tenth = note(model_path, "--split", "val")
+    assert "drawn by the same rule" in printed and "about 20% of the training images" in printed
+    assert "about 10% of the training images" in tenth
+    faces = [int(re.search(r"validation split \((\d+) faces\)", out)[1]) for out in (printed, tenth)]
+    assert faces[0] > faces[1]
+    capsys.readouterr()
+    modelfile.save_model(model, tmp_path / "fifth_b.keras", names, training=fifth)
+    ensemble.main([str(tmp_path / "fifth.keras"), str(tmp_path / "fifth_b.keras"), *flags])  # the same faces
+    assert f"validation accuracy ({faces[0]} faces, validation: about 20% of" in capsys.readouterr().out
+    assert "held out 20% for validation, not the 10% drawn now" in held_out_note(
+        fifth, "m", "validation", {"validation": 0.1, "test": 0.1}, sum(record["faces"].values())
+    )
     # An average of a model and its continuation (--init-from of it) held out the same faces.
     continued, differ = average_record([record, {**record, "init_from": record, "trained_on": 30}])
     assert differ == ["the faces trained on (--limit)", "the model each started from (--init-from)"]

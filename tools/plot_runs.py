@@ -5,7 +5,7 @@ readable while it trains, which is how to watch a run of many hours) or the NAME
 wrote into --models-dir when it ended (or stopped at its --max-minutes).
 
     python tools/plot_runs.py ~/.cache/fer-train/ckpt-wide48g ~/.cache/fer-train/models/fer_wide48_metrics.json \\
-        --line 0.6826 "shipped model" --out plots/runs.png
+        --line 0.6826 "shipped model" --out plots/runs.png     # add --overwrite to redraw it
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from pathlib import Path
 
 from ferkit import cli
 from ferkit.errors import CheckpointError
+from ferkit.paths import PLOTS_DIR
 
 
 @dataclass
@@ -91,7 +92,8 @@ def main(argv=None) -> Path:
     )
     p.add_argument("--by", choices=("hours", "epoch"), default="hours", help="the x axis")
     p.add_argument("--title", default="Validation accuracy of training runs", help="the plot's title")
-    p.add_argument("--out", type=Path, default=Path("plots/runs.png"), help="the plot to write (.png, .svg, .pdf)")
+    p.add_argument("--out", type=Path, default=PLOTS_DIR / "runs.png", help="the plot to write (.png, .svg, .pdf)")
+    p.add_argument("--overwrite", action="store_true", help="allow replacing an existing --out (e.g. to redraw a run)")
     args = p.parse_args(argv)
     lines = {}
     for value, label in args.line:
@@ -105,6 +107,9 @@ def main(argv=None) -> Path:
     args.out = args.out.expanduser()
     cli.check_output_file(p, "--out", args.out, suffixes={".png", ".svg", ".pdf"})
     cli.refuse_same(p, {"--out": args.out}, {f"run {r}": r for r in args.runs})
+    # A redraw while a run trains is the everyday use, but --out may be a plot that ships (the
+    # model card's curves): replacing it is asked for, as in the other scripts.
+    cli.refuse_existing(p, [args.out], args.overwrite, "Give another --out")
     if importlib.util.find_spec("matplotlib") is None:
         p.error("the plot is drawn with matplotlib, which is not installed: pip install matplotlib")
 
