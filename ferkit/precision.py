@@ -4,8 +4,11 @@ has bf16 arithmetic (GPUs; CPUs with AVX-512 BF16 or AMX), float32 everywhere el
 Where the CPU lacks those instructions, TensorFlow emulates bf16 and a training step gets much
 slower, not faster: the wide network trained at 4.5 images/s in bf16 against 57 in float32 on a
 2-core AMD EPYC with AVX2 only (``benchmarks/precision_speed.py``), while on the 2-core CPU with
-AVX-512 BF16 that trained the shipped model bf16 was 1.5-2x faster. So the presets ask for
-``"auto"``, and a run prints which it chose and why."""
+AVX-512 BF16 that trained the shipped model bf16 was 1.5-2x faster. One backend differs on such
+a CPU: JAX's CPU backend trained the wide network slower in bf16 (0.88x float32; TensorFlow 1.51x,
+PyTorch 1.54x; a 2-core Xeon with AMX, side by side, session 31), so on JAX without an
+accelerator "auto" keeps float32. So the presets ask for ``"auto"``, and a run prints which it
+chose and why."""
 
 from __future__ import annotations
 
@@ -61,7 +64,12 @@ def native_bf16(cpuinfo: str | Path = "/proc/cpuinfo") -> tuple[bool, str]:
         return False, f"no native bf16 known for this {platform.machine() or 'CPU'}"
     found = [f for f in BF16_FLAGS if f in flags]
     if found:
-        return True, f"this CPU has {' and '.join(f.upper() for f in found)}"
+        has = f"this CPU has {' and '.join(f.upper() for f in found)}"
+        import keras
+
+        if keras.backend.backend() == "jax":  # measured: its CPU backend does not gain from them
+            return False, f"{has}, but JAX's CPU backend trains slower in bf16 (0.88x float32 measured)"
+        return True, has
     return False, "this CPU has no AVX-512 BF16 or AMX (bf16 would be emulated, ~10x slower)"
 
 
