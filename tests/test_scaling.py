@@ -420,6 +420,37 @@ def test_the_gpu_script_brings_back_the_best_models_that_fit_the_tools_files(tmp
     assert [t for a, t in lines if a == "bring"] == [str(models / "b.keras")]  # a's 5 parts do not fit the 3 left
 
 
+def test_a_run_that_ended_on_the_gpu_brings_back_its_other_model_too_where_it_fits(tmp_path):
+    """--both (tools/device_longrun.sh's finished run): the model better on validation first, then
+    the other one, each within the device tool's files and bytes left; a run without a weight
+    average brings its one model and says nothing of a second."""
+    pick = _load(ROOT / "tools" / "device_bring_back.py")
+    models, out = tmp_path / "models", tmp_path / "out"
+    models.mkdir()
+    out.mkdir()
+    metrics = {"validation_accuracy": 0.66, "swa": {"validation_accuracy": 0.67}, "epochs_trained": 300}
+    (models / "w_metrics.json").write_text(json.dumps(metrics))
+    (models / "w.keras").write_bytes(b"m" * 250)
+    (models / "w_swa.keras").write_bytes(b"s" * 250)
+    for held in ("device.log", "w.log", "w.run.tar.gz"):
+        (out / held).write_text("held")
+
+    def brought(files: int) -> tuple[list[str], str]:
+        lines = list(pick.plan(str(tmp_path), str(out), ["w"], part=100, files=files, space=10**7, both=True))
+        return [t for a, t in lines if a == "bring"], "\n".join(t for a, t in lines if a == "say")
+
+    got, said = brought(files=9)  # 6 files left: both models in 3 parts each
+    assert got == [str(models / "w_swa.keras"), str(models / "w.keras")], said
+    assert "w: the other model: brought back w.keras in 3 parts" in said
+    got, said = brought(files=8)  # 5 left (width 80 and up, as parts go): the better one alone
+    assert got == [str(models / "w_swa.keras")]
+    assert "w: the other model: NOT brought back (w.keras, 0.0 MiB in 3 files; 2 files" in said
+    (models / "w_swa.keras").unlink()
+    (models / "w_metrics.json").write_text(json.dumps({"validation_accuracy": 0.66, "epochs_trained": 300}))
+    got, said = brought(files=9)
+    assert got == [str(models / "w.keras")] and "other model" not in said
+
+
 @pytest.mark.cost(150)
 def test_a_run_started_on_the_gpu_script_goes_on_here_with_the_same_command(training_dir, tmp_path):
     """tools/device_longrun.sh as on a lent GPU machine (JAX, no TensorFlow): its checkpoint comes

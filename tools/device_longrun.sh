@@ -122,10 +122,15 @@ if [ $status = 0 ] && [ ! -f "$WORK/ckpt/$NAME/state.json" ] && [ -f "$WORK/mode
   # The minute's snapshots are stale now and would crowd the models out: the device tool brings
   # back at most 8 files (a finished wide run's 4 checkpoint parts left its weight average behind).
   rm -f "$OUT/$NAME".ckpt.tar.*
-  # A model file over the part size (width 64 is about 20 MB; width 48, 11 MB) comes back in parts.
-  for model in "$WORK/models/$NAME.keras" "$WORK/models/${NAME}_swa.keras"; do
-    [ -f "$model" ] && bring_back "$model"
-  done
+  # A model file over the part size (width 64 is about 20 MB; width 48, 11 MB) comes back in parts,
+  # the better of the two on validation first, the other where the tool's files and bytes still
+  # allow (from width 80 or so the two do not fit beside the logs).
+  $PY tools/device_bring_back.py "$WORK" "$OUT" "$NAME" --both --part-bytes "$PART_BYTES" --files "$OUT_FILES" \
+    --bytes "$OUT_BYTES" > "$WORK/bring.txt" 2> "$WORK/bring.err" \
+    || say "error: choosing the models to bring back failed: $(tail -n 1 "$WORK/bring.err")"
+  while IFS=$'\t' read -r what line; do
+    if [ "$what" = bring ]; then bring_back "$line"; else say "$line"; fi
+  done < "$WORK/bring.txt"
   say "finished: all its epochs ran here; brought back $(cd "$OUT" && ls "$NAME"*.keras* | tr '\n' ' ')"
   exit 0
 fi
