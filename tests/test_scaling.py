@@ -451,20 +451,20 @@ def test_a_run_that_ended_on_the_gpu_brings_back_its_other_model_too_where_it_fi
     assert got == [str(models / "w.keras")] and "other model" not in said
 
 
-@pytest.mark.cost(150)
+@pytest.mark.cost(210)
 def test_a_run_started_on_the_gpu_script_goes_on_here_with_the_same_command(training_dir, tmp_path):
     """tools/device_longrun.sh as on a lent GPU machine (JAX, no TensorFlow): its checkpoint comes
     back in parts, and train_cnn.py here (the default backend, another one) resumes it after the
     epochs it saved and trains to the end. The recipe is the GPU's (the augmentation on the batches,
     float32): with the augmentation inside the step and bf16, JAX on this CPU took 125 s for its
-    first epoch (compiling), 23 s this way, and under the suite beside a training the first epoch
-    did not end inside the time limit at all (sessions 29-31)."""
+    first epoch (compiling), 23 s this way; 4 minutes, not 3: under the suite beside a training of
+    four copies a face (session 32) its first epoch took more than the 98 s that 3 left it."""
     data, out, env = as_on_the_gpu_machine(training_dir, tmp_path)
     env["DEVICE_PART_BYTES"] = "300000"  # parts as small as the tiny network's checkpoint allows several of
     recipe = ["--preset", "wide", "--width", "8", "--batch-size", "32", "--schedule", "plateau",
               "--warmup-epochs", "1", "--augment-in", "batches", "--no-mixed-precision", "--epochs", "300"]  # fmt: skip
     run = subprocess.run(
-        ["bash", "tools/device_longrun.sh", "3", "head", *recipe],
+        ["bash", "tools/device_longrun.sh", "4", "head", *recipe],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     log = (out / "device.log").read_text()
