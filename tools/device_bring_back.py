@@ -54,22 +54,21 @@ def plan(
     runs, said = chosen_models(rundir, names)
     for message in said:
         yield "say", message
-    left = {"files": files, "space": space}
 
     def take(model: str, name: str, what: str, role: str) -> Iterator[tuple[str, str]]:
+        nonlocal files, space
         try:
             size = os.path.getsize(model)
         except OSError as exc:  # one run's missing file must not cost the others their turn
             yield "say", f"{name}: its {role} model {os.path.basename(model)} cannot be read ({exc.strerror})"
             return
         pieces = max(1, math.ceil(size / part))
-        if pieces > left["files"] or size > left["space"]:
-            room = f"{max(left['files'], 0)} files and {max(left['space'], 0) / 2**20:.1f} MiB were left"
+        if pieces > files or size > space:
+            left = f"{max(files, 0)} files and {max(space, 0) / 2**20:.1f} MiB were left"
             size_mib = f"{size / 2**20:.1f} MiB in {pieces} files"
-            yield "say", f"{what}: NOT brought back ({os.path.basename(model)}, {size_mib}; {room}): give fewer runs"
+            yield "say", f"{what}: NOT brought back ({os.path.basename(model)}, {size_mib}; {left}): give fewer runs"
             return
-        left["files"] -= pieces
-        left["space"] -= size
+        files, space = files - pieces, space - size
         yield "bring", model
         parts = f" in {pieces} parts" if pieces > 1 else ""
         yield "say", f"{what}: brought back {os.path.basename(model)}{parts}"

@@ -3,6 +3,8 @@
 # PART_BYTES and the device tool's limits, and defines:
 #   say            logs with the seconds since the start to the console and $OUT/device.log;
 #   bring_back F   puts a file into $OUT whole or, where larger than a part, in parts;
+#   bring_models RUNDIR NAME... [--both]  the runs' models that device_bring_back.py chooses, in
+#                  the order it chooses them, within the device tool's limits, each choice said;
 #   augment_in_for FLAGS  "--augment-in batches" where train_cnn.py FLAGS augment;
 #   device_setup   checks the carried faces, installs the carried Keras wheels where the machine
 #                  has no Keras (it has JAX with CUDA and no TensorFlow) and selects the JAX
@@ -31,6 +33,20 @@ bring_back() {
   else
     split -d -a 2 -b "$PART_BYTES" "$1" "$OUT/$(basename "$1")."
   fi
+}
+
+# RUNDIR holds models/NAME_metrics.json and the models; what was chosen before an error still comes
+# back (device_bring_back.py prints each choice as it makes it).
+bring_models() {
+  local rundir=$1
+  shift
+  $PY tools/device_bring_back.py "$rundir" "$OUT" "$@" --part-bytes "$PART_BYTES" --files "$OUT_FILES" \
+    --bytes "$OUT_BYTES" > "$rundir/bring.txt" 2> "$rundir/bring.err" \
+    || say "error: choosing the models to bring back failed: $(tail -n 1 "$rundir/bring.err") (what it chose before that follows)"
+  local what line
+  while IFS=$'\t' read -r what line; do
+    if [ "$what" = bring ]; then bring_back "$line"; else say "$line"; fi
+  done < "$rundir/bring.txt"
 }
 
 # "--augment-in batches" (each batch augmented before the step: 9 ms a step on an H200, where the

@@ -47,7 +47,7 @@ fi
 MINUTES=$1
 NAME=$2
 shift 2
-. tools/device_env.sh  # OUT, WORK, DATA, PY, PART_BYTES, say, bring_back, device_setup
+. tools/device_env.sh  # OUT, WORK, DATA, PY, PART_BYTES, say, bring_models, device_setup
 
 case "$MINUTES" in ''|*[!0-9.]*) say "error: MINUTES must be a number of minutes, not '$MINUTES'"; exit 2 ;; esac
 device_setup  # the data check, the carried wheels, JAX
@@ -125,12 +125,7 @@ if [ $status = 0 ] && [ ! -f "$WORK/ckpt/$NAME/state.json" ] && [ -f "$WORK/mode
   # A model file over the part size (width 64 is about 20 MB; width 48, 11 MB) comes back in parts,
   # the better of the two on validation first, the other where the tool's files and bytes still
   # allow (from width 80 or so the two do not fit beside the logs).
-  $PY tools/device_bring_back.py "$WORK" "$OUT" "$NAME" --both --part-bytes "$PART_BYTES" --files "$OUT_FILES" \
-    --bytes "$OUT_BYTES" > "$WORK/bring.txt" 2> "$WORK/bring.err" \
-    || say "error: choosing the models to bring back failed: $(tail -n 1 "$WORK/bring.err")"
-  while IFS=$'\t' read -r what line; do
-    if [ "$what" = bring ]; then bring_back "$line"; else say "$line"; fi
-  done < "$WORK/bring.txt"
+  bring_models "$WORK" "$NAME" --both
   say "finished: all its epochs ran here; brought back $(cd "$OUT" && ls "$NAME"*.keras* | tr '\n' ' ')"
   exit 0
 fi

@@ -37,7 +37,7 @@ set -u -o pipefail
 MINUTES=${1:-7}
 shift || true
 if [ $# -gt 0 ]; then RUNS=("$@"); else RUNS=(0 1 2); fi
-. tools/device_env.sh  # OUT, WORK, DATA, PY, PART_BYTES, say, bring_back, augment_in_for, device_setup
+. tools/device_env.sh  # OUT, WORK, DATA, PY, PART_BYTES, say, bring_models, augment_in_for, device_setup
 case "$MINUTES" in ''|*[!0-9.]*) say "error: MINUTES must be a number of minutes, not '$MINUTES'"; exit 2 ;; esac
 
 # The recipe: --preset wide (VGG trunk 48-384 on random 40x40 crops, SGD Nesterov, cosine with a
@@ -159,10 +159,5 @@ say "runs finished"
 # validation (the best epoch or the weight average), best run first, while they fit what the device
 # tool brings back beside what $OUT already holds.
 tar -czf "$OUT/runs.tar.gz" --exclude='*.keras' -C "$RUNDIR" models plots logs
-$PY tools/device_bring_back.py "$RUNDIR" "$OUT" "${STARTED[@]}" --part-bytes "$PART_BYTES" --files "$OUT_FILES" \
-  --bytes "$OUT_BYTES" > "$RUNDIR/bring.txt" 2> "$RUNDIR/bring.err" \
-  || say "error: choosing the models to bring back failed: $(tail -n 1 "$RUNDIR/bring.err") (what it chose before that follows)"
-while IFS=$'\t' read -r what line; do
-  if [ "$what" = bring ]; then bring_back "$line"; else say "$line"; fi
-done < "$RUNDIR/bring.txt"
+bring_models "$RUNDIR" "${STARTED[@]}"
 say "done"
