@@ -9,15 +9,14 @@ The public API for Python users::
     for face in recognizer(cv2.imread("photo.jpg")):
         print(face.box, face.label, face.probabilities)
 
-Modules, one idea each: ``faces`` (class order, the 48x48 crop), ``data`` (dataset layouts,
-cache, splits), ``networks`` (the CNNs), ``modelfile`` (saving and loading models),
-``classify`` (probabilities from a model), ``calibration`` (honest confidence),
-``report`` (metrics and plots), ``training``
-(training runs and checkpoints), ``ensemble`` (averaging models), ``detect`` / ``track`` /
-``video`` / ``draw`` / ``facelog`` / ``timeline`` / ``recognizer`` (the live pieces), ``clips``
-(generated test clips), ``features`` and ``ga``
-(Xception features and genetic feature selection), ``atomic`` (safe file writes), ``paths``
-(the project's default places), ``errors``, and ``cli`` (what the scripts share).
+Modules, one idea each: ``faces`` (class order, the 48x48 crop), ``layouts`` (datasets on disk,
+decoding), ``imagecache`` (decoded faces kept), ``data`` (the splits), ``networks`` (the CNNs),
+``modelfile`` (saving and loading models), ``classify`` (probabilities from a model),
+``calibration`` (honest confidence), ``report`` (metrics and plots), ``training`` (training runs and
+checkpoints), ``ensemble`` (averaging models), ``detect`` / ``track`` / ``video`` / ``draw`` /
+``facelog`` / ``timeline`` / ``recognizer`` (the live pieces), ``clips`` (generated test clips),
+``features`` and ``ga`` (Xception features and genetic feature selection), ``atomic`` (safe file
+writes), ``paths`` (the project's default places), ``errors``, and ``cli`` (what the scripts share).
 """
 
 from .classify import ExpressionClassifier, predict_proba

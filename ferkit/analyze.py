@@ -23,10 +23,10 @@ import numpy as np
 from . import cli, progress
 from .atomic import replacing
 from .classify import TTA_MODES, ExpressionClassifier
-from .data import IMAGE_SUFFIXES
 from .detect import YuNetDetector
 from .errors import Interrupted, SourceError
 from .facelog import TableFile
+from .layouts import IMAGE_SUFFIXES
 from .paths import IN_CHECKOUT
 from .recognizer import Recognizer, load_image
 

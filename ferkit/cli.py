@@ -131,7 +131,7 @@ def add_common(p: argparse.ArgumentParser, *names: str) -> None:
 def check_inputs(data=None, models=(), keras_only: bool = False) -> None:
     """Raise a missing dataset's or model file's error (``DatasetError``, ``ModelFileError``) at
     once: the scripts otherwise said so only after loading Keras and its backend (5-6 s)."""
-    from .data import detect_layout
+    from .layouts import detect_layout
     from .modelfile import check_model_path
 
     for path in models:
@@ -331,7 +331,7 @@ def refuse_inside_data(p: argparse.ArgumentParser, data, outputs: dict, kinds: d
     Beside the split folders, at the top, or in a hidden folder is fine."""
     if data is None:
         return
-    from .data import disturbs_dataset
+    from .layouts import disturbs_dataset
 
     for flag, path in outputs.items():
         why = None if path is None else disturbs_dataset(data, path, (kinds or {}).get(flag, "picture"))

@@ -18,11 +18,11 @@ import cv2
 
 from . import cli, progress
 from .classify import TTA_MODES, ExpressionClassifier
-from .data import IMAGE_SUFFIXES
 from .detect import DETECTORS, FaceDetector, YuNetDetector
 from .draw import draw, draw_fps
 from .errors import Interrupted, SourceError
 from .facelog import FaceLog
+from .layouts import IMAGE_SUFFIXES
 from .paths import IN_CHECKOUT
 from .recognizer import Pipeline, Recognizer
 from .timeline import ExpressionTimeline

@@ -13,9 +13,9 @@ import numpy as np
 
 from .atomic import finish, partial_name, replacing
 from .clips import DEMO_FRAMES, demo_frames
-from .data import IMAGE_SUFFIXES
 from .errors import SourceError
 from .faces import read_image
+from .layouts import IMAGE_SUFFIXES
 
 # Containers PyAV (FFmpeg) writes with a codec browsers play: H.264 in MP4 / MKV / MOV, VP9 in WebM.
 BROWSER_CODECS = {".mp4": "libx264", ".mkv": "libx264", ".mov": "libx264", ".webm": "libvpx-vp9"}

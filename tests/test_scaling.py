@@ -405,7 +405,7 @@ def test_the_gpu_script_brings_back_the_best_models_that_fit_the_tools_files(tmp
     assert brought == [str(models / "b.keras")], lines
     assert "gone: no model" in said and "b: 9 epochs" in said and "brought back b.keras in 3 parts" in said
     assert "c: 9 epochs" in said and "NOT brought back (c_swa.keras, 0.0 MiB in 3 files; 2 files" in said
-    assert "NOT brought back (a_swa.keras" in said
+    assert "NOT brought back (a_swa.keras" in said and said.count("give fewer runs") == 2
     # With room for two parts more, c's average fits too; the bytes left bound it as well as the files.
     lines = list(pick.plan(str(tmp_path), str(out), ["a", "b", "c"], part=100, files=11, space=10**7))
     assert [t for a, t in lines if a == "bring"] == [str(models / "b.keras"), str(models / "c_swa.keras")]
@@ -445,6 +445,7 @@ def test_a_run_that_ended_on_the_gpu_brings_back_its_other_model_too_where_it_fi
     got, said = brought(files=8)  # 5 left (width 80 and up, as parts go): the better one alone
     assert got == [str(models / "w_swa.keras")]
     assert "w: the other model: NOT brought back (w.keras, 0.0 MiB in 3 files; 2 files" in said
+    assert "the chosen model above is the one to compare" in said and "fewer runs" not in said
     (models / "w_swa.keras").unlink()
     (models / "w_metrics.json").write_text(json.dumps({"validation_accuracy": 0.66, "epochs_trained": 300}))
     got, said = brought(files=9)

@@ -66,7 +66,10 @@ def plan(
         if pieces > files or size > space:
             left = f"{max(files, 0)} files and {max(space, 0) / 2**20:.1f} MiB were left"
             size_mib = f"{size / 2**20:.1f} MiB in {pieces} files"
-            yield "say", f"{what}: NOT brought back ({os.path.basename(model)}, {size_mib}; {left}): give fewer runs"
+            # The advice differs: a run's chosen model left out means too many runs for one return; its
+            # other model left out costs nothing that the chosen one, back already, does not answer.
+            advice = "give fewer runs" if role == "chosen" else "the chosen model above is the one to compare"
+            yield "say", f"{what}: NOT brought back ({os.path.basename(model)}, {size_mib}; {left}): {advice}"
             return
         files, space = files - pieces, space - size
         yield "bring", model
