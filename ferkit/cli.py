@@ -327,7 +327,7 @@ def refuse_existing(p: argparse.ArgumentParser, outputs, overwrite: bool, elsewh
 def refuse_inside_data(p: argparse.ArgumentParser, data, outputs: dict, kinds: dict | None = None) -> None:
     """Refuse, before any work, an output where the ``--data`` folder's loader would find it: the
     next run over that data would read a picture as a face, or a folder as a class. ``kinds``:
-    the ``data.disturbs_dataset`` kind of each flag ("picture", a plot file, when not named).
+    the ``layouts.disturbs_dataset`` kind of each flag ("picture", a plot file, when not named).
     Beside the split folders, at the top, or in a hidden folder is fine."""
     if data is None:
         return

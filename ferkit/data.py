@@ -1,12 +1,8 @@
 """FER datasets as every script uses them: the train / validation / test splits (those the data
 does not name are drawn by ``splits``), all faces of a dataset to score, and an ``.npz`` of them to
-carry to another machine. The layouts on disk and the decoding are ``layouts``; the cache of
-decoded faces is ``imagecache``.
-
-Layouts: ``ROOT/train`` + ``ROOT/test`` (Kaggle; ``PublicTest_`` files become validation and
-``PrivateTest_`` files the test set), ``ROOT/train`` + ``ROOT/validation``, ``fer2013.csv``
-(the Usage column gives the splits), a folder of class folders (split automatically), or an
-``.npz`` of decoded faces written by ``export_npz`` (to carry a dataset to another machine).
+carry to another machine. The layouts it reads (FER2013's folders, ``fer2013.csv``, class
+folders, such an ``.npz``) and their decoding are ``layouts``; the cache of decoded faces is
+``imagecache``.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ Arrays: the faces as ``x_up`` (each pixel minus the one above it, PNG's "Up" fil
 packs tighter: lossless), ``x_webp`` + ``x_ends`` (one lossy WebP image per face, end to end), or
 plain ``x`` (uint8 N x 48 x 48, as older files and other tools write them); ``y`` (class indices),
 optionally ``group`` (the split of each face) and ``class_names``. This module owns the format;
-what the labels and groups mean is checked by ``data``.
+what the labels and groups mean is checked by ``layouts``.
 """
 
 from __future__ import annotations

@@ -446,6 +446,8 @@ def test_a_run_that_ended_on_the_gpu_brings_back_its_other_model_too_where_it_fi
     assert got == [str(models / "w_swa.keras")]
     assert "w: the other model: NOT brought back (w.keras, 0.0 MiB in 3 files; 2 files" in said
     assert "the chosen model above is the one to compare" in said and "fewer runs" not in said
+    got, said = brought(files=5)  # 2 left: neither comes back, and neither refusal points at the other
+    assert got == [] and said.count("give fewer runs") == 2 and "the chosen model above" not in said
     (models / "w_swa.keras").unlink()
     (models / "w_metrics.json").write_text(json.dumps({"validation_accuracy": 0.66, "epochs_trained": 300}))
     got, said = brought(files=9)

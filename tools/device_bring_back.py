@@ -55,6 +55,8 @@ def plan(
     for message in said:
         yield "say", message
 
+    chosen_back = set()  # the runs whose chosen model comes back
+
     def take(model: str, name: str, what: str, role: str) -> Iterator[tuple[str, str]]:
         nonlocal files, space
         try:
@@ -66,12 +68,15 @@ def plan(
         if pieces > files or size > space:
             left = f"{max(files, 0)} files and {max(space, 0) / 2**20:.1f} MiB were left"
             size_mib = f"{size / 2**20:.1f} MiB in {pieces} files"
-            # The advice differs: a run's chosen model left out means too many runs for one return; its
-            # other model left out costs nothing that the chosen one, back already, does not answer.
-            advice = "give fewer runs" if role == "chosen" else "the chosen model above is the one to compare"
+            # Too many runs for one return, unless this is the other model of a run whose chosen model
+            # came back: that one answers what the run is for.
+            back = role == "other" and name in chosen_back
+            advice = "the chosen model above is the one to compare" if back else "give fewer runs"
             yield "say", f"{what}: NOT brought back ({os.path.basename(model)}, {size_mib}; {left}): {advice}"
             return
         files, space = files - pieces, space - size
+        if role == "chosen":
+            chosen_back.add(name)
         yield "bring", model
         parts = f" in {pieces} parts" if pieces > 1 else ""
         yield "say", f"{what}: brought back {os.path.basename(model)}{parts}"
