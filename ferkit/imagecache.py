@@ -94,17 +94,22 @@ def load_raw(
 
 
 _CACHE_NAME = re.compile(r"fer-([0-9a-f]{8})-([0-9a-f]{20})(\.npz|\.faces\.npy|\.labels\.npz)")
+# The names caches had before they led with their source (until d49fe9e): no version since reads
+# them, and nothing tells whose data they hold, so the first new cache written removes them all.
+_OLD_CACHE_NAME = re.compile(r"fer-[0-9a-f]{20}(\.npz|\.faces\.npy|\.labels\.npz)")
 
 
 def _drop_superseded(cache_dir: Path, key: str) -> None:
     """Remove the caches of this source's earlier contents, once its new one is written: the same
     file or folders with other files, sizes or times (a dataset edited, or copied again) can never
     be read from them again, and each of FER2013's costs 83 MB. Only names this module gives are
-    touched: other sources' caches, and damaged files set aside (``NAME.damaged``), stay."""
+    touched: other sources' caches, and damaged files set aside (``NAME.damaged``), stay. Caches
+    named the old way (``_OLD_CACHE_NAME``), which can never be read again, go too."""
     source = key.split("-", 1)[0]
-    for path in cache_dir.glob(f"fer-{source}-*"):
+    for path in cache_dir.glob("fer-*"):
         match = _CACHE_NAME.fullmatch(path.name)
-        if match and f"{match[1]}-{match[2]}" != key:
+        superseded = bool(match) and match[1] == source and f"{match[1]}-{match[2]}" != key
+        if superseded or _OLD_CACHE_NAME.fullmatch(path.name):
             # in use (Windows) or read-only: left, harmless; it is only never read
             with contextlib.suppress(OSError):
                 path.unlink()

@@ -369,13 +369,18 @@ def test_a_changed_dataset_s_new_cache_replaces_its_old_one_and_leaves_other_fil
     load_dataset(kaggle_dir, cache_dir=cache_dir, progress=False, stream=stream)
     cache_dir.joinpath("notes.txt").write_text("mine")
     cache_dir.joinpath("fer-0123abcd-0123456789abcdef0123.npz.damaged").write_bytes(b"kept to look at")
+    # named as caches were before the name led with the source: never read again, so removed too
+    old = ["fer-0123456789abcdef0123.npz", "fer-0123456789abcdef0123.faces.npy", "fer-0123456789abcdef0123.labels.npz"]
     before = {p.name for p in cache_dir.iterdir()}
+    for name in old:
+        cache_dir.joinpath(name).write_bytes(b"an old cache")
 
     write_images(kaggle_dir / "train", {"sad": 1}, prefix="Training", seed=42)  # the dataset edited
     load_dataset(kaggle_dir, cache_dir=cache_dir, progress=False, stream=stream)
     after = {p.name for p in cache_dir.iterdir()}
     per_source = 2 if stream else 1  # faces + labels, or one .npz
     assert len(before - after) == per_source and len(after - before) == per_source
+    assert not set(old) & after
     gone = before - after
     assert all(name.startswith("fer-") for name in gone)
     # the other dataset's cache, the user's file and the damaged file set aside all stay
