@@ -1,8 +1,8 @@
 """The decoded-image cache: a dataset's faces are decoded once (``layouts``) and kept in the cache
 folder under a name made of where they came from and what was there (files, sizes, times), so a
-later run reads them in a second and an edited dataset is decoded again (an ``.npz`` of faces,
-as fast to read as its cache, is cached only to be read on demand with ``stream``). A cache found damaged is
-set aside, never trusted; one superseded by a newer read of the same source is removed.
+later run reads them in a second and an edited dataset is decoded again (an ``.npz`` of faces, as
+fast to read as its cache, is cached only to be read on demand with ``stream``). A cache found
+damaged is set aside, never trusted; one superseded by a newer read of the same source is removed.
 """
 
 from __future__ import annotations
@@ -17,17 +17,7 @@ import numpy as np
 from .atomic import atomic_savez, set_aside, try_cache_write
 from .errors import DatasetError
 from .faces import IMAGE_SIZE
-from .layouts import (
-    SPLIT_GROUPS,
-    TEST,
-    UNASSIGNED,
-    VAL,
-    collect_folder,
-    decode_files,
-    decode_to_disk,
-    read_csv,
-    read_npz,
-)
+from .layouts import decode_files, decode_to_disk, list_images, read_csv, read_npz
 from .store import FaceRows, face_checksum, write_faces
 
 _CACHE_VERSION = 1
@@ -55,18 +45,11 @@ def load_raw(
         if layout == "npz" and not stream:
             return read_npz(paths["npz"])  # as fast as a cache of it would be
     else:
-        items = []
-        for role, folder in paths.items():
-            default = {**SPLIT_GROUPS, "validation": VAL}.get(role, UNASSIGNED)
-            if layout == "folders" and role in ("validation", "val") and "test" not in paths:
-                default = TEST  # train/ + validation/ only: validation/ is the held-out set.
-            items += collect_folder(folder, default, require_all_nonempty=role in ("train", "all"))
-        if not items:
-            raise DatasetError(f"no images found under {', '.join(map(str, paths.values()))}.")
+        items = list_images(layout, paths)
         if check is not None:
             check(np.array([item[2] for item in items]))
         files = sorted((str(Path(p).resolve()), s, m) for p, _, _, s, m in items)
-        # "upright-1": files are turned by their EXIF tag here (_decode), not by some OpenCV versions
+        # "upright-1": files are turned by their EXIF tag (layouts._decode), not by some OpenCV versions
         key = _fingerprint([layout, files, [(i[1], i[2]) for i in items], "upright-1"])
         source = [layout, sorted((role, str(folder.resolve())) for role, folder in paths.items())]
     # The name leads with the source (which file or folders), then what was in it: a cache this

@@ -121,7 +121,21 @@ def _group_from_name(filename: str, default: int) -> int:
     return default
 
 
-def collect_folder(folder: Path, default_group: int, require_all_nonempty: bool):
+def list_images(layout: str, paths: dict[str, Path]) -> list[tuple]:
+    """(path, label, group, size, mtime) of every image in the folders ``detect_layout`` found,
+    each image's group from its file name, else from the folder it is in."""
+    items = []
+    for role, folder in paths.items():
+        default = {**SPLIT_GROUPS, "validation": VAL}.get(role, UNASSIGNED)
+        if layout == "folders" and role in ("validation", "val") and "test" not in paths:
+            default = TEST  # train/ + validation/ only: validation/ is the held-out set.
+        items += _collect_folder(folder, default, require_all_nonempty=role in ("train", "all"))
+    if not items:
+        raise DatasetError(f"no images found under {', '.join(map(str, paths.values()))}.")
+    return items
+
+
+def _collect_folder(folder: Path, default_group: int, require_all_nonempty: bool):
     """List (path, label, group, stat) for every image under folder/<class>/."""
     items = []
     for name, class_dir in _class_dirs(folder):
